@@ -1,0 +1,256 @@
+"""Value types shared by every endpoint kind: messages, request options, responses."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from sipp.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from sipp.config import SamplingRuntimeConfig
+
+__all__ = [
+    "ChatMessage",
+    "ChatRole",
+    "EndpointKind",
+    "EndpointRef",
+    "FinishReason",
+    "LocalEmbedOptions",
+    "LocalTextOptions",
+    "SippEmbeddingResponse",
+    "SippTextOptions",
+    "SippTextResponse",
+    "TokenBatch",
+    "Usage",
+]
+
+EndpointKind = Literal["local", "gateway", "provider"]
+ChatRole = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+_ENDPOINT_KINDS = ("local", "gateway", "provider")
+_CHAT_ROLES = ("system", "user", "assistant")
+_UINT32_MAX = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class EndpointRef:
+    """A registered endpoint: ``kind`` ("local", "gateway", "provider") and its ``id``."""
+
+    kind: EndpointKind
+    id: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in _ENDPOINT_KINDS:
+            raise InvalidRequestError(
+                f"EndpointRef.kind must be one of: local, gateway, provider; got {self.kind!r}"
+            )
+        if not isinstance(self.id, str) or not self.id:
+            raise InvalidRequestError("EndpointRef.id must be a non-empty string")
+
+    @staticmethod
+    def local(id: str) -> EndpointRef:
+        return EndpointRef("local", id)
+
+    @staticmethod
+    def gateway(id: str) -> EndpointRef:
+        return EndpointRef("gateway", id)
+
+    @staticmethod
+    def provider(id: str) -> EndpointRef:
+        return EndpointRef("provider", id)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "id": self.id}
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One conversation turn: ``role`` is system, user or assistant."""
+
+    role: ChatRole
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in _CHAT_ROLES:
+            raise InvalidRequestError(
+                f"chat role must be one of: system, user, assistant; got {self.role!r}"
+            )
+        if not isinstance(self.content, str):
+            raise InvalidRequestError(
+                f"chat message content must be a string, got {type(self.content).__name__}"
+            )
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+def _check_finite(name: str, value: float | None, low: float, high: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequestError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise InvalidRequestError(f"{name} must be finite, got {value}")
+    if value < low or (high is not None and value > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise InvalidRequestError(f"{name} must be {bound}, got {value}")
+
+
+def _check_stop(name: str, stop: Sequence[str] | None) -> None:
+    if stop is None:
+        return
+    if isinstance(stop, str) or not isinstance(stop, Sequence):
+        raise InvalidRequestError(f"{name} must be a list of strings")
+    for item in stop:
+        if not isinstance(item, str):
+            raise InvalidRequestError(
+                f"{name} must contain only strings, got {type(item).__name__}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SippTextOptions:
+    """Generation options shared by every endpoint kind."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or not 0 < self.max_tokens <= _UINT32_MAX
+        ):
+            raise InvalidRequestError(
+                f"max_tokens must be a positive integer, got {self.max_tokens!r}"
+            )
+        _check_finite("temperature", self.temperature, 0.0, None)
+        _check_finite("top_p", self.top_p, 0.0, 1.0)
+        _check_stop("stop", self.stop)
+        if self.stop is not None:
+            object.__setattr__(self, "stop", tuple(self.stop))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalTextOptions:
+    """Local-only text options; rejected by gateway and provider endpoints.
+
+    ``json_schema`` may be a dict or JSON text and takes precedence over ``grammar``.
+    ``media`` holds images (file paths, raw bytes or HxWx3 uint8 arrays) for vision models.
+    """
+
+    context_key: str | None = None
+    grammar: str | None = None
+    json_schema: Mapping[str, Any] | str | bool | None = None
+    sampling: SamplingRuntimeConfig | None = None
+    media: Sequence[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.context_key is not None and not isinstance(self.context_key, str):
+            raise InvalidRequestError("local.context_key must be a string")
+        if self.grammar is not None and (not isinstance(self.grammar, str) or not self.grammar):
+            raise InvalidRequestError("local.grammar must be a non-empty GBNF string")
+        if isinstance(self.json_schema, str):
+            try:
+                json.loads(self.json_schema)
+            except json.JSONDecodeError as exc:
+                raise InvalidRequestError(
+                    f"local.json_schema is not valid JSON: {exc.msg} at position {exc.pos}"
+                ) from exc
+        elif self.json_schema is not None and not isinstance(self.json_schema, Mapping | bool):
+            raise InvalidRequestError("local.json_schema must be a dict, a bool or JSON text")
+        if self.sampling is not None:
+            from sipp.config import SamplingRuntimeConfig
+
+            if not isinstance(self.sampling, SamplingRuntimeConfig):
+                raise InvalidRequestError(
+                    "local.sampling must be a SamplingRuntimeConfig (SamplingRuntimeOverride)"
+                )
+        if self.media is not None:
+            if isinstance(self.media, str | bytes) or not isinstance(self.media, Sequence):
+                raise InvalidRequestError("local.media must be a list of images")
+            object.__setattr__(self, "media", tuple(self.media))
+
+    def is_empty(self) -> bool:
+        return (
+            self.context_key is None
+            and self.grammar is None
+            and self.json_schema is None
+            and self.sampling is None
+            and not self.media
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalEmbedOptions:
+    """Local-only embedding options; ``normalize`` (L2) defaults to True."""
+
+    context_key: str | None = None
+    normalize: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.context_key is not None and not isinstance(self.context_key, str):
+            raise InvalidRequestError("local.context_key must be a string")
+        if self.normalize is not None and not isinstance(self.normalize, bool):
+            raise InvalidRequestError("local.normalize must be a bool")
+
+    def is_empty(self) -> bool:
+        return self.context_key is None and self.normalize is None
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Text produced since the previous batch of one run.
+
+    ``sequence_start`` is the index of the first token of this batch in the run's output,
+    ``token_count`` how many tokens it covers (0 for text released late, e.g. held back by
+    a possible stop string).
+    """
+
+    text: str
+    token_count: int
+    sequence_start: int
+    request_id: str = ""
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "token_count": self.token_count,
+            "sequence_start": self.sequence_start,
+            "request_id": self.request_id,
+        }
+
+
+class Usage(TypedDict):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class SippTextResponse(TypedDict):
+    """What ``SippTextRun.result()`` returns."""
+
+    endpoint: dict[str, str]
+    text: str
+    finish_reason: FinishReason
+    usage: Usage | None
+    local_stats: dict[str, Any] | None
+
+
+class SippEmbeddingResponse(TypedDict):
+    """What ``SippEmbeddingRun.result()`` returns."""
+
+    endpoint: dict[str, str]
+    values: list[float]
+    usage: Usage | None
+    local_stats: dict[str, Any] | None
+    pooling: str | None
+    normalized: bool | None
