@@ -1,0 +1,1 @@
+"""Local inference: the engine thread per loaded model, sampler chains, text handling."""
