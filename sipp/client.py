@@ -1,0 +1,492 @@
+"""``SippClient``: the endpoint registry and the three operations.
+
+Operation code never changes with the endpoint: ``query``, ``chat`` and ``embed`` take an
+``EndpointRef`` from :meth:`SippClient.add` and return a run at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import threading
+import warnings
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from sipp.endpoints.base import EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.errors import (
+    AmbiguousEndpointError,
+    ConfigurationError,
+    EndpointNotFoundError,
+    InvalidRequestError,
+    SippError,
+    UnsupportedOperationError,
+)
+from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
+from sipp.types import (
+    ChatMessage,
+    EndpointRef,
+    LocalEmbedOptions,
+    LocalTextOptions,
+    SippTextOptions,
+)
+
+__all__ = ["SippClient"]
+
+# Keys that only make sense for a local endpoint; a gateway refuses them in endpoint_options.
+_LOCAL_ONLY_KEYS = frozenset(
+    {"context_key", "contextKey", "grammar", "json_schema", "jsonSchema", "sampling",
+     "media", "normalize", "local"}
+)
+_request_ids = itertools.count(1)
+
+
+def _close_endpoints(endpoints: dict[str, Endpoint]) -> None:
+    if endpoints:
+        warnings.warn(
+            f"SippClient with {len(endpoints)} open endpoint(s) was not closed; "
+            "call close() or use it as a context manager",
+            ResourceWarning,
+            stacklevel=2,
+        )
+        for endpoint in list(endpoints.values()):
+            endpoint.close()
+        endpoints.clear()
+
+
+def _json_options(name: str, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(f"{name} must be a JSON object (a dict with string keys)")
+
+    def check(item: Any, path: str) -> None:
+        if item is None or isinstance(item, bool | str | int):
+            return
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidRequestError(f"{path} must be a finite number, got {item}")
+            return
+        if isinstance(item, Mapping):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    raise InvalidRequestError(f"{path} keys must be strings, got {key!r}")
+                check(sub, f"{path}.{key}")
+            return
+        if isinstance(item, list | tuple):
+            for index, sub in enumerate(item):
+                check(sub, f"{path}[{index}]")
+            return
+        raise InvalidRequestError(
+            f"{path} must contain only JSON values, got {type(item).__name__}"
+        )
+
+    check(value, name)
+    result: dict[str, Any] = json.loads(json.dumps(value))
+    return result
+
+
+def _coerce_messages(messages: Sequence[ChatMessage | Mapping[str, Any]]) -> tuple[ChatMessage, ...]:
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise InvalidRequestError("messages must be a list of ChatMessage or {role, content} dicts")
+    if not messages:
+        raise InvalidRequestError("chat messages must not be empty")
+    result: list[ChatMessage] = []
+    for index, message in enumerate(messages):
+        if isinstance(message, ChatMessage):
+            result.append(message)
+        elif isinstance(message, Mapping):
+            unknown = set(message) - {"role", "content"}
+            if unknown or "role" not in message or "content" not in message:
+                raise InvalidRequestError(
+                    f"messages[{index}] must have exactly the keys role and content"
+                )
+            try:
+                result.append(ChatMessage(message["role"], message["content"]))
+            except InvalidRequestError as exc:
+                raise InvalidRequestError(f"messages[{index}]: {exc.message}") from exc
+        else:
+            raise InvalidRequestError(
+                f"messages[{index}] must be a ChatMessage or a dict, got {type(message).__name__}"
+            )
+    return tuple(result)
+
+
+class SippClient:
+    """A registry of endpoints and the entry point of ``query``, ``chat`` and ``embed``.
+
+    Use it as a context manager (sync or async) or call :meth:`close` to release every
+    loaded model and connection.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._endpoints: dict[str, Endpoint] = {}
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _close_endpoints, self._endpoints)
+
+    # ------------------------------------------------------------------ registry
+    def add(self, id: str, descriptor: Any) -> EndpointRef:
+        """Register ``descriptor`` under ``id`` and return its :class:`EndpointRef`.
+
+        Local descriptors load their model now (blocking). Reusing an id replaces the old
+        endpoint, which is closed once the new one is ready.
+        """
+        self._check_open()
+        kind = self._descriptor_kind(descriptor)
+        if not isinstance(id, str) or not id:
+            raise ConfigurationError(f"{kind} id must be a non-empty string")
+        if id != id.strip():
+            raise ConfigurationError(f"{kind} id must not contain surrounding whitespace")
+        ref = EndpointRef(kind, id)
+        endpoint = self._create_endpoint(ref, descriptor)
+        with self._lock:
+            if self._closed:
+                endpoint.close()
+                raise ConfigurationError("SippClient is closed")
+            old = self._endpoints.pop(id, None)
+            self._endpoints[id] = endpoint
+        if old is not None:
+            old.close()
+        return ref
+
+    def remove(self, endpoint: EndpointRef | str) -> None:
+        """Unregister and close one endpoint."""
+        id = endpoint.id if isinstance(endpoint, EndpointRef) else endpoint
+        with self._lock:
+            old = self._endpoints.pop(id, None)
+        if old is None:
+            raise EndpointNotFoundError(f"endpoint not found: {id}")
+        old.close()
+
+    def endpoints(self) -> list[EndpointRef]:
+        """The registered endpoints, in registration order."""
+        with self._lock:
+            return [endpoint.ref for endpoint in self._endpoints.values()]
+
+    def metrics(self, endpoint: EndpointRef | None = None) -> dict[str, Any]:
+        """Runtime metrics of one endpoint, or ``{id: metrics}`` for all that keep any."""
+        if endpoint is not None:
+            found = self._lookup(endpoint)
+            return found.metrics() or {}
+        with self._lock:
+            endpoints = list(self._endpoints.values())
+        return {e.ref.id: m for e in endpoints if (m := e.metrics()) is not None}
+
+    def endpoint(self, ref: EndpointRef) -> Endpoint:
+        """The endpoint object behind ``ref`` (for advanced use: metrics, introspection)."""
+        return self._lookup(ref)
+
+    def close(self) -> None:
+        """Close every endpoint; pending local runs fail with ``EngineClosedError``."""
+        with self._lock:
+            self._closed = True
+            endpoints = list(self._endpoints.values())
+            self._endpoints.clear()
+        self._finalizer.detach()
+        for endpoint in endpoints:
+            endpoint.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close` (runs it in a worker thread)."""
+        import asyncio
+
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> SippClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SippClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ operations
+    def query(
+        self,
+        prompt: str,
+        *,
+        endpoint: EndpointRef | None = None,
+        options: SippTextOptions | None = None,
+        local: LocalTextOptions | None = None,
+        endpoint_options: Mapping[str, Any] | None = None,
+        provider_options: Mapping[str, Any] | None = None,
+        emit_tokens: bool = False,
+        request_id: str | None = None,
+    ) -> SippTextRun:
+        """Generate from ``prompt`` exactly as given (no chat template)."""
+        if not isinstance(prompt, str):
+            raise InvalidRequestError(f"prompt must be a string, got {type(prompt).__name__}")
+        return self._start_text(
+            "query", prompt, None, endpoint, options, local, endpoint_options,
+            provider_options, emit_tokens, request_id,
+        )
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, Any]],
+        *,
+        endpoint: EndpointRef | None = None,
+        options: SippTextOptions | None = None,
+        local: LocalTextOptions | None = None,
+        endpoint_options: Mapping[str, Any] | None = None,
+        provider_options: Mapping[str, Any] | None = None,
+        emit_tokens: bool = False,
+        request_id: str | None = None,
+    ) -> SippTextRun:
+        """Generate the assistant's reply to ``messages`` (rendered by the endpoint)."""
+        return self._start_text(
+            "chat", None, _coerce_messages(messages), endpoint, options, local,
+            endpoint_options, provider_options, emit_tokens, request_id,
+        )
+
+    def embed(
+        self,
+        input: str | Sequence[str],
+        *,
+        endpoint: EndpointRef | None = None,
+        local: LocalEmbedOptions | None = None,
+        endpoint_options: Mapping[str, Any] | None = None,
+        provider_options: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> SippEmbeddingRun:
+        """Embed one text (``values`` is one vector) or a list of texts (``values`` is one
+        vector per input, in order; the inputs are batched together by local engines)."""
+        if isinstance(input, str):
+            inputs: tuple[str, ...] = (input,)
+        elif isinstance(input, Sequence) and not isinstance(input, bytes):
+            inputs = tuple(input)
+            if not inputs:
+                raise InvalidRequestError("embed input list must not be empty")
+            for index, item in enumerate(inputs):
+                if not isinstance(item, str):
+                    raise InvalidRequestError(
+                        f"input[{index}] must be a string, got {type(item).__name__}"
+                    )
+        else:
+            raise InvalidRequestError(
+                f"input must be a string or a list of strings, got {type(input).__name__}"
+            )
+        if local is not None and not isinstance(local, LocalEmbedOptions):
+            raise InvalidRequestError("local must be a LocalEmbedOptions for embed")
+        found = self._resolve(endpoint, "embed")
+        ep_options = _json_options("endpoint_options", endpoint_options)
+        pr_options = _json_options("provider_options", provider_options)
+        self._validate_boundaries(found, local, ep_options, pr_options, "embed")
+        rid = request_id or f"req-{next(_request_ids)}"
+        requests = [
+            EmbedRequest(text, local, ep_options, pr_options, rid) for text in inputs
+        ]
+        if isinstance(input, str):
+            sink = RunSink(found.ref, wants_tokens=False, request_id=rid)
+            self._dispatch(lambda: found.start_embed(requests[0], sink), sink)
+            return SippEmbeddingRun(sink)
+        return SippEmbeddingRun(self._fan_out_embed(found, requests, rid))
+
+    # ------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError("SippClient is closed")
+
+    @staticmethod
+    def _descriptor_kind(descriptor: Any) -> Literal["local", "gateway", "provider"]:
+        name = type(descriptor).__name__
+        if name == "LocalModelDescriptor":
+            return "local"
+        if name == "GatewayDescriptor":
+            return "gateway"
+        if name == "ProviderDescriptor":
+            return "provider"
+        raise ConfigurationError(
+            "descriptor must be LocalModelDescriptor, ProviderDescriptor, or GatewayDescriptor,"
+            f" got {type(descriptor).__name__}"
+        )
+
+    @staticmethod
+    def _create_endpoint(ref: EndpointRef, descriptor: Any) -> Endpoint:
+        if ref.kind == "local":
+            from sipp.endpoints.local import LocalEndpoint
+
+            return LocalEndpoint(ref, descriptor)
+        if ref.kind == "gateway":
+            from sipp.endpoints.gateway import GatewayEndpoint
+
+            return GatewayEndpoint(ref, descriptor)
+        from sipp.endpoints.provider import ProviderEndpoint
+
+        return ProviderEndpoint(ref, descriptor)
+
+    def _lookup(self, ref: EndpointRef) -> Endpoint:
+        if not isinstance(ref, EndpointRef):
+            raise InvalidRequestError(
+                f"endpoint must be an EndpointRef returned by add(), got {type(ref).__name__}"
+            )
+        with self._lock:
+            found = self._endpoints.get(ref.id)
+        if found is None or found.ref.kind != ref.kind:
+            raise EndpointNotFoundError(f"endpoint not found: {ref.kind}:{ref.id}")
+        return found
+
+    def _resolve(self, ref: EndpointRef | None, operation: Operation) -> Endpoint:
+        self._check_open()
+        if ref is not None:
+            found = self._lookup(ref)
+            if found.capability(operation) == "unsupported":
+                raise UnsupportedOperationError(
+                    f"unsupported operation {operation} on endpoint {ref.kind}:{ref.id}"
+                    + _unsupported_reason(found, operation)
+                )
+            return found
+        with self._lock:
+            candidates = [
+                e for e in self._endpoints.values()
+                if e.ref.kind == "local" and e.capability(operation) == "supported"
+            ]
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise AmbiguousEndpointError(
+                f"no supported endpoint for {operation}: pass endpoint=... (only a single "
+                "local endpoint that supports the operation is chosen implicitly)"
+            )
+        names = ", ".join(e.ref.id for e in candidates)
+        raise AmbiguousEndpointError(
+            f"ambiguous endpoint for {operation}: several local endpoints support it "
+            f"({names}); pass endpoint=..."
+        )
+
+    @staticmethod
+    def _validate_boundaries(
+        endpoint: Endpoint,
+        local: LocalTextOptions | LocalEmbedOptions | None,
+        endpoint_options: Mapping[str, Any] | None,
+        provider_options: Mapping[str, Any] | None,
+        operation: Operation,
+    ) -> None:
+        kind = endpoint.ref.kind
+        label = "embed" if operation == "embed" else "text"
+        if kind == "local":
+            if endpoint_options:
+                raise InvalidRequestError("endpoint_options are not valid for local endpoints")
+            if provider_options:
+                raise InvalidRequestError("provider_options are not valid for local endpoints")
+            return
+        if local is not None and not local.is_empty():
+            raise InvalidRequestError(f"local {label} options are not valid for {kind} endpoints")
+        if kind == "gateway":
+            if provider_options:
+                raise InvalidRequestError("provider_options are not valid for gateway endpoints")
+            for key in endpoint_options or {}:
+                if key in _LOCAL_ONLY_KEYS:
+                    raise InvalidRequestError(
+                        f"endpoint_options cannot contain local-only field: {key}"
+                    )
+        elif endpoint_options:
+            raise InvalidRequestError("endpoint_options are not valid for provider endpoints")
+
+    def _start_text(
+        self,
+        operation: Literal["query", "chat"],
+        prompt: str | None,
+        messages: tuple[ChatMessage, ...] | None,
+        ref: EndpointRef | None,
+        options: SippTextOptions | None,
+        local: LocalTextOptions | None,
+        endpoint_options: Mapping[str, Any] | None,
+        provider_options: Mapping[str, Any] | None,
+        emit_tokens: bool,
+        request_id: str | None,
+    ) -> SippTextRun:
+        if options is not None and not isinstance(options, SippTextOptions):
+            raise InvalidRequestError("options must be a SippTextOptions")
+        if local is not None and not isinstance(local, LocalTextOptions):
+            raise InvalidRequestError(f"local must be a LocalTextOptions for {operation}")
+        if not isinstance(emit_tokens, bool):
+            raise InvalidRequestError("emit_tokens must be a bool")
+        found = self._resolve(ref, operation)
+        ep_options = _json_options("endpoint_options", endpoint_options)
+        pr_options = _json_options("provider_options", provider_options)
+        self._validate_boundaries(found, local, ep_options, pr_options, operation)
+        rid = request_id or f"req-{next(_request_ids)}"
+        request = TextRequest(
+            operation, prompt, messages, options or SippTextOptions(), local,
+            ep_options, pr_options, emit_tokens, rid,
+        )
+        sink = RunSink(found.ref, wants_tokens=emit_tokens, request_id=rid)
+        self._dispatch(lambda: found.start_text(request, sink), sink)
+        return SippTextRun(sink)
+
+    @staticmethod
+    def _dispatch(start: Any, sink: RunSink) -> None:
+        """Start the work; an error the endpoint raises up front fails the run at once."""
+        try:
+            start()
+        except SippError as exc:
+            sink.fail(exc)
+
+    def _fan_out_embed(
+        self, endpoint: Endpoint, requests: list[EmbedRequest], request_id: str
+    ) -> RunSink:
+        parent = RunSink(endpoint.ref, wants_tokens=False, request_id=request_id)
+        children = [RunSink(endpoint.ref, wants_tokens=False, request_id=request_id)
+                    for _ in requests]
+        remaining = [len(children)]
+        lock = threading.Lock()
+
+        def child_done() -> None:
+            with lock:
+                remaining[0] -= 1
+                if remaining[0]:
+                    return
+            try:
+                payloads = [child._outcome() for child in children]
+            except BaseException as exc:
+                for child in children:
+                    child._request_cancel("sibling_failed")
+                parent.fail(exc)
+                return
+            parent.complete(_merge_embeddings(payloads))
+
+        def cancel_all(reason: str) -> None:
+            for child in children:
+                child._request_cancel(reason)
+
+        parent.on_cancel(cancel_all)
+        for child in children:
+            child._add_done_callback(child_done)
+        for request, child in zip(requests, children, strict=True):
+            self._dispatch(lambda r=request, c=child: endpoint.start_embed(r, c), child)
+        return parent
+
+
+def _merge_embeddings(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    usage = None
+    if all(p.get("usage") for p in payloads):
+        usage = {
+            key: sum(p["usage"][key] for p in payloads)
+            for key in ("input_tokens", "output_tokens", "total_tokens")
+        }
+    first = payloads[0]
+    return {
+        "values": [p["values"] for p in payloads],
+        "usage": usage,
+        "local_stats": {"inputs": len(payloads), "per_input": [p.get("local_stats") for p in payloads]}
+        if first.get("local_stats") is not None else None,
+        "pooling": first.get("pooling"),
+        "normalized": first.get("normalized"),
+    }
+
+
+def _unsupported_reason(endpoint: Endpoint, operation: Operation) -> str:
+    reason = getattr(endpoint, "unsupported_reason", None)
+    if callable(reason):
+        text = reason(operation)
+        if text:
+            return f": {text}"
+    return ""
