@@ -88,7 +88,9 @@ def _json_options(name: str, value: Mapping[str, Any] | None) -> dict[str, Any] 
     return result
 
 
-def _coerce_messages(messages: Sequence[ChatMessage | Mapping[str, Any]]) -> tuple[ChatMessage, ...]:
+def _coerce_messages(
+    messages: Sequence[ChatMessage | Mapping[str, Any]],
+) -> tuple[ChatMessage, ...]:
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
         raise InvalidRequestError("messages must be a list of ChatMessage or {role, content} dicts")
     if not messages:
@@ -476,8 +478,11 @@ def _merge_embeddings(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "values": [p["values"] for p in payloads],
         "usage": usage,
-        "local_stats": {"inputs": len(payloads), "per_input": [p.get("local_stats") for p in payloads]}
-        if first.get("local_stats") is not None else None,
+        "local_stats": (
+            {"inputs": len(payloads), "per_input": [p.get("local_stats") for p in payloads]}
+            if first.get("local_stats") is not None
+            else None
+        ),
         "pooling": first.get("pooling"),
         "normalized": first.get("normalized"),
     }

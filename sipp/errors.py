@@ -32,7 +32,7 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     ├── BlockedError                               blocked
     ├── RateLimitedError                           rate_limited
     ├── AdmissionError                             admission
-    ├── EndpointError                              endpoint   (gateway endpoint transport/HTTP/protocol)
+    ├── EndpointError                              endpoint   (gateway endpoint failures)
     └── ProviderError                              provider   (direct provider HTTP)
 """
 

@@ -117,7 +117,9 @@ class RunSink:
         self._async_waiters = []
         return waiters
 
-    def _finish(self, state: int, payload: dict[str, Any] | None, error: BaseException | None) -> None:
+    def _finish(
+        self, state: int, payload: dict[str, Any] | None, error: BaseException | None
+    ) -> None:
         with self._cond:
             if self._state != _PENDING:
                 return
@@ -288,7 +290,7 @@ class SippTextRun(_BaseRun[SippTextResponse]):
         index = 0
         while True:
             future = sink._async_wait(
-                lambda: index < len(sink._batches) or sink._state != _PENDING
+                lambda i=index: i < len(sink._batches) or sink._state != _PENDING  # type: ignore[misc]
             )
             if future is not None:
                 await future
