@@ -1,0 +1,109 @@
+"""Scheduler configuration: the resolved numbers the engine hands to the scheduler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+from sipp.errors import ConfigurationError
+
+__all__ = ["CACHE_MODES", "CacheMode", "Policy", "SchedulerConfig", "SchedulerMode"]
+
+SchedulerMode = Literal["latency_first", "balanced", "throughput_first"]
+Policy = Literal["fifo", "priority"]
+CacheMode = Literal[
+    "disabled", "context_key", "live_slot_prefix", "state_snapshot", "live_slot_and_snapshot"
+]
+CACHE_MODES: Final = get_args(CacheMode)
+_LIVE_MODES: Final = frozenset({"context_key", "live_slot_prefix", "live_slot_and_snapshot"})
+_SNAPSHOT_MODES: Final = frozenset({"state_snapshot", "live_slot_and_snapshot"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerConfig:
+    """Limits and policies of one model's scheduler (built by the engine from the resolved
+    ``NativeRuntimeConfig``). Invalid values raise :class:`ConfigurationError` naming the
+    field; ``cache_mode="off"`` is accepted as an alias of ``"disabled"``.
+
+    - ``n_slots``: parallel sequences (llama ``n_seq_max``); slot ids are ``0..n_slots-1``.
+    - ``n_ctx_per_slot``: KV cells one sequence may use; ``prompt + max_tokens`` must fit.
+    - ``token_budget``: tokens per ``llama_decode`` (``n_batch``).
+    - ``prefill_chunk_size``: prompt tokens per request per step (0 = only the budget caps).
+    - ``max_running_requests`` (None = ``n_slots``), ``max_queued_requests`` (bounded queue).
+    - ``policy``: ``fifo`` or ``priority`` (higher ``Request.priority`` first, FIFO among
+      equals).
+    - ``mode`` and ``decode_token_reserve``: see :func:`sipp.scheduler.split_budget`.
+    - ``cache_mode``, ``retained_prefix_tokens`` and the snapshot limits.
+    """
+
+    n_slots: int = 1
+    n_ctx_per_slot: int = 4096
+    token_budget: int = 2048
+    prefill_chunk_size: int = 0
+    max_running_requests: int | None = None
+    max_queued_requests: int = 256
+    policy: Policy = "fifo"
+    mode: SchedulerMode = "balanced"
+    decode_token_reserve: int = 1
+    cache_mode: CacheMode = "live_slot_prefix"
+    retained_prefix_tokens: int = 0
+    max_snapshot_entries: int = 32
+    max_snapshot_bytes: int = 256 * 1024 * 1024
+    snapshot_interval_tokens: int = 128
+
+    def __post_init__(self) -> None:
+        if self.cache_mode == "off":  # type: ignore[comparison-overlap]
+            object.__setattr__(self, "cache_mode", "disabled")
+        minimums = {
+            "n_slots": 1,
+            "n_ctx_per_slot": 1,
+            "token_budget": 1,
+            "prefill_chunk_size": 0,
+            "max_queued_requests": 1,
+            "decode_token_reserve": 0,
+            "retained_prefix_tokens": 0,
+            "max_snapshot_entries": 1,
+            "max_snapshot_bytes": 1,
+            "snapshot_interval_tokens": 1,
+        }
+        for name, low in minimums.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigurationError(
+                    f"scheduler config {name} must be an integer >= {low}, got {value!r}"
+                )
+        running = self.max_running_requests
+        if running is not None and (
+            isinstance(running, bool) or not isinstance(running, int) or running < 1
+        ):
+            raise ConfigurationError(
+                f"scheduler config max_running_requests must be an integer >= 1 or None, "
+                f"got {running!r}"
+            )
+        choices: dict[str, tuple[str, ...]] = {
+            "policy": get_args(Policy),
+            "mode": get_args(SchedulerMode),
+            "cache_mode": CACHE_MODES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigurationError(
+                    f"scheduler config {name} must be one of: {', '.join(allowed)}; "
+                    f"got {getattr(self, name)!r}"
+                )
+
+    @property
+    def running_limit(self) -> int:
+        """How many requests may hold a slot at once."""
+        limit = self.max_running_requests
+        return self.n_slots if limit is None else min(limit, self.n_slots)
+
+    @property
+    def live_reuse(self) -> bool:
+        """Whether finished requests leave their KV in their slot for reuse."""
+        return self.cache_mode in _LIVE_MODES
+
+    @property
+    def snapshots(self) -> bool:
+        """Whether prefix states are saved to and restored from host memory."""
+        return self.cache_mode in _SNAPSHOT_MODES

@@ -1,0 +1,140 @@
+"""Scheduler-side state of one sequence."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from sipp.scheduler._tokens import TokenBuffer, as_token_array
+from sipp.types import FinishReason
+
+__all__ = ["CacheSource", "Request", "RequestKind", "RequestStatus"]
+
+RequestKind = Literal["generate", "embed"]
+CacheSource = Literal["none", "live", "snapshot"]
+
+
+class RequestStatus(enum.Enum):
+    """Life cycle: WAITING → RUNNING (→ PREEMPTED → RUNNING …) → one FINISHED_* state."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    PREEMPTED = "preempted"
+    FINISHED_STOPPED = "finished_stopped"
+    FINISHED_LENGTH = "finished_length"
+    FINISHED_CANCELLED = "finished_cancelled"
+    FINISHED_ERROR = "finished_error"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.value.startswith("finished")
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        """The client-facing finish reason, or None while not finished."""
+        return _REASONS.get(self)
+
+    @classmethod
+    def from_reason(cls, reason: FinishReason) -> RequestStatus:
+        """The finished status for a client finish reason."""
+        for status, name in _REASONS.items():
+            if name == reason:
+                return status
+        raise ValueError(f"finish reason must be one of: stop, length, cancelled, error; "
+                         f"got {reason!r}")
+
+
+_REASONS: dict[RequestStatus, FinishReason] = {
+    RequestStatus.FINISHED_STOPPED: "stop",
+    RequestStatus.FINISHED_LENGTH: "length",
+    RequestStatus.FINISHED_CANCELLED: "cancelled",
+    RequestStatus.FINISHED_ERROR: "error",
+}
+
+
+@dataclass(eq=False)
+class Request:
+    """One generate or embed sequence as the scheduler sees it.
+
+    ``prompt_tokens`` is stored as an int32 array. The sequence the slot's KV must hold is
+    ``prompt + output_tokens`` (``all_tokens``); ``num_computed_tokens`` of them are in KV.
+    While decoding, exactly one token (the last sampled) is pending. ``num_cached_tokens``
+    counts prompt tokens reused from a cache at (the last) admission. The engine may hang its
+    own per-request state on ``payload``.
+    """
+
+    request_id: int
+    prompt_tokens: npt.NDArray[np.int32] | Sequence[int]
+    max_tokens: int = 16
+    context_key: str | None = None
+    kind: RequestKind = "generate"
+    priority: int = 0
+    arrival_time: float = field(default_factory=time.monotonic)
+    payload: object = None
+    output_tokens: list[int] = field(default_factory=list)
+    num_computed_tokens: int = 0
+    num_cached_tokens: int = 0
+    slot: int | None = None
+    status: RequestStatus = RequestStatus.WAITING
+    cache_source: CacheSource = "none"
+    num_preemptions: int = 0
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_id, bool) or not isinstance(self.request_id, int):
+            raise ValueError(f"request_id must be an int, got {self.request_id!r}")
+        self.prompt_tokens = as_token_array(self.prompt_tokens, "prompt_tokens")
+        if self.prompt_tokens.shape[0] == 0:
+            raise ValueError("prompt_tokens must hold at least one token")
+        if self.kind not in ("generate", "embed"):
+            raise ValueError(f"kind must be one of: generate, embed; got {self.kind!r}")
+        if self.kind == "embed":
+            self.max_tokens = 0
+        elif isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or (
+            self.max_tokens < 1
+        ):
+            raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        if self.context_key is not None and not isinstance(self.context_key, str):
+            raise ValueError(f"context_key must be a str or None, got {self.context_key!r}")
+        self.all_tokens = TokenBuffer(self.prompt_tokens, extra_capacity=self.max_tokens + 1)
+        for token in self.output_tokens:
+            self.all_tokens.append(token)
+        # scheduler bookkeeping
+        self._admit_seq = 0
+        self._queue_seq = 0
+        self._snapshot_plan: list[tuple[int, bytes]] = []
+        self._pending_save: tuple[int, bytes] | None = None
+        self._skipped_steps = 0
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return int(self.prompt_tokens.shape[0])  # type: ignore[union-attr]
+
+    @property
+    def num_tokens(self) -> int:
+        """Prompt plus generated tokens."""
+        return len(self.all_tokens)
+
+    @property
+    def num_pending_tokens(self) -> int:
+        """Tokens not in KV yet (1 while decoding)."""
+        return len(self.all_tokens) - self.num_computed_tokens
+
+    @property
+    def is_prefilling(self) -> bool:
+        """More than one token to compute, or an embed request not yet run."""
+        return self.num_pending_tokens > 1 or self.kind == "embed"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status.is_finished
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        return self.status.finish_reason
