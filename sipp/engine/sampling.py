@@ -1,0 +1,222 @@
+"""Sampler chains: resolve sampling settings, plan the chain, build it in C.
+
+Resolution order: Sipp defaults (inventory §2.2) ← the model's ``sampling`` config ← the
+request's ``LocalTextOptions.sampling`` override (only the fields it sets) ← the common
+``SippTextOptions.temperature`` / ``top_p`` shortcuts (a different value in both places is an
+``InvalidRequestError``).
+
+:func:`plan_chain` turns a :class:`~sipp.config.ResolvedSamplingConfig` into an ordered
+tuple of :class:`Stage` values (pure Python, testable without a model); :func:`build_chain` creates
+the native ``llama_sampler`` chain from a plan. Every stage runs in C:
+
+* ``temperature == 0`` → greedy argmax (with logit bias and grammar only);
+* mirostat 1 / 2 → temperature then the mirostat sampler (it picks the token);
+* otherwise the configured ``samplers`` in order, then ``dist(seed)``. On large vocabularies
+  ``top_k`` moves ahead of ``penalties`` and ``dry`` so those run on k candidates instead of
+  the full vocabulary.
+
+A grammar (GBNF, or compiled from a JSON schema, which wins) goes first so every later stage
+only sees tokens the grammar allows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sipp.config import ResolvedSamplingConfig, SamplingRuntimeConfig
+from sipp.errors import InvalidRequestError
+
+__all__ = [
+    "Stage",
+    "history_length",
+    "is_greedy",
+    "plan_chain",
+    "resolve_grammar",
+    "resolve_sampling",
+]
+
+_EXPENSIVE_ON_FULL_VOCAB = frozenset({"penalties", "dry"})
+LARGE_VOCAB = 32_768
+DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a random seed per chain
+
+
+def resolve_sampling(
+    base: ResolvedSamplingConfig,
+    override: SamplingRuntimeConfig | None = None,
+    *,
+    temperature: float | None = None,
+    top_p: float | None = None,
+) -> ResolvedSamplingConfig:
+    """The model's resolved sampling with a request override and the common ``temperature``
+    / ``top_p`` options applied (both set to different values → ``InvalidRequestError``)."""
+    changes: dict[str, float] = {}
+    for name, common in (("temperature", temperature), ("top_p", top_p)):
+        if common is None:
+            continue
+        local = getattr(override, name, None) if override is not None else None
+        if local is not None and not math.isclose(float(local), float(common)):
+            raise InvalidRequestError(f"common {name} conflicts with local sampling.{name}")
+        changes[name] = float(common)
+    resolved = base.with_override(override)
+    if changes:
+        resolved = dataclasses.replace(
+            resolved,
+            temperature=changes.get("temperature", resolved.temperature),
+            top_p=changes.get("top_p", resolved.top_p),
+        )
+    return resolved
+
+
+def is_greedy(params: ResolvedSamplingConfig) -> bool:
+    """Temperature 0 without mirostat: a plain argmax."""
+    return params.temperature <= 0.0 and params.mirostat == 0
+
+
+def resolve_grammar(grammar: str | None, json_schema: Any) -> str | None:
+    """The GBNF for a request: compiled from ``json_schema`` when given (it wins), else
+    ``grammar``, else None."""
+    if json_schema is not None and json_schema is not False:
+        from sipp.engine.json_schema import json_schema_to_gbnf
+
+        schema = json.loads(json_schema) if isinstance(json_schema, str) else json_schema
+        return str(json_schema_to_gbnf(schema))
+    return grammar
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One sampler of a chain: the llama.cpp sampler ``name`` and its arguments."""
+
+    name: str
+    args: tuple[Any, ...] = field(default=())
+
+
+def history_length(params: ResolvedSamplingConfig) -> int:
+    """How many prompt tokens to feed the chain before sampling (repeat/DRY windows)."""
+    if is_greedy(params) or params.mirostat:
+        return 0
+    n = 0
+    if "penalties" in params.samplers and _penalties_active(params):
+        n = max(n, params.repeat_last_n if params.repeat_last_n >= 0 else 1 << 30)
+    if "dry" in params.samplers and params.dry_multiplier > 0:
+        n = max(n, params.dry_penalty_last_n if params.dry_penalty_last_n >= 0 else 1 << 30)
+    return n
+
+
+def _penalties_active(p: ResolvedSamplingConfig) -> bool:
+    return p.repeat_last_n != 0 and (
+        p.repeat_penalty != 1.0 or p.frequency_penalty != 0.0 or p.presence_penalty != 0.0
+    )
+
+
+def plan_chain(
+    params: ResolvedSamplingConfig,
+    *,
+    n_vocab: int,
+    n_ctx: int,
+    grammar: str | None = None,
+    eog_tokens: Sequence[int] = (),
+) -> tuple[Stage, ...]:
+    """The ordered stages of the sampler chain for ``params``."""
+    stages: list[Stage] = []
+    bias = list(params.logit_bias)
+    if params.ignore_eos:
+        bias.extend((token, -math.inf) for token in eog_tokens)
+    for token, _ in bias:
+        if token >= n_vocab:
+            raise InvalidRequestError(
+                f"sampling.logit_bias token id {token} is outside the vocabulary (size {n_vocab})"
+            )
+    if grammar:
+        stages.append(Stage("grammar", (grammar, "root")))
+    if bias:
+        stages.append(Stage("logit_bias", (n_vocab, tuple(bias))))
+    seed = DEFAULT_SEED if params.seed is None else params.seed
+    if is_greedy(params):
+        stages.append(Stage("greedy"))
+        return tuple(stages)
+    if params.mirostat == 1:
+        stages.append(Stage("temperature", (params.temperature,)))
+        stages.append(
+            Stage("mirostat", (n_vocab, seed, params.mirostat_tau, params.mirostat_eta, 100))
+        )
+        return tuple(stages)
+    if params.mirostat == 2:
+        stages.append(Stage("temperature", (params.temperature,)))
+        stages.append(Stage("mirostat_v2", (seed, params.mirostat_tau, params.mirostat_eta)))
+        return tuple(stages)
+    for name in _ordered(params.samplers, n_vocab, params.top_k):
+        stage = _stage(name, params, n_vocab, n_ctx)
+        if stage is not None:
+            stages.append(stage)
+    if not stages or stages[-1].name != "adaptive_p":
+        stages.append(Stage("dist", (seed,)))
+    return tuple(stages)
+
+
+def _ordered(samplers: tuple[str, ...], n_vocab: int, top_k: int) -> tuple[str, ...]:
+    if n_vocab < LARGE_VOCAB or top_k <= 0 or "top_k" not in samplers:
+        return samplers
+    first_expensive = next(
+        (i for i, s in enumerate(samplers) if s in _EXPENSIVE_ON_FULL_VOCAB), None
+    )
+    k_at = samplers.index("top_k")
+    if first_expensive is None or k_at < first_expensive:
+        return samplers
+    rest = [s for i, s in enumerate(samplers) if i != k_at]
+    rest.insert(first_expensive, "top_k")
+    return tuple(rest)
+
+
+def _stage(name: str, p: ResolvedSamplingConfig, n_vocab: int, n_ctx: int) -> Stage | None:
+    min_keep = p.min_keep
+    if name == "top_k":
+        return Stage("top_k", (p.top_k,)) if p.top_k > 0 else None
+    if name == "top_p":
+        return Stage("top_p", (p.top_p, min_keep)) if p.top_p < 1.0 else None
+    if name == "min_p":
+        return Stage("min_p", (p.min_p, min_keep)) if p.min_p > 0.0 else None
+    if name == "typical_p":
+        return Stage("typical", (p.typical_p, min_keep)) if p.typical_p < 1.0 else None
+    if name == "xtc":
+        if p.xtc_probability <= 0.0:
+            return None
+        seed = DEFAULT_SEED if p.seed is None else p.seed
+        return Stage("xtc", (p.xtc_probability, p.xtc_threshold, min_keep, seed))
+    if name == "top_n_sigma":
+        if p.top_n_sigma is None or p.top_n_sigma <= 0:
+            return None
+        return Stage("top_n_sigma", (p.top_n_sigma,))
+    if name == "temperature":
+        if p.dynatemp_range > 0:
+            return Stage("temp_ext", (p.temperature, p.dynatemp_range, p.dynatemp_exponent))
+        return Stage("temperature", (p.temperature,))
+    if name == "penalties":
+        if not _penalties_active(p):
+            return None
+        last_n = n_ctx if p.repeat_last_n == -1 else p.repeat_last_n
+        return Stage(
+            "penalties",
+            (n_vocab, last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty),
+        )
+    if name == "dry":
+        if p.dry_multiplier <= 0:
+            return None
+        last_n = n_ctx if p.dry_penalty_last_n == -1 else p.dry_penalty_last_n
+        return Stage(
+            "dry",
+            (p.dry_multiplier, p.dry_base, p.dry_allowed_length, last_n, p.dry_sequence_breakers),
+        )
+    if name == "infill":
+        return Stage("infill")
+    if name == "adaptive_p":
+        if p.adaptive_target is None or p.adaptive_target < 0:
+            return None
+        seed = DEFAULT_SEED if p.seed is None else p.seed
+        return Stage("adaptive_p", (p.adaptive_target, p.adaptive_decay, seed))
+    raise InvalidRequestError(f"sampling.samplers: unknown sampler stage {name!r}")
