@@ -10,18 +10,20 @@ Every later call is served from the cache.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 from pathlib import Path
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10
+    import tomli as tomllib
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PIN_FILE = REPO_ROOT / "native" / "pin.toml"
@@ -56,27 +58,60 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _pip_commands() -> list[list[str]]:
+    """pip invocations to try: this interpreter's, then any ``pip`` on PATH.
+
+    Inside pip's isolated build environment ``sys.executable -m pip`` may be unavailable.
+    """
+    commands = [[sys.executable, "-m", "pip"]]
+    for name in ("pip3", "pip"):
+        found = shutil.which(name)
+        if found:
+            commands.append([found])
+    return commands
+
+
+def _download_with_pip(pin: dict[str, str], tmp: Path) -> Path | None:
+    spec = f"{pin['distribution']}=={pin['version']}"
+    candidate = tmp / pin["filename"]
+    for pip in _pip_commands():
+        cmd = [*pip, "download", "--no-deps", "--no-binary", ":all:", "--quiet", "-d", str(tmp)]
+        # pip may try to prepare metadata of the sdist; skip that when pip allows it.
+        for extra in (["--no-build-isolation"], []):
+            result = subprocess.run([*cmd, *extra, spec], capture_output=True, text=True)
+            if candidate.exists():
+                return candidate
+            if "No module named pip" in result.stderr:
+                break
+    return None
+
+
+def _download_with_urllib(pin: dict[str, str], tmp: Path) -> Path:
+    """Fetch the pinned file URL from PyPI's JSON API (no pip needed)."""
+    api = f"https://pypi.org/pypi/{pin['distribution']}/{pin['version']}/json"
+    with urllib.request.urlopen(api, timeout=60) as response:
+        release = json.load(response)
+    urls = [u["url"] for u in release.get("urls", []) if u.get("filename") == pin["filename"]]
+    if not urls:
+        raise RuntimeError(f"PyPI lists no file {pin['filename']} at {api}")
+    candidate = tmp / pin["filename"]
+    with urllib.request.urlopen(urls[0], timeout=300) as response, candidate.open("wb") as out:
+        shutil.copyfileobj(response, out)
+    return candidate
+
+
 def _download(pin: dict[str, str], dest_dir: Path) -> Path:
     archive = dest_dir / pin["filename"]
     if archive.exists() and sha256_file(archive) == pin["sha256"]:
         return archive
     spec = f"{pin['distribution']}=={pin['version']}"
-    log(f"downloading {spec} (sdist) from PyPI with pip")
-    with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
-        cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-            "--no-build-isolation", "--quiet", "-d", tmp, spec,
-        ]
-        # pip may try to prepare metadata of the sdist; skip that when pip allows it.
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        candidate = Path(tmp) / pin["filename"]
-        if not candidate.exists():
-            cmd = [c for c in cmd if c != "--no-build-isolation"]
-            result = subprocess.run(cmd, capture_output=True, text=True)
-        if not candidate.exists():
-            raise RuntimeError(
-                f"pip could not download {spec}:\n{result.stdout}\n{result.stderr}"
-            )
+    log(f"downloading {spec} (sdist) from PyPI")
+    with tempfile.TemporaryDirectory(dir=dest_dir) as tmp_name:
+        tmp = Path(tmp_name)
+        candidate = _download_with_pip(pin, tmp)
+        if candidate is None:
+            log("pip is unavailable here or failed; downloading from PyPI's JSON API")
+            candidate = _download_with_urllib(pin, tmp)
         actual = sha256_file(candidate)
         if actual != pin["sha256"]:
             raise RuntimeError(
@@ -85,6 +120,18 @@ def _download(pin: dict[str, str], dest_dir: Path) -> Path:
         shutil.move(str(candidate), archive)
     log(f"verified sha256 {pin['sha256']}")
     return archive
+
+
+def _extract(tar: tarfile.TarFile, dest: Path, members: list[tarfile.TarInfo]) -> None:
+    """``extractall`` with the safe ``data`` filter where this Python has it (3.10.12+)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, members=members, filter="data")
+        return
+    for member in members:  # older Pythons: refuse links and paths escaping ``dest``
+        target = (dest / member.name).resolve()
+        if not target.is_relative_to(dest.resolve()) or member.issym() or member.islnk():
+            raise RuntimeError(f"refusing unsafe archive member {member.name!r}")
+    tar.extractall(dest, members=members)
 
 
 def ensure_source() -> Path:
@@ -106,10 +153,10 @@ def ensure_source() -> Path:
         for member in tar.getmembers():
             if not member.name.startswith(prefix):
                 continue
-            member.name = member.name[len(prefix):]
+            member.name = member.name[len(prefix) :]
             if member.name:
                 members.append(member)
-        tar.extractall(staging, members=members, filter="data")
+        _extract(tar, staging, members)
     shutil.rmtree(source_dir, ignore_errors=True)
     staging.rename(source_dir)
     archive.unlink()
