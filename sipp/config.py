@@ -147,7 +147,8 @@ def _show(value: object) -> str:
     if value is None or isinstance(value, bool | int | float | str):
         text = repr(value)
         return text if len(text) <= 80 else text[:77] + "..."
-    return f"a {type(value).__name__}"
+    name = type(value).__name__
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _num(bound: float) -> str:
@@ -225,6 +226,12 @@ def _bool(value: object, path: str) -> bool:
 
 def _text(value: object, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{path} must be a non-empty string, got {_show(value)}")
+    return value
+
+
+def _breaker(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{path} must be a non-empty string, got {_show(value)}")
     return value
 
@@ -614,7 +621,7 @@ class SamplingRuntimeConfig(_Group):
         default=None, metadata=_rule(_int(-1, note=" (-1 means the whole context)"))
     )
     dry_sequence_breakers: Sequence[str] | None = field(
-        default=None, metadata=_rule(_list(_text, "non-empty strings"))
+        default=None, metadata=_rule(_list(_breaker, "non-empty strings"))
     )
     mirostat: Literal[0, 1, 2] | None = field(default=None, metadata=_rule(_choice_int((0, 1, 2))))
     mirostat_tau: float | None = field(default=None, metadata=_rule(_float(0.0)))
