@@ -1,0 +1,1 @@
+"""NumPy reference implementations used to check native results in tests."""
