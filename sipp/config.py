@@ -29,7 +29,7 @@ import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields, replace
-from typing import Any, ClassVar, Final, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar, get_args
 
 from sipp.errors import ConfigurationError
 
@@ -708,6 +708,18 @@ class SchedulerRuntimeConfig(_Group):
     )
     max_queued_requests: int | None = field(default=None, metadata=_rule(_int(1)))
 
+    if TYPE_CHECKING:  # the generated __init__ also takes a dict for ``policy``
+
+        def __init__(
+            self,
+            *,
+            continuous_batching: bool | None = None,
+            policy: SchedulerPolicyConfig | Mapping[str, Any] | None = None,
+            prefill_chunk_size: int | None = None,
+            max_running_requests: int | None = None,
+            max_queued_requests: int | None = None,
+        ) -> None: ...
+
     def resolve(self, *, n_parallel: int = 1) -> ResolvedSchedulerConfig:
         """Apply the defaults; ``n_parallel`` is the context's slot count."""
         return ResolvedSchedulerConfig(
@@ -874,6 +886,21 @@ class NativeRuntimeConfig(_Group):
         default_factory=lambda: ObservabilityRuntimeConfig(),
         metadata={_RULE: _group(ObservabilityRuntimeConfig)},
     )
+
+    if TYPE_CHECKING:  # the generated __init__ also takes a dict for each group
+
+        def __init__(
+            self,
+            *,
+            placement: ModelPlacementConfig | Mapping[str, Any] | None = None,
+            context: ContextRuntimeConfig | Mapping[str, Any] | None = None,
+            sampling: SamplingRuntimeConfig | Mapping[str, Any] | None = None,
+            scheduler: SchedulerRuntimeConfig | Mapping[str, Any] | None = None,
+            cache: CacheRuntimeConfig | Mapping[str, Any] | None = None,
+            multimodal: MultimodalRuntimeConfig | Mapping[str, Any] | None = None,
+            residency: ResidencyRuntimeConfig | Mapping[str, Any] | None = None,
+            observability: ObservabilityRuntimeConfig | Mapping[str, Any] | None = None,
+        ) -> None: ...
 
     def _check_together(self) -> None:
         running = self.scheduler.max_running_requests

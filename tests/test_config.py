@@ -233,7 +233,11 @@ def test_cache_modes(
 
 
 def test_numbers_are_normalized() -> None:
-    sampling = SamplingRuntimeConfig(top_p=1, top_k=np.int64(5), temperature=np.float32(0.5))
+    sampling = SamplingRuntimeConfig(
+        top_p=1,
+        top_k=np.int64(5),  # type: ignore[arg-type]
+        temperature=np.float32(0.5),  # type: ignore[arg-type]
+    )
     assert isinstance(sampling.top_p, float) and sampling.top_p == 1.0
     assert type(sampling.top_k) is int and sampling.top_k == 5
     assert type(sampling.temperature) is float
