@@ -28,7 +28,7 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import Field, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar, get_args
 
 from sipp.errors import ConfigurationError
@@ -373,12 +373,12 @@ class _Group:
     def __post_init__(self) -> None:
         for spec in fields(self):
             value = getattr(self, spec.name)
-            if value is None:
+            if value is None:  # "use the default": groups and flags have a concrete one
                 factory = spec.default_factory
-                if isinstance(spec.default, bool):
-                    object.__setattr__(self, spec.name, spec.default)
-                elif callable(factory):
+                if callable(factory):
                     object.__setattr__(self, spec.name, factory())
+                elif spec.default is not MISSING and spec.default is not None:
+                    object.__setattr__(self, spec.name, spec.default)
                 continue
             rule: _Rule = spec.metadata[_RULE]
             object.__setattr__(self, spec.name, rule(value, _join(self._PATH, spec.name)))

@@ -187,6 +187,11 @@ def test_unset_fields_stay_none_until_resolved() -> None:
     assert config.context.n_parallel is None
     assert config.sampling.top_k is None
     assert config.observability.runtime_metrics is False
+    explicit_none = NativeRuntimeConfig(
+        context=None,
+        observability=ObservabilityRuntimeConfig(runtime_metrics=None),  # type: ignore[arg-type]
+    )
+    assert explicit_none == NativeRuntimeConfig()
 
 
 def test_set_values_survive_resolve() -> None:
