@@ -77,7 +77,10 @@ def struct_fields(cdef: str, tags: Sequence[str]) -> dict[str, list[str]]:
             raise ValueError(f"BY_VALUE_STRUCTS names struct {tag!r}, not in the cdef") from exc
         fields = ctype.fields
         if fields is None:
-            raise ValueError(f"struct {tag} is opaque in the cdef; it cannot be passed by value")
+            raise ValueError(
+                f"BY_VALUE_STRUCTS names struct {tag}, which the cdef does not declare with "
+                "fields (missing or opaque); a struct passed by value needs its fields"
+            )
         out[tag] = [name for name, field in fields if field.bitsize < 0 and name]
     return out
 
