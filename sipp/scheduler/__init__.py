@@ -49,6 +49,7 @@ the last prompt token to decode. Idle slots keep their KV until needed (LRU evic
 Positions equal token indexes: ``Request.all_tokens[:num_computed_tokens]`` is the KV.
 """
 
+from sipp.scheduler._budget import fair_shares, split_budget
 from sipp.scheduler._config import CACHE_MODES, CacheMode, Policy, SchedulerConfig, SchedulerMode
 from sipp.scheduler._ops import (
     KvClear,
@@ -61,6 +62,8 @@ from sipp.scheduler._ops import (
     SnapshotSave,
 )
 from sipp.scheduler._request import CacheSource, Request, RequestKind, RequestStatus
+from sipp.scheduler._scheduler import Scheduler, SchedulerStats
+from sipp.scheduler._slots import SlotState
 from sipp.scheduler._snapshots import SnapshotEntry, SnapshotStore
 
 __all__ = [
@@ -76,11 +79,16 @@ __all__ = [
     "RequestKind",
     "RequestStatus",
     "ScheduledChunk",
+    "Scheduler",
     "SchedulerConfig",
     "SchedulerMode",
     "SchedulerOutput",
+    "SchedulerStats",
+    "SlotState",
     "SnapshotEntry",
     "SnapshotRestore",
     "SnapshotSave",
     "SnapshotStore",
+    "fair_shares",
+    "split_budget",
 ]

@@ -46,8 +46,9 @@ class RequestStatus(enum.Enum):
         for status, name in _REASONS.items():
             if name == reason:
                 return status
-        raise ValueError(f"finish reason must be one of: stop, length, cancelled, error; "
-                         f"got {reason!r}")
+        raise ValueError(
+            f"finish reason must be one of: stop, length, cancelled, error; got {reason!r}"
+        )
 
 
 _REASONS: dict[RequestStatus, FinishReason] = {
@@ -96,8 +97,10 @@ class Request:
             raise ValueError(f"kind must be one of: generate, embed; got {self.kind!r}")
         if self.kind == "embed":
             self.max_tokens = 0
-        elif isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or (
-            self.max_tokens < 1
+        elif (
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or (self.max_tokens < 1)
         ):
             raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
         if self.context_key is not None and not isinstance(self.context_key, str):

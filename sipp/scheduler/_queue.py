@@ -1,0 +1,75 @@
+"""The waiting queue: FIFO or priority order, preempted requests at the front."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+from sipp.scheduler._request import Request
+
+__all__ = ["WaitQueue"]
+
+
+class WaitQueue:
+    """A heap of waiting requests; removal is lazy (O(log n) amortized per operation).
+
+    Order key: ``(-priority if by_priority else 0, sequence)``; :meth:`push_front` uses a
+    decreasing sequence so preempted requests come before every queued one of their rank.
+    """
+
+    def __init__(self, *, by_priority: bool) -> None:
+        self._by_priority = by_priority
+        self._heap: list[tuple[int, int, int, Request]] = []
+        self._members: dict[int, Request] = {}
+        self._back = itertools.count(1)
+        self._front = itertools.count(-1, -1)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._members
+
+    def _push(self, request: Request, seq: int) -> None:
+        rank = -request.priority if self._by_priority else 0
+        self._members[request.request_id] = request
+        heapq.heappush(self._heap, (rank, seq, request.request_id, request))
+
+    def push(self, request: Request) -> None:
+        """Queue behind every waiting request of the same rank."""
+        self._push(request, next(self._back))
+
+    def push_front(self, request: Request) -> None:
+        """Queue ahead of every waiting request of the same rank (preemption)."""
+        self._push(request, next(self._front))
+
+    def _settle(self) -> None:
+        heap = self._heap
+        while heap and self._members.get(heap[0][2]) is not heap[0][3]:
+            heapq.heappop(heap)
+
+    def peek(self) -> Request | None:
+        """The next request to admit, or None."""
+        self._settle()
+        return self._heap[0][3] if self._heap else None
+
+    def pop(self) -> Request:
+        """Remove and return the next request (the queue must not be empty)."""
+        self._settle()
+        request = heapq.heappop(self._heap)[3]
+        del self._members[request.request_id]
+        return request
+
+    def get(self, request_id: int) -> Request | None:
+        """A waiting request by id, or None."""
+        return self._members.get(request_id)
+
+    def remove(self, request_id: int) -> Request | None:
+        """Remove a request wherever it is; returns it, or None when absent."""
+        return self._members.pop(request_id, None)
+
+    def requests(self) -> list[Request]:
+        """Waiting requests in admission order."""
+        self._settle()
+        live = [e for e in self._heap if self._members.get(e[2]) is e[3]]
+        return [e[3] for e in sorted(live)]

@@ -1,0 +1,525 @@
+"""The scheduler: admission, step planning, KV reuse bookkeeping, preemption, cancel."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sipp.errors import QueueFullError, RequestTooLargeError
+from sipp.scheduler._budget import fair_shares, split_budget
+from sipp.scheduler._config import SchedulerConfig
+from sipp.scheduler._ops import (
+    KvClear,
+    KvCopy,
+    KvOp,
+    KvRemove,
+    ScheduledChunk,
+    SchedulerOutput,
+    SnapshotRestore,
+    SnapshotSave,
+)
+from sipp.scheduler._queue import WaitQueue
+from sipp.scheduler._request import Request, RequestStatus
+from sipp.scheduler._slots import Slot, SlotState
+from sipp.scheduler._snapshots import SnapshotEntry, SnapshotStore
+from sipp.scheduler._tokens import common_prefix_len, prefix_hashes
+from sipp.types import FinishReason
+
+__all__ = ["Scheduler", "SchedulerStats"]
+
+_STARVED_EMBED_STEPS = 2
+
+
+@dataclass
+class SchedulerStats:
+    """Counters since creation (``last_*`` describe the latest planned step)."""
+
+    steps: int = 0
+    scheduled_tokens: int = 0
+    decode_tokens: int = 0
+    prefill_tokens: int = 0
+    last_batch_tokens: int = 0
+    last_batch_requests: int = 0
+    admitted: int = 0
+    finished: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    preemptions: int = 0
+    kv_full_events: int = 0
+    idle_evictions: int = 0
+    cache_hits: int = 0
+    reused_tokens: int = 0
+    snapshot_hits: int = 0
+    snapshot_saves: int = 0
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        """A plain copy for reporting."""
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(self).items()}
+
+
+@dataclass(frozen=True)
+class _Reuse:
+    tokens: int = 0
+    live_slot: Slot | None = None
+    snapshot: SnapshotEntry | None = None
+
+
+class Scheduler:
+    """Decides, step by step, what the engine decodes; see :mod:`sipp.scheduler`.
+
+    Everything except :meth:`cancel` must be called from the engine thread.
+    """
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.stats = SchedulerStats()
+        self.snapshot_store = SnapshotStore(config.max_snapshot_entries, config.max_snapshot_bytes)
+        self._slots = [Slot(i) for i in range(config.n_slots)]
+        self._queue = WaitQueue(by_priority=config.policy == "priority")
+        self._running: dict[int, Request] = {}
+        self._ops: list[KvOp] = []
+        self._finished_out: list[Request] = []
+        self._inflight: SchedulerOutput | None = None
+        self._cancel_lock = threading.Lock()
+        self._cancels: dict[int, str] = {}
+        self._tick = 0
+        self._admit_counter = 0
+        self._decode_rr = 0
+        self._prefill_rr = 0
+        self._admission_blocked = False
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def num_waiting(self) -> int:
+        return len(self._queue)
+
+    @property
+    def num_running(self) -> int:
+        return len(self._running)
+
+    @property
+    def has_work(self) -> bool:
+        """True while anything is queued, running, or waiting to be applied."""
+        return bool(self._queue or self._running or self._ops or self._cancels)
+
+    def running_requests(self) -> list[Request]:
+        """Running requests in admission order."""
+        return list(self._running.values())
+
+    def waiting_requests(self) -> list[Request]:
+        """Waiting requests in admission order."""
+        return self._queue.requests()
+
+    def get(self, request_id: int) -> Request | None:
+        """A waiting or running request by id."""
+        return self._running.get(request_id) or self._queue.get(request_id)
+
+    def slot_states(self) -> list[tuple[SlotState, int, str | None]]:
+        """``(state, cached tokens, context_key)`` for every slot."""
+        return [(s.state, s.mirror().shape[0], s.context_key) for s in self._slots]
+
+    # ------------------------------------------------------------------ requests in
+    def add(self, request: Request) -> None:
+        """Queue a request; raises ``QueueFullError`` or ``RequestTooLargeError`` at once."""
+        cfg = self.config
+        if request.status is not RequestStatus.WAITING:
+            raise ValueError(
+                f"request {request.request_id} is {request.status.value}, "
+                "only new (waiting) requests can be added"
+            )
+        if request.request_id in self._running or request.request_id in self._queue:
+            raise ValueError(f"request_id {request.request_id} is already scheduled")
+        n_prompt = request.num_prompt_tokens
+        if request.kind == "embed":
+            limit = min(cfg.n_ctx_per_slot, cfg.token_budget)
+            if n_prompt > limit:
+                raise RequestTooLargeError(
+                    f"embedding input has {n_prompt} tokens but one batch holds at most "
+                    f"{limit} (n_ctx_per_slot={cfg.n_ctx_per_slot}, "
+                    f"token_budget={cfg.token_budget})"
+                )
+        elif n_prompt + request.max_tokens > cfg.n_ctx_per_slot:
+            raise RequestTooLargeError(
+                f"prompt of {n_prompt} tokens plus max_tokens={request.max_tokens} needs "
+                f"{n_prompt + request.max_tokens} tokens but a sequence holds "
+                f"n_ctx_per_slot={cfg.n_ctx_per_slot}"
+            )
+        if len(self._queue) >= cfg.max_queued_requests:
+            raise QueueFullError(
+                f"request queue is full: {len(self._queue)} requests waiting "
+                f"(max_queued_requests={cfg.max_queued_requests})"
+            )
+        self._queue.push(request)
+
+    def cancel(self, request_id: int, reason: str = "cancelled") -> None:
+        """Cancel a waiting or running request at the next :meth:`schedule` (thread-safe)."""
+        with self._cancel_lock:
+            self._cancels.setdefault(request_id, reason)
+
+    # ------------------------------------------------------------------ planning
+    def schedule(self) -> SchedulerOutput:
+        """Plan one step: cancellations, admissions, KV operations and the batch."""
+        if self._inflight is not None:
+            raise RuntimeError("schedule() called again before update_from_output()")
+        self._tick += 1
+        self._apply_cancels()
+        self._admit()
+        out = SchedulerOutput(finished=self._finished_out)
+        self._finished_out = []
+        self._plan(out)
+        out.kv_ops = self._ops
+        self._ops = []
+        if out.chunks:
+            self._inflight = out
+            self._record_step(out)
+        return out
+
+    def _apply_cancels(self) -> None:
+        if not self._cancels:
+            return
+        with self._cancel_lock:
+            cancels, self._cancels = self._cancels, {}
+        for request_id, reason in cancels.items():
+            request = self._queue.remove(request_id) or self._running.get(request_id)
+            if request is None or request.is_finished:
+                continue
+            request.error = reason
+            self._finish(request, RequestStatus.FINISHED_CANCELLED)
+            self._finished_out.append(request)
+
+    def _admit(self) -> None:
+        cfg = self.config
+        if self._admission_blocked and self._running:
+            return
+        self._admission_blocked = False
+        while len(self._running) < cfg.running_limit:
+            request = self._queue.peek()
+            if request is None or not self._place(request):
+                return
+            self._queue.pop()
+
+    def _place(self, request: Request) -> bool:
+        """Give ``request`` a slot, reusing cached KV where the cache mode allows."""
+        free = [s for s in self._slots if s.owner is None]
+        if not free:
+            return False
+        reuse = self._find_reuse(request)
+        ops = self._ops
+        source = reuse.live_slot
+        if source is not None and source.owner is None:
+            slot = source
+            if reuse.tokens < slot.n_tokens:
+                ops.append(KvRemove(slot.index, reuse.tokens, -1))
+        else:
+            empty = [s for s in free if s.n_tokens == 0]
+            slot = empty[0] if empty else min(free, key=lambda s: s.last_used)
+            if slot.n_tokens:
+                ops.append(KvClear(slot.index))
+                self.stats.idle_evictions += 1
+            if source is not None and reuse.tokens:
+                ops.append(KvCopy(source.index, slot.index, 0, reuse.tokens))
+            elif reuse.snapshot is not None:
+                snap = reuse.snapshot
+                ops.append(SnapshotRestore(slot.index, snap.key, snap.n_tokens, snap.data))
+                if reuse.tokens < snap.n_tokens:
+                    ops.append(KvRemove(slot.index, reuse.tokens, -1))
+                self.stats.snapshot_hits += 1
+        slot.assign(request, self._tick)
+        self._admit_counter += 1
+        request._admit_seq = self._admit_counter
+        request.slot = slot.index
+        request.status = RequestStatus.RUNNING
+        request.num_computed_tokens = reuse.tokens
+        request.num_cached_tokens = reuse.tokens
+        request.cache_source = (
+            "none" if not reuse.tokens else "snapshot" if reuse.snapshot else "live"
+        )
+        request._skipped_steps = 0
+        if reuse.tokens:
+            self.stats.cache_hits += 1
+            self.stats.reused_tokens += reuse.tokens
+        self._plan_snapshots(request)
+        self._running[request.request_id] = request
+        self.stats.admitted += 1
+        return True
+
+    def _find_reuse(self, request: Request) -> _Reuse:
+        cfg = self.config
+        if request.kind == "embed" or cfg.cache_mode == "disabled":
+            return _Reuse()
+        tokens = request.all_tokens.view()
+        limit = tokens.shape[0] - 1  # leave one token to compute, so there are logits
+        best = _Reuse()
+        best_score = (0, False)
+        if cfg.cache_mode == "context_key":
+            if request.context_key is not None:
+                for slot in self._slots:
+                    if slot.state == "idle" and slot.context_key == request.context_key:
+                        n = min(common_prefix_len(slot.mirror(), tokens), limit)
+                        best = _Reuse(n, slot)
+                        break
+        elif cfg.live_reuse:
+            for slot in self._slots:
+                mirror = slot.mirror()
+                if not mirror.shape[0]:
+                    continue
+                n = min(common_prefix_len(mirror, tokens), limit)
+                score = (n, slot.owner is None)  # on a tie, taking over beats copying
+                if n and score > best_score:
+                    best, best_score = _Reuse(n, slot), score
+        if cfg.snapshots:
+            entry = self.snapshot_store.find_longest(tokens, tokens.shape[0])
+            if entry is not None and min(entry.n_tokens, limit) > best.tokens:
+                best = _Reuse(min(entry.n_tokens, limit), None, entry)
+        return best
+
+    def _plan_snapshots(self, request: Request) -> None:
+        request._snapshot_plan = []
+        cfg = self.config
+        n_prompt = request.num_prompt_tokens
+        start = request.num_computed_tokens
+        if not cfg.snapshots or request.kind != "generate" or start >= n_prompt:
+            return
+        step = cfg.snapshot_interval_tokens
+        bounds = [*range((start // step + 1) * step, n_prompt, step), n_prompt]
+        digests = prefix_hashes(request.all_tokens.view(0, n_prompt), bounds)
+        store = self.snapshot_store
+        request._snapshot_plan = [(b, digests[b]) for b in bounds if digests[b] not in store]
+
+    def _plan(self, out: SchedulerOutput) -> None:
+        cfg = self.config
+        decodes: list[Request] = []
+        embeds: list[Request] = []
+        prefills: list[Request] = []
+        for request in self._running.values():
+            if request.kind == "embed":
+                embeds.append(request)
+            elif request.num_pending_tokens > 1:
+                prefills.append(request)
+            else:
+                decodes.append(request)
+        budget = cfg.token_budget
+        n_dec = split_budget(
+            budget, len(decodes), bool(prefills or embeds), cfg.mode, cfg.decode_token_reserve
+        )
+        starved = [r for r in embeds if r._skipped_steps >= _STARVED_EMBED_STEPS]
+        if starved:
+            n_dec = min(n_dec, max(budget - starved[0].num_prompt_tokens, 0))
+        if n_dec < len(decodes):
+            start = self._decode_rr % len(decodes)
+            decodes = (decodes[start:] + decodes[:start])[:n_dec]
+            self._decode_rr += n_dec
+        chunks = out.chunks
+        for request in decodes:
+            pos = request.num_computed_tokens
+            chunks.append(
+                ScheduledChunk(
+                    request, request.slot or 0, pos, request.all_tokens.view(pos, pos + 1), True
+                )
+            )
+        remaining = budget - len(decodes)
+        for request in sorted(embeds, key=lambda r: -r._skipped_steps):
+            n = request.num_prompt_tokens
+            if n <= remaining:
+                chunks.append(
+                    ScheduledChunk(
+                        request, request.slot or 0, 0, request.all_tokens.view(0, n), True
+                    )
+                )
+                remaining -= n
+            else:
+                request._skipped_steps += 1
+        if not prefills or remaining <= 0:
+            return
+        start = self._prefill_rr % len(prefills)
+        self._prefill_rr += 1
+        order = prefills[start:] + prefills[:start]
+        caps = [self._prefill_cap(r) for r in order]
+        for request, n in zip(order, fair_shares(remaining, caps), strict=True):
+            if n:
+                pos = request.num_computed_tokens
+                chunks.append(
+                    ScheduledChunk(
+                        request,
+                        request.slot or 0,
+                        pos,
+                        request.all_tokens.view(pos, pos + n),
+                        pos + n == request.num_tokens,
+                    )
+                )
+
+    def _prefill_cap(self, request: Request) -> int:
+        cap = request.num_pending_tokens
+        if self.config.prefill_chunk_size:
+            cap = min(cap, self.config.prefill_chunk_size)
+        if request._snapshot_plan:
+            cap = min(cap, request._snapshot_plan[0][0] - request.num_computed_tokens)
+        return cap
+
+    def _record_step(self, out: SchedulerOutput) -> None:
+        stats = self.stats
+        n_tokens = out.n_tokens
+        stats.steps += 1
+        stats.scheduled_tokens += n_tokens
+        stats.last_batch_tokens = n_tokens
+        stats.last_batch_requests = len(out.chunks)
+        stats.batch_sizes[len(out.chunks)] = stats.batch_sizes.get(len(out.chunks), 0) + 1
+        for chunk in out.chunks:
+            if chunk.request.kind == "generate" and chunk.n_tokens == 1 and chunk.sample:
+                stats.decode_tokens += 1
+            else:
+                stats.prefill_tokens += chunk.n_tokens
+
+    # ------------------------------------------------------------------ results in
+    def update_from_output(
+        self, sampled: Mapping[int, int], finished: Mapping[int, FinishReason]
+    ) -> list[Request]:
+        """Apply a decoded step: advance computed tokens, append sampled tokens, finish.
+
+        ``sampled`` maps request ids to the token sampled for chunks with ``sample``;
+        ``finished`` maps ids the engine ends (``stop`` on EOG or a stop string, ``error``).
+        Returns every request that finished here, including ``length`` (max_tokens reached)
+        and embed requests after their single chunk.
+        """
+        out, self._inflight = self._inflight, None
+        done: list[Request] = []
+        if out is not None:
+            for chunk in out.chunks:
+                request = chunk.request
+                if request.is_finished or request.status is not RequestStatus.RUNNING:
+                    continue
+                request.num_computed_tokens += chunk.n_tokens
+                plan = request._snapshot_plan
+                if plan and plan[0][0] == request.num_computed_tokens:
+                    self._ops.append(SnapshotSave(chunk.slot, plan[0][1], plan[0][0]))
+                    plan.pop(0)
+                if not chunk.sample:
+                    continue
+                if request.kind == "embed":
+                    self._finish(request, RequestStatus.FINISHED_STOPPED)
+                    done.append(request)
+                    continue
+                token = sampled.get(request.request_id)
+                if token is not None:
+                    request.output_tokens.append(int(token))
+                    request.all_tokens.append(int(token))
+                elif request.request_id not in finished:
+                    request.error = "the engine returned no sampled token"
+                    self._finish(request, RequestStatus.FINISHED_ERROR)
+                    done.append(request)
+                    continue
+                if (
+                    request.request_id not in finished
+                    and len(request.output_tokens) >= request.max_tokens
+                ):
+                    self._finish(request, RequestStatus.FINISHED_LENGTH)
+                    done.append(request)
+        for request_id, reason in finished.items():
+            ended = self._running.get(request_id) or self._queue.remove(request_id)
+            if ended is None or ended.is_finished:
+                continue
+            self._finish(ended, RequestStatus.from_reason(reason))
+            done.append(ended)
+        return done
+
+    def _finish(self, request: Request, status: RequestStatus) -> None:
+        request.status = status
+        self._running.pop(request.request_id, None)
+        self._queue.remove(request.request_id)
+        request._snapshot_plan = []
+        stats = self.stats
+        stats.finished += 1
+        if status is RequestStatus.FINISHED_CANCELLED:
+            stats.cancelled += 1
+        elif status is RequestStatus.FINISHED_ERROR:
+            stats.failed += 1
+        if request.slot is None:
+            return
+        slot = self._slots[request.slot]
+        request.slot = None
+        keep = (
+            self.config.live_reuse
+            and request.kind == "generate"
+            and status is not RequestStatus.FINISHED_ERROR
+            and request.num_computed_tokens > 0
+        )
+        if keep:
+            slot.keep_idle(request, self._tick)
+        else:
+            self._ops.append(KvClear(slot.index))
+            slot.clear()
+        self._admission_blocked = False
+
+    # ------------------------------------------------------------------ recovery
+    def handle_kv_full(self, output: SchedulerOutput) -> SchedulerOutput | None:
+        """``llama_decode`` returned 1 for ``output``: free KV and return a plan to retry.
+
+        First evicts the least recently used idle slot; else preempts the newest running
+        request (lowest priority first under the priority policy): its KV is cleared and
+        it is requeued at the front keeping its generated tokens, so it resumes by
+        re-prefilling prompt + output. Returns None when only one request is running and
+        nothing can be freed (fail it with ``update_from_output({}, {id: "error"})``).
+        Apply the returned ``kv_ops`` and decode its ``chunks`` (skip the decode if empty).
+        """
+        if output is not self._inflight:
+            raise RuntimeError("handle_kv_full() expects the output of the last schedule()")
+        self.stats.kv_full_events += 1
+        idle = [s for s in self._slots if s.state == "idle"]
+        retry = SchedulerOutput()
+        if idle:
+            victim_slot = min(idle, key=lambda s: s.last_used)
+            retry.kv_ops.append(KvClear(victim_slot.index))
+            victim_slot.clear()
+            self.stats.idle_evictions += 1
+            retry.chunks = list(output.chunks)
+        else:
+            if len(self._running) <= 1:
+                return None
+            victim = max(self._running.values(), key=self._victim_key)
+            self._preempt(victim)
+            retry.kv_ops, self._ops = self._ops, []
+            retry.preempted.append(victim)
+            retry.chunks = [c for c in output.chunks if c.request is not victim]
+        self._inflight = retry if retry.chunks else None
+        return retry
+
+    def _victim_key(self, request: Request) -> tuple[int, int]:
+        rank = -request.priority if self.config.policy == "priority" else 0
+        return (rank, request._admit_seq)
+
+    def _preempt(self, request: Request) -> None:
+        assert request.slot is not None
+        slot = self._slots[request.slot]
+        self._ops.append(KvClear(slot.index))
+        slot.clear()
+        del self._running[request.request_id]
+        request.slot = None
+        request.status = RequestStatus.PREEMPTED
+        request.num_computed_tokens = 0
+        request.num_cached_tokens = 0
+        request.cache_source = "none"
+        request.num_preemptions += 1
+        request._snapshot_plan = []
+        self._queue.push_front(request)
+        self._admission_blocked = True
+        self.stats.preemptions += 1
+
+    def snapshot_saved(self, key: bytes, n_tokens: int, data: bytes) -> bool:
+        """Store the state bytes the engine saved for a :class:`SnapshotSave` op.
+
+        Returns False when the state is larger than ``max_snapshot_bytes`` (not stored).
+        """
+        stored = self.snapshot_store.put(key, n_tokens, data)
+        if stored:
+            self.stats.snapshot_saves += 1
+        return stored
+
+    def abort_all(self, status: RequestStatus = RequestStatus.FINISHED_ERROR) -> list[Request]:
+        """Finish every waiting and running request (engine shutdown); returns them."""
+        requests = [*self._running.values(), *self._queue.requests()]
+        for request in requests:
+            self._finish(request, status)
+        self._inflight = None
+        return requests
