@@ -5,6 +5,7 @@ test_cdef.py`` checks each declaration against them. The build engineer loads th
 by path from a build script, so it imports nothing but the standard library.
 """
 
+# ruff: noqa: E501  (C declarations are kept one per line, as in the headers)
 from __future__ import annotations
 
 import hashlib
@@ -600,24 +601,25 @@ CDEF: str = _GGML + _LLAMA + MTMD_CDEF
 """Everything declared to cffi, in one string (hashed into backend manifests)."""
 
 BY_VALUE_STRUCTS: tuple[str, ...] = (
-    "struct llama_model_params",
-    "struct llama_context_params",
-    "struct llama_sampler_chain_params",
-    "struct llama_model_quantize_params",
-    "struct llama_batch",
-    "struct llama_perf_context_data",
-    "struct llama_perf_sampler_data",
-    "struct mtmd_context_params",
+    "llama_model_params",
+    "llama_context_params",
+    "llama_sampler_chain_params",
+    "llama_model_quantize_params",
+    "llama_batch",
+    "llama_perf_context_data",
+    "llama_perf_sampler_data",
+    "mtmd_context_params",
     # Not passed by value, but their fields are read or written through pointers, so their
     # layout must match too.
-    "struct llama_logit_bias",
-    "struct llama_chat_message",
-    "struct llama_token_data",
-    "struct llama_token_data_array",
-    "struct ggml_backend_dev_props",
-    "struct mtmd_input_text",
+    "llama_logit_bias",
+    "llama_chat_message",
+    "llama_token_data",
+    "llama_token_data_array",
+    "ggml_backend_dev_props",
+    "mtmd_input_text",
 )
-"""Structs whose layout cffi must compute exactly like the C compiler did (manifest check)."""
+"""Struct tags (``struct <tag>``) whose layout cffi must compute exactly like the C compiler
+did; the backend manifest records their size and field offsets and the loader compares."""
 
 
 def cdef_sha256() -> str:

@@ -1,0 +1,48 @@
+"""Backend selection from the environment (stdlib only, safe to call at ``import sipp``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from sipp.errors import ConfigurationError
+
+__all__ = [
+    "BACKEND_ENV",
+    "LIBRARY_PATH_ENV",
+    "VALID_BACKENDS",
+    "auto_order",
+    "install_hint",
+    "requested_backend",
+]
+
+BACKEND_ENV = "SIPP_PYTHON_BACKEND"
+LIBRARY_PATH_ENV = "SIPP_PYTHON_NATIVE_LIBRARY_PATH"
+VALID_BACKENDS: tuple[str, ...] = ("auto", "cpu", "cuda", "metal", "vulkan")
+
+
+def requested_backend(environ: dict[str, str] | None = None) -> str:
+    """The validated, lower-cased value of ``SIPP_PYTHON_BACKEND`` (``"auto"`` when unset)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(BACKEND_ENV, "")
+    value = raw.strip().lower() or "auto"
+    if value not in VALID_BACKENDS:
+        raise ConfigurationError(
+            f"Invalid {BACKEND_ENV}={raw}. Expected one of: {', '.join(VALID_BACKENDS)}"
+        )
+    return value
+
+
+def auto_order(platform: str | None = None) -> tuple[str, ...]:
+    """Backends tried, best first, when none is requested explicitly."""
+    plat = sys.platform if platform is None else platform
+    if plat == "darwin":
+        return ("metal", "cpu")
+    return ("cuda", "vulkan", "cpu")
+
+
+def install_hint(backend: str) -> str:
+    """The pip command that installs ``backend``."""
+    if backend == "cpu":
+        return 'pip install "sipppy-backend-cpu"'
+    return f'pip install "sipppy[{backend}]"'

@@ -1,0 +1,392 @@
+"""``LlamaModel``: one loaded ``llama_model`` (weights + vocabulary) and its text functions."""
+
+from __future__ import annotations
+
+import functools
+import os
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sipp.errors import ModelLoadError
+from sipp.native._gguf import GgufInfo, check_model_file
+from sipp.native._lib import get_native, recent_log_errors
+from sipp.native._owner import Owner
+
+__all__ = ["LOAD_MODES", "POOLING_TYPES", "SPLIT_MODES", "LlamaModel"]
+
+SPLIT_MODES: dict[str, int] = {"none": 0, "layer": 1, "row": 2, "tensor": 3}
+LOAD_MODES: dict[str, int] = {
+    "auto": -1, "none": 0, "mmap": 1, "mlock": 2, "mmap_mlock": 3, "direct_io": 4,
+}  # fmt: skip
+POOLING_TYPES: dict[int, str] = {-1: "unspecified", 0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}  # fmt: skip  # noqa: E501
+
+
+def _free_model(lib: Any, ptr: Any) -> None:
+    lib.llama_model_free(ptr)
+
+
+@functools.cache
+def _cpu_has_amx() -> bool:
+    """Whether the CPU has AMX: the pinned ggml AMX weight buffer crashes in
+    ``ggml_backend_amx_mul_mat`` (SIGSEGV) there, so extra buffer types default off."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return " amx_int8" in text
+
+
+def _choice(name: str, value: str, table: dict[str, int]) -> int:
+    if not isinstance(value, str) or value not in table:
+        raise ValueError(f"{name} must be one of {', '.join(table)}, got {value!r}")
+    return table[value]
+
+
+class LlamaModel(Owner):
+    """A GGUF model loaded by libllama.
+
+    ``use_extra_bufts`` (weight repacking buffers) defaults to on, except on AMX CPUs where
+    the pinned ggml's AMX path crashes. The path is checked in Python first (exists, is a
+    file, GGUF magic, header and tensor data complete, architecture known); every failure
+    is a ``ModelLoadError`` naming the path and the reason. Closing the model closes its live contexts and samplers first.
+    """
+
+    _kind = "LlamaModel"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n_gpu_layers: int | None = None,
+        main_gpu: int | None = None,
+        split_mode: str | None = None,
+        load_mode: str | None = None,
+        vocab_only: bool = False,
+        check_tensors: bool = False,
+        use_extra_bufts: bool | None = None,
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        self.path = Path(path)
+        if n_gpu_layers is not None and (
+            not isinstance(n_gpu_layers, int) or isinstance(n_gpu_layers, bool)
+        ):
+            raise ValueError(f"n_gpu_layers must be an int (-1 = all), got {n_gpu_layers!r}")
+        if main_gpu is not None and (not isinstance(main_gpu, int) or main_gpu < 0):
+            raise ValueError(f"main_gpu must be an int >= 0, got {main_gpu!r}")
+        self.gguf: GgufInfo = check_model_file(self.path)
+        native = get_native()
+        ffi, lib = native.ffi, native.lib
+        params = lib.llama_model_default_params()
+        if n_gpu_layers is not None:
+            params.n_gpu_layers = n_gpu_layers
+        if main_gpu is not None:
+            params.main_gpu = main_gpu
+        if split_mode is not None:
+            params.split_mode = _choice("split_mode", split_mode, SPLIT_MODES)
+        if load_mode is not None:
+            params.load_mode = _choice("load_mode", load_mode, LOAD_MODES)
+        params.vocab_only = bool(vocab_only)
+        params.check_tensors = bool(check_tensors)
+        if use_extra_bufts is None:
+            use_extra_bufts = not _cpu_has_amx()
+        params.use_extra_bufts = bool(use_extra_bufts)
+        recent_log_errors(clear=True)
+        ptr = lib.llama_model_load_from_file(os.fsencode(self.path), params)
+        if ptr == ffi.NULL:
+            detail = "; ".join(recent_log_errors(clear=True)[-3:]) or "llama.cpp returned NULL"
+            raise ModelLoadError(f"Cannot load model {self.path}: {detail}")
+        self._own(ptr, _free_model, lib, ptr)
+        self._ffi = ffi
+        self._lib = lib
+        self.vocab_only = bool(vocab_only)
+        self._vocab = lib.llama_model_get_vocab(ptr)
+        self.n_vocab: int = lib.llama_vocab_n_tokens(self._vocab)
+        self._dependents: weakref.WeakSet[Owner] = weakref.WeakSet()
+        self._pieces: dict[int, bytes] = {}
+        self._special_pieces: dict[int, bytes] = {}
+
+    # ------------------------------------------------------------------ lifetime
+    def _attach(self, dependent: Owner) -> None:
+        """Register a context/sampler that must be closed before this model."""
+        self._handle()
+        self._dependents.add(dependent)
+
+    def _before_close(self) -> None:
+        for dep in list(self._dependents):
+            dep.close()
+
+    @property
+    def vocab_ptr(self) -> Any:
+        """The ``const llama_vocab *`` (for samplers); raises once closed."""
+        self._handle()
+        return self._vocab
+
+    # ------------------------------------------------------------------ text
+    def tokenize(
+        self, text: str | bytes, add_special: bool = True, parse_special: bool = False
+    ) -> list[int]:
+        """Token ids of ``text``; ``add_special`` adds BOS/EOS as the model is configured,
+        ``parse_special`` turns special-token text (``<start_of_turn>``) into those tokens."""
+        ptr = self._handle()
+        raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        lib, ffi = self._lib, self._ffi
+        cap = len(raw) + 8
+        buf = ffi.new("llama_token[]", cap)
+        n = lib.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, parse_special)
+        if n < 0:
+            if n == -(2**31):
+                raise ValueError("tokenize: the result does not fit in int32")
+            cap = -n
+            buf = ffi.new("llama_token[]", cap)
+            n = lib.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, parse_special)
+            if n < 0:
+                raise ValueError(f"tokenize failed (return code {n})")
+        del ptr
+        return list(ffi.unpack(buf, n))
+
+    def token_to_piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token (may be part of a UTF-8 character); cached per token."""
+        cache = self._special_pieces if special else self._pieces
+        piece = cache.get(token)
+        if piece is not None:
+            if self._ptr is None:
+                raise self._closed()
+            return piece
+        self._handle()
+        if not 0 <= token < self.n_vocab:
+            raise ValueError(f"token must be in [0, {self.n_vocab}), got {token}")
+        ffi, lib = self._ffi, self._lib
+        buf = ffi.new("char[]", 64)
+        n = lib.llama_token_to_piece(self._vocab, token, buf, 64, 0, special)
+        if n < 0:
+            buf = ffi.new("char[]", -n)
+            n = lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, special)
+        piece = ffi.unpack(buf, n) if n > 0 else b""
+        cache[token] = piece
+        return piece
+
+    def detokenize(
+        self,
+        tokens: Sequence[int] | np.ndarray,
+        remove_special: bool = False,
+        unparse_special: bool = False,
+    ) -> str:
+        """The text of ``tokens`` (invalid UTF-8 is replaced)."""
+        return self.detokenize_bytes(tokens, remove_special, unparse_special).decode(
+            "utf-8", "replace"
+        )
+
+    def detokenize_bytes(
+        self,
+        tokens: Sequence[int] | np.ndarray,
+        remove_special: bool = False,
+        unparse_special: bool = False,
+    ) -> bytes:
+        """The bytes of ``tokens``."""
+        self._handle()
+        arr = np.ascontiguousarray(tokens, dtype=np.int32)
+        if arr.ndim != 1:
+            raise ValueError(f"tokens must be 1-D, got shape {arr.shape}")
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= self.n_vocab):
+            raise ValueError(f"tokens must be in [0, {self.n_vocab})")
+        ffi, lib = self._ffi, self._lib
+        src = ffi.cast("llama_token *", ffi.from_buffer(arr)) if arr.size else ffi.NULL
+        cap = max(16, arr.size * 8)
+        buf = ffi.new("char[]", cap)
+        n = lib.llama_detokenize(
+            self._vocab, src, arr.size, buf, cap, remove_special, unparse_special
+        )
+        if n < 0:
+            cap = -n
+            buf = ffi.new("char[]", cap)
+            n = lib.llama_detokenize(
+                self._vocab, src, arr.size, buf, cap, remove_special, unparse_special
+            )
+            if n < 0:
+                raise ValueError(f"detokenize failed (return code {n})")
+        return ffi.unpack(buf, n)
+
+    # ------------------------------------------------------------------ vocab
+    def _tok(self, fn: str) -> int | None:
+        self._handle()
+        value = int(getattr(self._lib, fn)(self._vocab))
+        return None if value < 0 else value
+
+    @property
+    def bos(self) -> int | None:
+        """Beginning-of-sequence token, or None."""
+        return self._tok("llama_vocab_bos")
+
+    @property
+    def eos(self) -> int | None:
+        """End-of-sequence token, or None."""
+        return self._tok("llama_vocab_eos")
+
+    @property
+    def eot(self) -> int | None:
+        """End-of-turn token, or None."""
+        return self._tok("llama_vocab_eot")
+
+    @property
+    def add_bos(self) -> bool:
+        """Whether tokenize(add_special=True) adds BOS."""
+        self._handle()
+        return bool(self._lib.llama_vocab_get_add_bos(self._vocab))
+
+    def is_eog(self, token: int) -> bool:
+        """Whether ``token`` ends generation (EOS, EOT, model-specific end tokens)."""
+        self._handle()
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def eog_tokens(self) -> frozenset[int]:
+        """All end-of-generation token ids (scans the vocabulary once)."""
+        self._handle()
+        is_eog, vocab = self._lib.llama_vocab_is_eog, self._vocab
+        return frozenset(t for t in range(self.n_vocab) if is_eog(vocab, t))
+
+    def is_control(self, token: int) -> bool:
+        """Whether ``token`` is a control token (not rendered as text)."""
+        self._handle()
+        return bool(self._lib.llama_vocab_is_control(self._vocab, token))
+
+    @property
+    def decoder_start_token(self) -> int | None:
+        """First decoder token of encoder-decoder models (T5), else None."""
+        value = int(self._lib.llama_model_decoder_start_token(self._handle()))
+        return None if value < 0 else value
+
+    # ------------------------------------------------------------------ metadata
+    def _string(self, fn: Any, *args: Any) -> str | None:
+        ffi = self._ffi
+        size = 256
+        while True:
+            buf = ffi.new("char[]", size)
+            n = fn(*args, buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return ffi.string(buf, n).decode("utf-8", "replace")
+            size = n + 1
+
+    def meta(self, key: str) -> str | None:
+        """One metadata value (as text), or None if absent or an array."""
+        ptr = self._handle()
+        return self._string(self._lib.llama_model_meta_val_str, ptr, key.encode())
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """All scalar metadata as text (arrays are omitted by libllama)."""
+        ptr = self._handle()
+        lib = self._lib
+        out: dict[str, str] = {}
+        for i in range(lib.llama_model_meta_count(ptr)):
+            key = self._string(lib.llama_model_meta_key_by_index, ptr, i)
+            value = self._string(lib.llama_model_meta_val_str_by_index, ptr, i)
+            if key is not None and value is not None:
+                out[key] = value
+        return out
+
+    def chat_template(self, name: str | None = None) -> str | None:
+        """The GGUF's chat template (default or named), or None."""
+        ptr = self._handle()
+        ffi = self._ffi
+        raw = self._lib.llama_model_chat_template(ptr, name.encode() if name else ffi.NULL)
+        return None if raw == ffi.NULL else ffi.string(raw).decode("utf-8", "replace")
+
+    @property
+    def architecture(self) -> str:
+        """``general.architecture`` (e.g. ``gemma3``)."""
+        return self.gguf.architecture or ""
+
+    @property
+    def description(self) -> str:
+        """libllama's short description (e.g. ``gemma3 270M Q4_K - Medium``)."""
+        ptr = self._handle()
+        return self._string(self._lib.llama_model_desc, ptr) or ""
+
+    def _int(self, fn: str) -> int:
+        return int(getattr(self._lib, fn)(self._handle()))
+
+    @property
+    def n_ctx_train(self) -> int:
+        """Context length the model was trained with."""
+        return self._int("llama_model_n_ctx_train")
+
+    @property
+    def n_embd(self) -> int:
+        """Hidden size."""
+        return self._int("llama_model_n_embd")
+
+    @property
+    def n_embd_out(self) -> int:
+        """Size of output embeddings (equals ``n_embd`` unless the model projects them)."""
+        value = self._int("llama_model_n_embd_out")
+        return value if value > 0 else self.n_embd
+
+    @property
+    def n_layer(self) -> int:
+        """Number of layers."""
+        return self._int("llama_model_n_layer")
+
+    @property
+    def n_head(self) -> int:
+        """Number of attention heads."""
+        return self._int("llama_model_n_head")
+
+    @property
+    def n_swa(self) -> int:
+        """Sliding-window attention size (0 = none)."""
+        return self._int("llama_model_n_swa")
+
+    @property
+    def n_cls_out(self) -> int:
+        """Classifier outputs (rerankers)."""
+        return self._int("llama_model_n_cls_out")
+
+    @property
+    def size(self) -> int:
+        """Bytes of all tensors."""
+        return self._int("llama_model_size")
+
+    @property
+    def n_params(self) -> int:
+        """Number of parameters."""
+        return self._int("llama_model_n_params")
+
+    @property
+    def has_encoder(self) -> bool:
+        """Whether the model needs ``encode()`` first (T5, BERT)."""
+        return bool(self._int("llama_model_has_encoder"))
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether the model has a decoder (False for encoder-only models)."""
+        return bool(self._int("llama_model_has_decoder"))
+
+    @property
+    def is_recurrent(self) -> bool:
+        """Mamba/RWKV-style recurrent model."""
+        return bool(self._int("llama_model_is_recurrent"))
+
+    @property
+    def is_hybrid(self) -> bool:
+        """Hybrid attention/recurrent model."""
+        return bool(self._int("llama_model_is_hybrid"))
+
+    @property
+    def pooling_type(self) -> str:
+        """The model's pooling for embeddings, from its metadata (``none`` if unset)."""
+        self._handle()
+        for key, value in self.gguf.metadata.items():
+            if key.endswith(".pooling_type") and isinstance(value, int):
+                return POOLING_TYPES.get(value, "unspecified")
+        return "none"
+
+    def __repr__(self) -> str:
+        state = "closed" if self._ptr is None else self.architecture
+        return f"<LlamaModel {str(self.path)!r} {state}>"
