@@ -63,6 +63,11 @@ _log = logging.getLogger("sipp.engine")
 ModelClass = Literal["decoder", "encoder", "encoder_decoder"]
 _WAKE, _CLOSE = "wake", "close"
 _DEFAULT_N_CTX_PER_SLOT = 4096
+# libllama reports these non-causal architectures as "decoder" models.
+_ENCODER_ONLY_ARCHS = frozenset({
+    "bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert",
+    "neo-bert", "t5encoder",
+})
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,9 @@ class Engine:
         c = cfg.context
         if model.has_encoder and model.has_decoder:
             model_class: ModelClass = "encoder_decoder"
-        elif model.has_encoder or not model.has_decoder:
+        elif model.has_encoder or not model.has_decoder or (
+            model.architecture in _ENCODER_ONLY_ARCHS
+        ):
             model_class = "encoder"
         else:
             model_class = "decoder"

@@ -1,0 +1,66 @@
+"""``LocalEndpoint``: a GGUF model loaded in-process and run by its engine thread."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.engine.core import Engine
+from sipp.errors import ConfigurationError
+from sipp.runs import RunSink
+from sipp.types import EndpointRef
+
+__all__ = ["LocalEndpoint"]
+
+
+class LocalEndpoint(Endpoint):
+    """Loads ``descriptor.model_path`` (blocking) with ``descriptor.config`` and serves
+    query, chat and embed from one engine thread.
+
+    Capabilities come from the loaded model: ``query`` needs a decoder (and embeddings off),
+    ``chat`` additionally a chat template (GGUF ``tokenizer.chat_template`` or the
+    descriptor's override), ``embed`` pooled embedding output.
+    """
+
+    kind = "local"
+
+    def __init__(self, ref: EndpointRef, descriptor: Any) -> None:
+        super().__init__(ref)
+        path = getattr(descriptor, "model_path", None)
+        if not isinstance(path, str | os.PathLike) or not str(path):
+            raise ConfigurationError("local descriptor model_path must be a non-empty path")
+        self._engine = Engine.load(
+            str(path),
+            getattr(descriptor, "config", None),
+            chat_template=getattr(descriptor, "chat_template", None),
+            name=ref.id,
+        )
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def capability(self, operation: Operation) -> Capability:
+        info = self._engine.info
+        if operation == "query":
+            ok = info.can_generate
+        elif operation == "chat":
+            ok = info.can_generate and info.has_chat_template
+        else:
+            ok = info.can_embed
+        return "supported" if ok else "unsupported"
+
+    def start_text(self, request: TextRequest, sink: RunSink) -> None:
+        self._engine.submit_text(request, sink)
+
+    def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
+        self._engine.submit_embed(request, sink)
+
+    def close(self) -> None:
+        self._engine.close()
+
+    def metrics(self) -> dict[str, Any] | None:
+        if not self._engine.config.observability.metrics_enabled:
+            return None
+        return self._engine.metrics()
