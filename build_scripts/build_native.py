@@ -306,6 +306,18 @@ def build_native(
     return result
 
 
+def configure_only(backend: str, mode: str = "native", *, tools: bool = False) -> list[str]:
+    """Run the CMake configure step alone (a check for GPU toolchains); return the targets."""
+    plan = plan_build(backend, mode, tools=tools)
+    with _locked(plan.root.with_suffix(".lock")):
+        build_dir = plan.root / "build"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        _configure(plan, llama_source.ensure_source(), build_dir)
+        wanted = select_targets(_codemodel_targets(build_dir), plan.tools)
+    log(f"configured {backend}/{mode}; targets to build: {' '.join(wanted)}")
+    return wanted
+
+
 def _build(plan: BuildPlan, jobs: int | None) -> BuildResult:
     source = llama_source.ensure_source()
     build_dir = plan.root / "build"
@@ -485,12 +497,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="backend import package folder to receive lib/, include/, manifest",
     )
     parser.add_argument("--print-key", action="store_true", help="print the cache key and exit")
+    parser.add_argument(
+        "--configure-only", action="store_true", help="run the CMake configure step and exit"
+    )
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be a positive integer")
     if args.print_key:
         plan = plan_build(args.backend, args.mode, tools=args.tools)
         print(plan.key, plan.root)
+        return 0
+    if args.configure_only:
+        configure_only(args.backend, args.mode, tools=args.tools)
         return 0
     result = build_native(
         args.backend, args.mode, tools=args.tools, jobs=args.jobs, install_into=args.install_into
