@@ -120,6 +120,10 @@ class Scheduler:
         """``(state, cached tokens, context_key)`` for every slot."""
         return [(s.state, s.mirror().shape[0], s.context_key) for s in self._slots]
 
+    def slot_tokens(self, slot: int) -> list[int]:
+        """The token ids whose KV ``slot`` holds, as the scheduler believes (for checks)."""
+        return [int(t) for t in self._slots[slot].mirror()]
+
     # ------------------------------------------------------------------ requests in
     def add(self, request: Request) -> None:
         """Queue a request; raises ``QueueFullError`` or ``RequestTooLargeError`` at once."""

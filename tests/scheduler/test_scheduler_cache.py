@@ -25,8 +25,9 @@ def run_one(eng: FakeEngine, r: Request) -> Request:
     eng.sched.add(r)
     done = eng.run()
     assert done == [r]
-    assert r.output_tokens == expected_output(r.all_tokens.tolist()[: r.num_prompt_tokens],
-                                              r.max_tokens)
+    assert r.output_tokens == expected_output(
+        r.all_tokens.tolist()[: r.num_prompt_tokens], r.max_tokens
+    )
     return r
 
 
@@ -215,20 +216,25 @@ def test_snapshot_store_finds_the_longest_stored_prefix() -> None:
 
 
 @pytest.mark.parametrize(
-    "mode", ["disabled", "context_key", "live_slot_prefix", "state_snapshot",
-             "live_slot_and_snapshot"]
+    "mode",
+    ["disabled", "context_key", "live_slot_prefix", "state_snapshot", "live_slot_and_snapshot"],
 )
 def test_every_mode_produces_the_same_tokens(mode: str) -> None:
-    cfg = SchedulerConfig(n_slots=3, token_budget=48, prefill_chunk_size=20,
-                          cache_mode=mode, snapshot_interval_tokens=16)  # type: ignore[arg-type]
+    cfg = SchedulerConfig(
+        n_slots=3,
+        token_budget=48,
+        prefill_chunk_size=20,
+        cache_mode=mode,
+        snapshot_interval_tokens=16,
+    )  # type: ignore[arg-type]
     sched = Scheduler(cfg)
     base = prompt(60)
-    reqs = [Request(i, base[: 30 + 5 * i] + [i], max_tokens=6, context_key=str(i % 2))
-            for i in range(8)]
+    reqs = [
+        Request(i, base[: 30 + 5 * i] + [i], max_tokens=6, context_key=str(i % 2)) for i in range(8)
+    ]
     for r in reqs:
         sched.add(r)
     FakeEngine(sched).run()
     for r in reqs:
-        assert r.output_tokens == expected_output(base[: 30 + 5 * r.request_id] + [r.request_id],
-                                                  6)
+        assert r.output_tokens == expected_output(base[: 30 + 5 * r.request_id] + [r.request_id], 6)
     assert all(state != "busy" for state, _, _ in sched.slot_states())
