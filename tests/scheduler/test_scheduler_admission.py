@@ -40,7 +40,7 @@ def test_prompt_plus_max_tokens_too_large_names_both_numbers() -> None:
 
 def test_embed_larger_than_one_batch_is_refused() -> None:
     sched = Scheduler(SchedulerConfig(token_budget=32))
-    with pytest.raises(RequestTooLargeError, match="40 tokens.*at most 32"):
+    with pytest.raises(RequestTooLargeError, match=r"40 tokens.*at most 32"):
         sched.add(Request(1, list(range(1, 41)), kind="embed"))
 
 

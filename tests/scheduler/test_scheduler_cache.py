@@ -62,7 +62,7 @@ def test_live_prefix_copies_from_a_busy_slot() -> None:
     sched.add(Request(1, prompt(40), max_tokens=20, context_key="a"))
     eng.step()
     eng.step()
-    second = Request(2, prompt(30) + [90, 91], max_tokens=4, context_key="b")
+    second = Request(2, [*prompt(30), 90, 91], max_tokens=4, context_key="b")
     sched.add(second)
     out = sched.schedule()
     assert KvCopy(src_slot=0, dst_slot=1, p0=0, p1=30) in out.kv_ops
@@ -71,21 +71,21 @@ def test_live_prefix_copies_from_a_busy_slot() -> None:
     assert (chunk.start_pos, chunk.n_tokens) == (30, 2)
     eng.execute(out)
     eng.run()
-    assert second.output_tokens == expected_output(prompt(30) + [90, 91], 4)
+    assert second.output_tokens == expected_output([*prompt(30), 90, 91], 4)
 
 
 def test_live_prefix_takes_over_an_idle_slot_and_trims_it() -> None:
     sched = Scheduler(SchedulerConfig(n_slots=2, cache_mode="live_slot_prefix"))
     eng = FakeEngine(sched)
     run_one(eng, Request(1, prompt(40), max_tokens=3))
-    second = Request(2, prompt(25) + [95], max_tokens=3)
+    second = Request(2, [*prompt(25), 95], max_tokens=3)
     sched.add(second)
     out = sched.schedule()
     assert out.kv_ops == [KvRemove(0, 25, -1)]
     assert second.slot == 0 and second.num_cached_tokens == 25
     eng.execute(out)
     eng.run()
-    assert second.output_tokens == expected_output(prompt(25) + [95], 3)
+    assert second.output_tokens == expected_output([*prompt(25), 95], 3)
 
 
 def test_full_prompt_hit_leaves_one_token_to_decode() -> None:
@@ -117,7 +117,7 @@ def test_idle_slots_are_evicted_least_recently_used_first() -> None:
     run_one(eng, Request(1, prompt(10, 1), max_tokens=1, context_key="a"))
     run_one(eng, Request(2, prompt(10, 2), max_tokens=1, context_key="b"))
     assert [s for s, _, _ in sched.slot_states()] == ["idle", "idle"]
-    run_one(eng, Request(3, prompt(10, 1) + [5], max_tokens=1, context_key="a"))  # touch a
+    run_one(eng, Request(3, [*prompt(10, 1), 5], max_tokens=1, context_key="a"))  # touch a
     sched.add(Request(4, prompt(10, 3), max_tokens=1, context_key="c"))
     out = sched.schedule()
     assert out.kv_ops == [KvClear(1)]  # "b" was least recently used
@@ -132,7 +132,7 @@ def test_snapshot_mode_saves_at_interval_boundaries_and_restores() -> None:
     run_one(eng, Request(1, prompt(40), max_tokens=3))
     assert [s.n_tokens for s in eng.saved] == [16, 32, 40]
     assert sched.slot_states() == [("free", 0, None)]
-    again = Request(2, prompt(35) + [99, 98], max_tokens=3)
+    again = Request(2, [*prompt(35), 99, 98], max_tokens=3)
     sched.add(again)
     out = sched.schedule()
     restore = [op for op in out.kv_ops if isinstance(op, SnapshotRestore)]
@@ -140,7 +140,7 @@ def test_snapshot_mode_saves_at_interval_boundaries_and_restores() -> None:
     assert again.cache_source == "snapshot" and again.num_cached_tokens == 32
     eng.execute(out)
     eng.run()
-    assert again.output_tokens == expected_output(prompt(35) + [99, 98], 3)
+    assert again.output_tokens == expected_output([*prompt(35), 99, 98], 3)
     assert sched.stats.snapshot_hits == 1
 
 
@@ -168,12 +168,12 @@ def test_live_and_snapshot_prefers_the_longer_source() -> None:
     follow = prompt(24) + first.output_tokens[:1] + [50]
     r = run_one(eng, Request(2, follow, max_tokens=2))
     assert r.cache_source == "live" and r.num_cached_tokens == 25  # live: 24 + 1 answer
-    third = run_one(eng, Request(3, prompt(20) + [60], max_tokens=2))
+    third = run_one(eng, Request(3, [*prompt(20), 60], max_tokens=2))
     assert third.cache_source == "live" and third.num_cached_tokens == 20
     sched.add(Request(4, prompt(5), max_tokens=2, context_key="x"))
     sched.add(Request(5, prompt(5), max_tokens=2, context_key="y"))
     eng.run()  # both idle slots are overwritten by unrelated prompts
-    fourth = run_one(eng, Request(6, prompt(24) + [70], max_tokens=2))
+    fourth = run_one(eng, Request(6, [*prompt(24), 70], max_tokens=2))
     assert fourth.cache_source == "snapshot" and fourth.num_cached_tokens == 24
 
 
@@ -230,11 +230,11 @@ def test_every_mode_produces_the_same_tokens(mode: str) -> None:
     sched = Scheduler(cfg)
     base = prompt(60)
     reqs = [
-        Request(i, base[: 30 + 5 * i] + [i], max_tokens=6, context_key=str(i % 2)) for i in range(8)
+        Request(i, [*base[: 30 + 5 * i], i], max_tokens=6, context_key=str(i % 2)) for i in range(8)
     ]
     for r in reqs:
         sched.add(r)
     FakeEngine(sched).run()
     for r in reqs:
-        assert r.output_tokens == expected_output(base[: 30 + 5 * r.request_id] + [r.request_id], 6)
+        assert r.output_tokens == expected_output([*base[: 30 + 5 * r.request_id], r.request_id], 6)
     assert all(state != "busy" for state, _, _ in sched.slot_states())

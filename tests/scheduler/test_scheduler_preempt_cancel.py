@@ -106,7 +106,7 @@ def test_cancelled_request_keeps_its_valid_kv_in_live_modes() -> None:
     sched.cancel(1)
     eng.step()
     assert sched.slot_states() == [("idle", 11, None)]
-    again = Request(2, first.all_tokens.tolist()[:11] + [3], max_tokens=2)
+    again = Request(2, [*first.all_tokens.tolist()[:11], 3], max_tokens=2)
     sched.add(again)
     eng.run()
     assert again.num_cached_tokens == 11
