@@ -35,7 +35,7 @@ def test_context_key_second_request_prefills_only_the_new_tokens() -> None:
     sched = Scheduler(SchedulerConfig(n_slots=2, cache_mode="context_key"))
     eng = FakeEngine(sched)
     first = run_one(eng, Request(1, prompt(50), max_tokens=5, context_key="chat"))
-    follow = first.all_tokens.tolist()[:-1] + [3, 4, 5]  # prompt + 4 answers + new turn
+    follow = [*first.all_tokens.tolist()[:-1], 3, 4, 5]  # prompt + 4 answers + new turn
     second = Request(2, follow, max_tokens=3, context_key="chat")
     sched.add(second)
     out = sched.schedule()
