@@ -1,0 +1,313 @@
+"""Gateway endpoints: query, chat and embed sent to a Sipp gateway over HTTP.
+
+Bodies and events follow :mod:`sipp.gateway.profile`. With ``emit_tokens=True`` the call
+streams (SSE, parsed as bytes arrive); otherwise one JSON response. Gateway errors come back
+as the same :class:`~sipp.errors.SippError` subclass, found by their ``code``; transport
+problems are :class:`~sipp.errors.EndpointError` with ``kind`` transport, timeout, http or
+protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sipp.descriptors import GatewayDescriptor
+from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.errors import (
+    ConfigurationError,
+    EndpointError,
+    InvalidRequestError,
+    SippError,
+)
+from sipp.gateway import profile
+from sipp.providers._http import (
+    MAX_ERROR_BODY_BYTES,
+    MAX_RESPONSE_BYTES,
+    CallFailure,
+    HttpCall,
+    HttpClient,
+    RunDriver,
+    retry_after_seconds,
+)
+from sipp.providers.sse import SseError, SseParser
+from sipp.runs import RunSink
+from sipp.types import EndpointRef, FinishReason, Usage
+
+__all__ = ["LOCAL_ONLY_OPTION_KEYS", "GatewayEndpoint"]
+
+LOCAL_ONLY_OPTION_KEYS = frozenset(
+    {"context_key", "contextKey", "grammar", "json_schema", "jsonSchema", "sampling",
+     "media", "normalize", "local"}
+)
+
+
+class GatewayEndpoint(Endpoint):
+    """An endpoint backed by a gateway target (see :class:`GatewayDescriptor`)."""
+
+    kind = "gateway"
+
+    def __init__(self, ref: EndpointRef, descriptor: GatewayDescriptor) -> None:
+        if not isinstance(descriptor, GatewayDescriptor):
+            raise ConfigurationError(
+                f"descriptor must be a GatewayDescriptor, got {type(descriptor).__name__}"
+            )
+        super().__init__(ref)
+        self.descriptor = descriptor
+        self._http = HttpClient(descriptor.timeouts)
+
+    def capability(self, operation: Operation) -> Capability:
+        return "unknown"
+
+    # ------------------------------------------------------------ validation hooks
+    def validate_text(self, request: TextRequest) -> None:
+        """Refuse what a gateway cannot take (local options, provider options)."""
+        if request.local is not None and not request.local.is_empty():
+            raise InvalidRequestError("local text options are not valid for gateway endpoints")
+        if request.provider_options:
+            raise InvalidRequestError("provider_options are not valid for gateway endpoints")
+        self._check_endpoint_options(request.endpoint_options)
+
+    def validate_embed(self, request: EmbedRequest) -> None:
+        if request.local is not None and not request.local.is_empty():
+            raise InvalidRequestError("local embed options are not valid for gateway endpoints")
+        if request.provider_options:
+            raise InvalidRequestError("provider_options are not valid for gateway endpoints")
+        self._check_endpoint_options(request.endpoint_options)
+
+    @staticmethod
+    def _check_endpoint_options(options: Mapping[str, Any] | None) -> None:
+        for key in options or {}:
+            if key in LOCAL_ONLY_OPTION_KEYS:
+                raise InvalidRequestError(
+                    f"endpoint_options cannot contain local-only field: {key}"
+                )
+
+    # ------------------------------------------------------------ operations
+    def start_text(self, request: TextRequest, sink: RunSink) -> None:
+        self.validate_text(request)
+        d = self.descriptor
+        extra = self._extra(request.endpoint_options)
+        stream = request.emit_tokens
+        if request.operation == "query":
+            assert request.prompt is not None
+            body = profile.encode_query_body(
+                d.target, request.prompt, request.options, stream=stream, extra=extra
+            )
+            route = d.query_route
+        else:
+            assert request.messages is not None
+            body = profile.encode_chat_body(
+                d.target, request.messages, request.options, stream=stream, extra=extra
+            )
+            route = d.chat_route
+        payload, headers = self._prepare(body, stream=stream)
+        call = self._new_call()
+        driver = RunDriver(sink, call, text=True)
+        work = self._stream_text if stream else self._finite_text
+        self._http.spawn(
+            lambda: work(driver, route, payload, headers), f"sipp-gateway-{self.ref.id}"
+        )
+
+    def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
+        self.validate_embed(request)
+        body = profile.encode_embed_body(
+            self.descriptor.target, request.input, extra=self._extra(request.endpoint_options)
+        )
+        payload, headers = self._prepare(body, stream=False)
+        call = self._new_call()
+        driver = RunDriver(sink, call, text=False)
+        route = self.descriptor.embed_route
+        self._http.spawn(
+            lambda: self._finite_embed(driver, route, payload, headers),
+            f"sipp-gateway-{self.ref.id}",
+        )
+
+    def close(self) -> None:
+        """Abort in-flight calls (their runs fail) and close pooled connections."""
+        self._http.close()
+
+    # ------------------------------------------------------------ request building
+    def _extra(self, endpoint_options: Mapping[str, Any] | None) -> dict[str, Any]:
+        merged = dict(self.descriptor.protocol_options or {})
+        merged.update(endpoint_options or {})
+        return merged
+
+    def _prepare(self, body: dict[str, Any], *, stream: bool) -> tuple[bytes, dict[str, str]]:
+        try:
+            payload = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequestError(f"request body is not JSON-serialisable: {exc}") from exc
+        return payload, self._headers(stream)
+
+    def _headers(self, stream: bool) -> dict[str, str]:
+        d = self.descriptor
+        headers = dict(d.static_headers or ())
+        headers["Content-Type"] = profile.JSON_CONTENT_TYPE
+        headers["Accept"] = profile.SSE_CONTENT_TYPE if stream else profile.JSON_CONTENT_TYPE
+        if d.authentication_kind != "none":
+            value = d.authentication_value
+            if callable(value):
+                try:
+                    value = value()
+                except Exception as exc:
+                    raise EndpointError(
+                        f"authentication value provider failed: {type(exc).__name__}",
+                        kind="configuration",
+                    ) from exc
+            if not isinstance(value, str) or not value.strip() or any(
+                ch in value for ch in "\r\n\0"
+            ):
+                raise EndpointError(
+                    "authentication value provider must return a non-empty header-safe string",
+                    kind="configuration",
+                )
+            if d.authentication_kind == "bearer":
+                headers["Authorization"] = f"Bearer {value}"
+            else:
+                assert d.authentication_header is not None
+                headers[d.authentication_header] = value
+        return headers
+
+    def _new_call(self) -> HttpCall:
+        try:
+            return self._http.new_call()
+        except CallFailure as exc:
+            raise EndpointError(exc.message, kind="transport") from exc
+
+    def _url(self, route: str) -> str:
+        return self.descriptor.base_url + "/" + route.lstrip("/")
+
+    # ------------------------------------------------------------ workers
+    def _finite_text(
+        self, driver: RunDriver, route: str, payload: bytes, headers: dict[str, str]
+    ) -> None:
+        def parse(body: bytes) -> dict[str, Any]:
+            result = profile.decode_text_response(body)
+            return {
+                "text": result.text,
+                "finish_reason": result.finish_reason,
+                "usage": result.usage,
+                "local_stats": None,
+            }
+
+        self._finite(driver, route, payload, headers, parse)
+
+    def _finite_embed(
+        self, driver: RunDriver, route: str, payload: bytes, headers: dict[str, str]
+    ) -> None:
+        def parse(body: bytes) -> dict[str, Any]:
+            result = profile.decode_embedding_response(body)
+            return {
+                "values": result.values,
+                "usage": result.usage,
+                "local_stats": None,
+                "pooling": None,
+                "normalized": None,
+            }
+
+        self._finite(driver, route, payload, headers, parse)
+
+    def _finite(
+        self,
+        driver: RunDriver,
+        route: str,
+        payload: bytes,
+        headers: dict[str, str],
+        parse: Any,
+    ) -> None:
+        call = driver.call
+        try:
+            response = call.post(self._url(route), headers, payload, stream=False)
+            self._check_status(call, response)
+            body, truncated = call.read_body(response, MAX_RESPONSE_BYTES)
+            if truncated:
+                raise EndpointError(
+                    f"gateway response exceeded {MAX_RESPONSE_BYTES} bytes", kind="protocol"
+                )
+            driver.complete(parse(body))
+        except BaseException as exc:
+            driver.fail(_translate(exc))
+        finally:
+            call.finish()
+
+    def _stream_text(
+        self, driver: RunDriver, route: str, payload: bytes, headers: dict[str, str]
+    ) -> None:
+        call = driver.call
+        usage: Usage | None = None
+        finish: FinishReason | None = None
+        try:
+            response = call.post(self._url(route), headers, payload, stream=True)
+            self._check_status(call, response)
+            content_type = response.headers.get("content-type", "")
+            if not content_type.startswith(profile.SSE_CONTENT_TYPE):
+                raise EndpointError(
+                    f"gateway answered a stream request with content type {content_type!r}",
+                    kind="protocol",
+                    status=response.status_code,
+                )
+            parser = SseParser()
+            for chunk in call.chunks(response):
+                for event in parser.feed(chunk):
+                    if finish is not None:
+                        raise EndpointError(
+                            f"gateway sent a {event.event} event after done", kind="protocol"
+                        )
+                    item = profile.decode_stream_event(event.event, event.data)
+                    if isinstance(item, profile.StreamToken):
+                        if not driver.token(item.text):
+                            return
+                    elif isinstance(item, profile.StreamUsage):
+                        usage = item.usage
+                    elif isinstance(item, profile.StreamDone):
+                        finish = item.finish_reason
+                    else:
+                        raise item.error
+                if finish is not None:
+                    break
+            parser.close()
+            if finish is None:
+                raise EndpointError("stream ended before a done event", kind="protocol")
+            driver.complete(
+                {"text": driver.text, "finish_reason": finish, "usage": usage, "local_stats": None}
+            )
+        except SseError as exc:
+            driver.fail(EndpointError(f"malformed gateway stream: {exc}", kind="protocol"))
+        except BaseException as exc:
+            driver.fail(_translate(exc))
+        finally:
+            call.finish()
+
+    @staticmethod
+    def _check_status(call: HttpCall, response: Any) -> None:
+        status: int = response.status_code
+        if 200 <= status < 300:
+            return
+        body, _ = call.read_body(response, MAX_ERROR_BODY_BYTES)
+        error = profile.decode_error_body(
+            status, body, retry_after=retry_after_seconds(response.headers)
+        )
+        if isinstance(error, EndpointError) and error.code == "endpoint":
+            error = EndpointError(
+                f"gateway returned HTTP {status} {response.reason or ''}".rstrip(),
+                kind="http",
+                status=status,
+                retry_after=error.retry_after,
+                raw_body=error.raw_body,
+            )
+        raise error
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, SippError):
+        return exc
+    if isinstance(exc, CallFailure):
+        kind = "timeout" if exc.kind == "timeout" else "transport"
+        code = "timeout" if exc.kind == "timeout" else None
+        return EndpointError(f"gateway {exc.message}", kind=kind, code=code)
+    if isinstance(exc, Exception):
+        return EndpointError(f"gateway call failed: {type(exc).__name__}: {exc}", kind="transport")
+    return exc
+
