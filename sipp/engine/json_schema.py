@@ -145,7 +145,7 @@ def _repeat(symbol: str, lo: int, hi: int | None) -> str:
 
 # Shared rules, added to a grammar on first use together with what they reference.
 _PRIMITIVES: dict[str, str] = {
-    "ws": r"([ \n] [ \t]{0,20})?",
+    "ws": r'(" " | "\n" [ \t]{0,20})?',
     "char": r'[^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})',
     "string": r'"\"" char* "\"" ws',
     "integer": r'"-"? ("0" | [1-9] [0-9]{0,18}) ws',
@@ -394,6 +394,8 @@ class _RegexToGbnf:
 
     def __init__(self, pattern: str, conv: _Converter, hint: str, pointer: str) -> None:
         self.src = pattern
+        self.pattern = pattern
+        self.base = 0  # offset of self.src inside the original pattern
         self.pos = 0
         self.conv = conv
         self.hint = hint
@@ -401,7 +403,7 @@ class _RegexToGbnf:
 
     def fail(self, what: str) -> SchemaError:
         return SchemaError(
-            f"unsupported regex in pattern {self.src!r}: {what} at offset {self.pos}",
+            f"unsupported regex in pattern {self.pattern!r}: {what} at offset {self.base + self.pos}",
             keyword="pattern",
             pointer=self.pointer,
         )
@@ -410,7 +412,8 @@ class _RegexToGbnf:
         src = self.src
         anchored_start = src.startswith("^")
         anchored_end = src.endswith("$") and not src.endswith("\\$")
-        self.src = src[1 if anchored_start else 0 : len(src) - (1 if anchored_end else 0)]
+        self.base = 1 if anchored_start else 0
+        self.src = src[self.base : len(src) - (1 if anchored_end else 0)]
         body = self.alternation()
         if self.pos != len(self.src):
             raise self.fail(f"unexpected {self.src[self.pos]!r}")
@@ -894,11 +897,23 @@ class _Converter:
                     pointer=pointer,
                 )
         self.use("ws")
-        literals = dict.fromkeys(
-            gbnf_escape_literal(_json_text(v, pointer, keyword)) for v in values
-        )
-        body = " | ".join(literals)
-        return f"({body}) ws" if len(literals) > 1 else f"{body} ws"
+        alts = dict.fromkeys(self.const(v, pointer, keyword) for v in values)
+        body = " | ".join(_group(a) if len(alts) > 1 else a for a in alts)
+        return f"({body}) ws" if len(alts) > 1 else f"{body} ws"
+
+    def const(self, value: Any, pointer: str, keyword: str) -> str:
+        """Exactly ``value``, allowing whitespace inside objects and arrays."""
+        if isinstance(value, dict):
+            members = [
+                f"{gbnf_escape_literal(_json_text(k, pointer, keyword))} ws "
+                f'":" ws {self.const(v, pointer, keyword)} ws'
+                for k, v in value.items()
+            ]
+            return '"{" ws ' + ' "," ws '.join(members) + (' "}"' if members else '"}"')
+        if isinstance(value, list):
+            items = [f"{self.const(v, pointer, keyword)} ws" for v in value]
+            return '"[" ws ' + ' "," ws '.join(items) + (' "]"' if items else '"]"')
+        return gbnf_escape_literal(_json_text(value, pointer, keyword))
 
     def typed(self, schema: dict[str, Any], type_name: str, hint: str, pointer: str) -> str:
         if type_name == "object":
