@@ -403,7 +403,8 @@ class _RegexToGbnf:
 
     def fail(self, what: str) -> SchemaError:
         return SchemaError(
-            f"unsupported regex in pattern {self.pattern!r}: {what} at offset {self.base + self.pos}",
+            f"unsupported regex in pattern {self.pattern!r}: {what}"
+            f" at offset {self.base + self.pos}",
             keyword="pattern",
             pointer=self.pointer,
         )
