@@ -1,0 +1,196 @@
+"""OpenAI and OpenAI-compatible wire format: request bodies, responses and streams.
+
+query → ``POST /completions`` (``prompt``), chat → ``POST /chat/completions``
+(``messages``), embed → ``POST /embeddings`` (``input``, ``encoding_format: "float"``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from sipp.providers._common import (
+    ParsedEmbedding,
+    ParsedText,
+    ProviderStreamError,
+    merge_options,
+    require_object,
+    text_field,
+    usage_of,
+    vector_of,
+)
+from sipp.providers._errors import ProviderFormatError
+from sipp.providers.sse import SseEvent
+from sipp.types import ChatMessage, FinishReason, SippTextOptions, Usage
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "OpenAIStream",
+    "chat_body",
+    "completion_body",
+    "embedding_body",
+    "parse_chat",
+    "parse_completion",
+    "parse_embedding",
+]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+CHAT_PATH = "/chat/completions"
+COMPLETION_PATH = "/completions"
+EMBEDDING_PATH = "/embeddings"
+
+_TEXT_TYPED = frozenset({"model", "max_tokens", "temperature", "top_p", "stop", "stream"})
+_CHAT_TYPED = _TEXT_TYPED | {"messages"}
+_COMPLETION_TYPED = _TEXT_TYPED | {"prompt"}
+_EMBED_TYPED = frozenset({"model", "input", "encoding_format"})
+
+
+def _options(body: dict[str, Any], options: SippTextOptions, stream: bool) -> dict[str, Any]:
+    if options.max_tokens is not None:
+        body["max_tokens"] = options.max_tokens
+    if options.temperature is not None:
+        body["temperature"] = options.temperature
+    if options.top_p is not None:
+        body["top_p"] = options.top_p
+    if options.stop:
+        body["stop"] = list(options.stop)
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def completion_body(
+    provider: str, model: str, prompt: str, options: SippTextOptions, *, stream: bool,
+    provider_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    body = _options({"model": model, "prompt": prompt}, options, stream)
+    return merge_options(provider, body, _COMPLETION_TYPED, provider_options)
+
+
+def chat_body(
+    provider: str, model: str, messages: Sequence[ChatMessage], options: SippTextOptions, *,
+    stream: bool, provider_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    body = _options({"model": model, "messages": [m.to_dict() for m in messages]}, options, stream)
+    return merge_options(provider, body, _CHAT_TYPED, provider_options)
+
+
+def embedding_body(
+    provider: str, model: str, input: str, provider_options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    body = {"model": model, "input": input, "encoding_format": "float"}
+    return merge_options(provider, body, _EMBED_TYPED, provider_options)
+
+
+def finish_reason(value: Any) -> FinishReason:
+    return "length" if value in ("length", "max_tokens", "max_output_tokens") else "stop"
+
+
+def _first_choice(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    choices = obj.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise ProviderFormatError("response missing choices")
+    return require_object(choices[0], "choices[0]")
+
+
+def _common(raw: Any) -> Mapping[str, Any]:
+    obj = require_object(raw, "response")
+    if not isinstance(obj.get("model"), str):
+        raise ProviderFormatError("response missing model")
+    return obj
+
+
+def _id(obj: Mapping[str, Any]) -> str | None:
+    value = obj.get("id")
+    return value if isinstance(value, str) else None
+
+
+def parse_completion(obj: Any) -> ParsedText:
+    obj = _common(obj)
+    choice = _first_choice(obj)
+    return ParsedText(
+        text_field(choice, "text", "choices[0]"),
+        finish_reason(choice.get("finish_reason")),
+        usage_of(obj.get("usage"), "prompt_tokens", "completion_tokens"),
+        _id(obj),
+    )
+
+
+def parse_chat(obj: Any) -> ParsedText:
+    obj = _common(obj)
+    choice = _first_choice(obj)
+    message = require_object(choice.get("message"), "choices[0].message")
+    return ParsedText(
+        text_field(message, "content", "choices[0].message", null_ok=True),
+        finish_reason(choice.get("finish_reason")),
+        usage_of(obj.get("usage"), "prompt_tokens", "completion_tokens"),
+        _id(obj),
+    )
+
+
+def parse_embedding(obj: Any) -> ParsedEmbedding:
+    obj = _common(obj)
+    data = obj.get("data")
+    if not isinstance(data, list) or not data:
+        raise ProviderFormatError("embedding response missing data")
+    first = require_object(data[0], "data[0]")
+    return ParsedEmbedding(
+        vector_of(first.get("embedding")),
+        usage_of(obj.get("usage"), "prompt_tokens", "completion_tokens"),
+        _id(obj),
+    )
+
+
+class OpenAIStream:
+    """Decodes ``data:`` chunks of a chat or completion stream, ending at ``[DONE]``."""
+
+    def __init__(self, operation: Literal["query", "chat"]) -> None:
+        self._chat = operation == "chat"
+        self.finish_reason: FinishReason | None = None
+        self.usage: Usage | None = None
+        self.done = False
+
+    def feed(self, event: SseEvent) -> list[str]:
+        """Token texts in ``event``; sets ``done`` at ``[DONE]``."""
+        if self.done:
+            raise ProviderFormatError("stream continued after [DONE]")
+        if event.data.strip() == "[DONE]":
+            self.done = True
+            if self.finish_reason is None:
+                self.finish_reason = "stop"
+            return []
+        try:
+            obj = json.loads(event.data)
+        except json.JSONDecodeError as exc:
+            raise ProviderFormatError(f"stream chunk is not valid JSON: {exc.msg}") from exc
+        if not isinstance(obj, Mapping):
+            raise ProviderFormatError("stream chunk must be a JSON object")
+        if obj.get("error") is not None:
+            raise ProviderStreamError(obj)
+        if obj.get("usage") is not None:
+            self.usage = usage_of(obj["usage"], "prompt_tokens", "completion_tokens")
+        texts: list[str] = []
+        choices = obj.get("choices") or []
+        if not isinstance(choices, list):
+            raise ProviderFormatError("stream chunk choices must be an array")
+        for choice in choices:
+            choice = require_object(choice, "stream choice")
+            if self._chat:
+                delta = choice.get("delta") or {}
+                piece = delta.get("content") if isinstance(delta, Mapping) else None
+            else:
+                piece = choice.get("text")
+            if isinstance(piece, str) and piece:
+                if self.finish_reason is not None:
+                    raise ProviderFormatError("stream sent text after its finish reason")
+                texts.append(piece)
+            reason = choice.get("finish_reason")
+            if reason is not None:
+                self.finish_reason = finish_reason(reason)
+        return texts
+
+    def end(self) -> None:
+        """At end of stream: it must have finished (``[DONE]`` or a finish reason)."""
+        if not self.done and self.finish_reason is None:
+            raise ProviderFormatError("stream ended before a finish reason")
