@@ -52,7 +52,8 @@ class LlamaModel(Owner):
     ``use_extra_bufts`` (weight repacking buffers) defaults to on, except on AMX CPUs where
     the pinned ggml's AMX path crashes. The path is checked in Python first (exists, is a
     file, GGUF magic, header and tensor data complete, architecture known); every failure
-    is a ``ModelLoadError`` naming the path and the reason. Closing the model closes its live contexts and samplers first.
+    is a ``ModelLoadError`` naming the path and the reason. Closing the model closes its
+    live contexts and samplers first.
     """
 
     _kind = "LlamaModel"

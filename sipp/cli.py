@@ -1,0 +1,110 @@
+"""The ``sipp`` command.
+
+    sipp doctor [--json]        which native backend loads, from where, and why
+    sipp MODEL PROMPT [...]     generation (not available yet)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sipp.errors import SippError
+
+__all__ = ["main"]
+
+
+def _doctor_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sipp doctor",
+        description="Load the native backend and report what was selected and why.",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def _format_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1024
+    return f"{n} B"
+
+
+def format_report(info: dict[str, Any]) -> str:
+    """``backend_info()`` as readable text."""
+    llama = info.get("llama_cpp") or {}
+    cpu = info.get("cpu") or {}
+    lines = [
+        f"backend:        {info['backend']} (selected by {info['selected_by']})",
+        f"library dir:    {info['library_dir']}",
+        f"package:        {info.get('package_version') or 'unknown'}"
+        f" (sipp {info['sipp_version']})",
+        f"llama.cpp:      {llama.get('version', 'unknown')}"
+        + (f" from {llama['distribution']}" if llama.get("distribution") else "")
+        + (f" sha256 {llama['sha256'][:16]}..." if llama.get("sha256") else ""),
+        f"dynamic ggml:   {'yes' if info.get('ggml_backend_dl') else 'no'}",
+        f"cpu variant:    {cpu.get('variant') or 'unknown'}",
+        f"cpu features:   {' '.join(cpu.get('features') or []) or 'none reported'}",
+        f"gpu offload:    {'yes' if info.get('gpu_offload') else 'no'}",
+        "devices:",
+    ]
+    for dev in info.get("devices") or []:
+        lines.append(
+            f"  - {dev['name']} [{dev['type']}, {dev['backend']}] {dev['description']}"
+            f" ({_format_bytes(dev['memory_free'])} free of {_format_bytes(dev['memory_total'])})"
+        )
+    if not info.get("devices"):
+        lines.append("  (none)")
+    for title, key in (("skipped backends:", "skipped"), ("warnings:", "warnings")):
+        items = info.get(key) or []
+        if items:
+            lines.append(title)
+            lines.extend(f"  - {item}" for item in items)
+    return "\n".join(lines)
+
+
+def doctor(argv: Sequence[str]) -> int:
+    """``sipp doctor``: print ``backend_info()``; exit 1 if no backend loads."""
+    args = _doctor_parser().parse_args(list(argv))
+    from sipp.native import backend_info
+
+    try:
+        info = backend_info()
+    except SippError as exc:
+        if args.json:
+            print(json.dumps(exc.to_dict(), indent=2))
+        else:
+            print(f"sipp doctor: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(info, indent=2) if args.json else format_report(info))
+    return 0
+
+
+def generate(argv: Sequence[str]) -> int:
+    """``sipp MODEL PROMPT``: placeholder until the generation command lands."""
+    print(
+        "sipp: generation (sipp MODEL PROMPT) is not available in this build; "
+        "run 'sipp doctor' to check the native backend",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sipp`` command; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "doctor":
+        return doctor(args[1:])
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__.strip() if __doc__ else "sipp")
+        return 0
+    return generate(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
