@@ -50,18 +50,21 @@ def load_weights(model_dir: Path) -> MiniLMWeights:
 def _layer_norm(x: Array, weight: Array, bias: Array, eps: float) -> Array:
     mean = x.mean(axis=-1, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
+    out: Array = (x - mean) / np.sqrt(var + eps) * weight + bias
+    return out
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _gelu(x: Array) -> Array:
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+    out: Array = 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+    return out
 
 
 def _linear(w: MiniLMWeights, prefix: str, x: Array) -> Array:
-    return x @ w[prefix + ".weight"].T + w[prefix + ".bias"]
+    out: Array = x @ w[prefix + ".weight"].T + w[prefix + ".bias"]
+    return out
 
 
 def hidden_states(w: MiniLMWeights, token_ids: Sequence[int]) -> Array:
