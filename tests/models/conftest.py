@@ -12,7 +12,9 @@ _NEEDED = ("LlamaModel", "LlamaContext", "LlamaBatch", "get_native")
 @pytest.fixture(scope="session")
 def native() -> ModuleType:
     """``sipp.native`` with a loaded backend; skips (with the reason) when either is missing."""
-    module = pytest.importorskip("sipp.native", reason="sipp.native is not importable yet")
+    module: ModuleType = pytest.importorskip(
+        "sipp.native", reason="sipp.native is not importable yet"
+    )
     missing = [name for name in _NEEDED if not hasattr(module, name)]
     if missing:
         pytest.skip(f"sipp.native lacks {', '.join(missing)}")
