@@ -34,6 +34,9 @@ class SchedulerConfig:
       equals).
     - ``mode`` and ``decode_token_reserve``: see :func:`sipp.scheduler.split_budget`.
     - ``cache_mode``, ``retained_prefix_tokens`` and the snapshot limits.
+    - ``partial_kv_edits``: False for memories that cannot remove or copy part of a
+      sequence (recurrent / hybrid models): reuse then needs a cached sequence that is a
+      whole prefix of the prompt, so no ``KvRemove`` trim or partial ``KvCopy`` is emitted.
     """
 
     n_slots: int = 1
@@ -50,6 +53,7 @@ class SchedulerConfig:
     max_snapshot_entries: int = 32
     max_snapshot_bytes: int = 256 * 1024 * 1024
     snapshot_interval_tokens: int = 128
+    partial_kv_edits: bool = True
 
     def __post_init__(self) -> None:
         if self.cache_mode == "off":  # type: ignore[comparison-overlap]

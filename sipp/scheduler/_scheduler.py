@@ -214,7 +214,9 @@ class Scheduler:
         source = reuse.live_slot
         if source is not None and source.owner is None:
             slot = source
-            if reuse.tokens < slot.n_tokens:
+            if reuse.tokens == 0:
+                ops.append(KvClear(slot.index))
+            elif reuse.tokens < slot.n_tokens:
                 ops.append(KvRemove(slot.index, reuse.tokens, -1))
         else:
             empty = [s for s in free if s.n_tokens == 0]
@@ -255,14 +257,16 @@ class Scheduler:
             return _Reuse()
         tokens = request.all_tokens.view()
         limit = tokens.shape[0] - 1  # leave one token to compute, so there are logits
+        whole = not cfg.partial_kv_edits  # only a whole cached sequence can be reused
         best = _Reuse()
         best_score = (0, False)
         if cfg.cache_mode == "context_key":
             if request.context_key is not None:
                 for slot in self._slots:
                     if slot.state == "idle" and slot.context_key == request.context_key:
-                        n = min(common_prefix_len(slot.mirror(), tokens), limit)
-                        best = _Reuse(n, slot)
+                        mirror = slot.mirror()
+                        n = min(common_prefix_len(mirror, tokens), limit)
+                        best = _Reuse(0 if whole and n < mirror.shape[0] else n, slot)
                         break
         elif cfg.live_reuse:
             for slot in self._slots:
@@ -270,11 +274,13 @@ class Scheduler:
                 if not mirror.shape[0]:
                     continue
                 n = min(common_prefix_len(mirror, tokens), limit)
+                if whole and n < mirror.shape[0]:
+                    continue
                 score = (n, slot.owner is None)  # on a tie, taking over beats copying
                 if n and score > best_score:
                     best, best_score = _Reuse(n, slot), score
         if cfg.snapshots:
-            entry = self.snapshot_store.find_longest(tokens, tokens.shape[0])
+            entry = self.snapshot_store.find_longest(tokens, limit if whole else tokens.shape[0])
             if entry is not None and min(entry.n_tokens, limit) > best.tokens:
                 best = _Reuse(min(entry.n_tokens, limit), None, entry)
         return best

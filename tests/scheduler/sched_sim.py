@@ -49,6 +49,7 @@ class FakeEngine:
 
     def __init__(self, sched: Scheduler, capacity: int | None = None, stops: bool = False):
         self.sched = sched
+        self.partial = sched.config.partial_kv_edits
         self.kv: dict[int, list[int]] = {s: [] for s in range(sched.config.n_slots)}
         self.capacity = capacity
         self.stops = stops
@@ -61,12 +62,16 @@ class FakeEngine:
         for op in ops:
             if isinstance(op, KvRemove):
                 end = len(kv[op.slot]) if op.p1 < 0 else op.p1
+                assert self.partial or (op.p0 <= 0 and end >= len(kv[op.slot])), (
+                    "partial KvRemove on a memory that cannot do it"
+                )
                 del kv[op.slot][op.p0 : end]
             elif isinstance(op, KvClear):
                 kv[op.slot] = []
             elif isinstance(op, KvCopy):
                 assert kv[op.dst_slot] == [], "KvCopy into a non-empty sequence"
                 assert op.p0 == 0 and op.p1 <= len(kv[op.src_slot])
+                assert self.partial or op.p1 == len(kv[op.src_slot]), "partial KvCopy"
                 kv[op.dst_slot] = kv[op.src_slot][op.p0 : op.p1]
             elif isinstance(op, SnapshotSave):
                 assert len(kv[op.slot]) == op.n_tokens, "snapshot of the wrong length"

@@ -238,3 +238,16 @@ def test_every_mode_produces_the_same_tokens(mode: str) -> None:
     for r in reqs:
         assert r.output_tokens == expected_output([*base[: 30 + 5 * r.request_id], r.request_id], 6)
     assert all(state != "busy" for state, _, _ in sched.slot_states())
+
+
+@pytest.mark.parametrize("mode", ["context_key", "live_slot_prefix", "live_slot_and_snapshot"])
+def test_without_partial_kv_edits_only_whole_cached_sequences_are_reused(mode: str) -> None:
+    cfg = SchedulerConfig(n_slots=1, cache_mode=mode, partial_kv_edits=False)  # type: ignore[arg-type]
+    sched = Scheduler(cfg)
+    eng = FakeEngine(sched)  # asserts no partial KvRemove / KvCopy is emitted
+    first = run_one(eng, Request(1, prompt(30), max_tokens=3, context_key="k"))
+    extended = [*first.all_tokens.tolist()[:32], 5, 6]
+    whole = run_one(eng, Request(2, extended, max_tokens=2, context_key="k"))
+    assert whole.num_cached_tokens == 32 and whole.cache_source == "live"
+    cut = run_one(eng, Request(3, [*prompt(20), 77], max_tokens=2, context_key="k"))
+    assert cut.num_cached_tokens == 0  # would need trimming the cached 35 tokens to 20

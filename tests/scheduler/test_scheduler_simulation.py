@@ -31,6 +31,7 @@ def test_200_random_requests_get_exactly_their_own_tokens(mode: str, seed: int) 
         snapshot_interval_tokens=16,
         max_snapshot_entries=12,
         max_snapshot_bytes=4000,
+        partial_kv_edits=seed == 2,
     )
     sched = Scheduler(cfg)
     eng = FakeEngine(sched, capacity=cfg.n_slots * 45 + 120, stops=True)
@@ -92,7 +93,7 @@ def test_200_random_requests_get_exactly_their_own_tokens(mode: str, seed: int) 
         assert sched.slot_tokens(index) == eng.kv[index]
     assert sched.num_running == 0 and sched.num_waiting == 0
     assert sched.stats.cancelled > 0
-    if mode != "disabled":
+    if mode != "disabled" and cfg.partial_kv_edits:
         assert sched.stats.cache_hits > 0
     if "snapshot" in mode:
         assert sched.stats.snapshot_hits > 0
