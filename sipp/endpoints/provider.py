@@ -1,0 +1,330 @@
+"""Provider endpoints: query, chat and embed sent straight to OpenAI, an OpenAI-compatible
+API or Anthropic.
+
+Mapping (see :mod:`sipp.providers.openai`, :mod:`sipp.providers.anthropic`): query →
+completions or one Anthropic user message, chat → chat completions or Anthropic messages,
+embed → embeddings (Anthropic: unsupported). ``emit_tokens=True`` uses the provider's SSE
+stream. Failures are :class:`~sipp.errors.ProviderError` keeping provider, kind, status,
+the (redacted) body and ``retry_after``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sipp.descriptors import ProviderDescriptor
+from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    ProviderError,
+    SippError,
+    UnsupportedOperationError,
+)
+from sipp.providers import anthropic, openai
+from sipp.providers._common import ParsedEmbedding, ParsedText, ProviderStreamError
+from sipp.providers._errors import ProviderFormatError, error_from_payload, http_error, redact
+from sipp.providers._http import (
+    MAX_ERROR_BODY_BYTES,
+    MAX_RESPONSE_BYTES,
+    CallFailure,
+    HttpCall,
+    HttpClient,
+    RunDriver,
+    retry_after_seconds,
+)
+from sipp.providers.sse import SseError, SseParser
+from sipp.runs import RunSink
+from sipp.types import ChatMessage, EndpointRef
+
+__all__ = ["ProviderEndpoint"]
+
+_JSON = "application/json"
+
+
+class ProviderEndpoint(Endpoint):
+    """An endpoint that calls a provider API directly (see :class:`ProviderDescriptor`)."""
+
+    kind = "provider"
+
+    def __init__(self, ref: EndpointRef, descriptor: ProviderDescriptor) -> None:
+        if not isinstance(descriptor, ProviderDescriptor):
+            raise ConfigurationError(
+                f"descriptor must be a ProviderDescriptor, got {type(descriptor).__name__}"
+            )
+        super().__init__(ref)
+        self.descriptor = descriptor
+        self.provider = descriptor.provider
+        if descriptor.base_url is not None:
+            self._base = descriptor.base_url
+        elif self.provider == "anthropic":
+            self._base = anthropic.DEFAULT_BASE_URL
+        else:
+            self._base = openai.DEFAULT_BASE_URL
+        self._headers = self._static_headers()
+        self._secrets = self._secret_values()
+        self._http = HttpClient(descriptor.timeouts)
+
+    def capability(self, operation: Operation) -> Capability:
+        if operation == "embed" and self.provider == "anthropic":
+            return "unsupported"
+        return "unknown"
+
+    def unsupported_reason(self, operation: Operation) -> str | None:
+        if operation == "embed" and self.provider == "anthropic":
+            return anthropic.EMBED_UNSUPPORTED
+        return None
+
+    # ------------------------------------------------------------ validation hooks
+    def validate_text(self, request: TextRequest) -> None:
+        if request.local is not None and not request.local.is_empty():
+            raise InvalidRequestError("local text options are not valid for provider endpoints")
+        if request.endpoint_options:
+            raise InvalidRequestError("endpoint_options are not valid for provider endpoints")
+
+    def validate_embed(self, request: EmbedRequest) -> None:
+        if request.local is not None and not request.local.is_empty():
+            raise InvalidRequestError("local embed options are not valid for provider endpoints")
+        if request.endpoint_options:
+            raise InvalidRequestError("endpoint_options are not valid for provider endpoints")
+
+    # ------------------------------------------------------------ operations
+    def start_text(self, request: TextRequest, sink: RunSink) -> None:
+        self.validate_text(request)
+        model = self.descriptor.model
+        stream = request.emit_tokens
+        parse: Callable[[Any], ParsedText]
+        if self.provider == "anthropic":
+            messages = (
+                (ChatMessage("user", request.prompt),)
+                if request.operation == "query" and request.prompt is not None
+                else request.messages or ()
+            )
+            body = anthropic.messages_body(
+                model, messages, request.options, stream=stream,
+                provider_options=request.provider_options,
+            )
+            path, parse = anthropic.MESSAGES_PATH, anthropic.parse_message
+        elif request.operation == "query":
+            assert request.prompt is not None
+            body = openai.completion_body(
+                self.provider, model, request.prompt, request.options, stream=stream,
+                provider_options=request.provider_options,
+            )
+            path, parse = openai.COMPLETION_PATH, openai.parse_completion
+        else:
+            body = openai.chat_body(
+                self.provider, model, request.messages or (), request.options, stream=stream,
+                provider_options=request.provider_options,
+            )
+            path, parse = openai.CHAT_PATH, openai.parse_chat
+        payload = _encode(body)
+        driver = RunDriver(sink, self._new_call(), text=True)
+        if stream:
+            decoder = (
+                anthropic.AnthropicStream()
+                if self.provider == "anthropic"
+                else openai.OpenAIStream(request.operation)
+            )
+            self._http.spawn(
+                lambda: self._stream(driver, path, payload, decoder),
+                f"sipp-provider-{self.ref.id}",
+            )
+        else:
+            self._http.spawn(
+                lambda: self._finite(driver, path, payload, lambda obj: _text_payload(parse(obj))),
+                f"sipp-provider-{self.ref.id}",
+            )
+
+    def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
+        if self.provider == "anthropic":
+            raise UnsupportedOperationError(
+                f"unsupported operation embed on endpoint provider:{self.ref.id}: "
+                + anthropic.EMBED_UNSUPPORTED
+            )
+        self.validate_embed(request)
+        body = openai.embedding_body(
+            self.provider, self.descriptor.model, request.input, request.provider_options
+        )
+        payload = _encode(body)
+        driver = RunDriver(sink, self._new_call(), text=False)
+        self._http.spawn(
+            lambda: self._finite(
+                driver, openai.EMBEDDING_PATH, payload,
+                lambda obj: _embed_payload(openai.parse_embedding(obj)),
+            ),
+            f"sipp-provider-{self.ref.id}",
+        )
+
+    def close(self) -> None:
+        """Abort in-flight calls (their runs fail) and close pooled connections."""
+        self._http.close()
+
+    # ------------------------------------------------------------ internals
+    def _static_headers(self) -> dict[str, str]:
+        d = self.descriptor
+        headers = dict(d.static_headers or ())
+        if self.provider == "anthropic":
+            assert d.api_key is not None
+            headers["x-api-key"] = d.api_key
+            headers["anthropic-version"] = d.version or anthropic.DEFAULT_VERSION
+        elif d.api_key is not None:
+            headers["Authorization"] = f"Bearer {d.api_key}"
+        else:
+            assert d.auth_header_name is not None and d.auth_header_value is not None
+            headers[d.auth_header_name] = d.auth_header_value
+        headers["Content-Type"] = _JSON
+        return headers
+
+    def _secret_values(self) -> list[str]:
+        d = self.descriptor
+        values = [d.api_key or "", d.auth_header_value or ""]
+        values += [value for _, value in d.static_headers or ()]
+        return [v for v in values if v]
+
+    def _new_call(self) -> HttpCall:
+        try:
+            return self._http.new_call()
+        except CallFailure as exc:
+            raise ProviderError(exc.message, provider=self.provider, kind="transport") from exc
+
+    def _url(self, path: str) -> str:
+        return self._base + path
+
+    def _post(self, call: HttpCall, path: str, payload: bytes, *, stream: bool) -> Any:
+        headers = dict(self._headers)
+        headers["Accept"] = "text/event-stream" if stream else _JSON
+        response = call.post(self._url(path), headers, payload, stream=stream)
+        status: int = response.status_code
+        if not 200 <= status < 300:
+            body, truncated = call.read_body(response, MAX_ERROR_BODY_BYTES)
+            raise http_error(
+                self.provider, status, response.reason, body, truncated,
+                retry_after=retry_after_seconds(response.headers),
+                request_id=response.headers.get("x-request-id")
+                or response.headers.get("request-id"),
+                secrets=self._secrets,
+            )
+        return response
+
+    def _finite(
+        self, driver: RunDriver, path: str, payload: bytes, build: Callable[[Any], dict[str, Any]]
+    ) -> None:
+        call = driver.call
+        try:
+            response = self._post(call, path, payload, stream=False)
+            body, truncated = call.read_body(response, MAX_RESPONSE_BYTES)
+            if truncated:
+                raise ProviderFormatError(f"response exceeded {MAX_RESPONSE_BYTES} bytes")
+            try:
+                obj = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ProviderFormatError(f"response is not valid JSON: {exc}") from exc
+            if isinstance(obj, dict) and obj.get("error") is not None:
+                raise ProviderStreamError(obj)
+            driver.complete(build(obj))
+        except BaseException as exc:
+            driver.fail(self._translate(exc))
+        finally:
+            call.finish()
+
+    def _stream(
+        self, driver: RunDriver, path: str, payload: bytes,
+        decoder: openai.OpenAIStream | anthropic.AnthropicStream,
+    ) -> None:
+        call = driver.call
+        try:
+            response = self._post(call, path, payload, stream=True)
+            content_type = response.headers.get("content-type", "")
+            if not content_type.startswith("text/event-stream"):
+                body, _ = call.read_body(response, MAX_ERROR_BODY_BYTES)
+                try:
+                    obj = json.loads(body)
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    obj = None
+                if isinstance(obj, dict) and obj.get("error") is not None:
+                    raise ProviderStreamError(obj)
+                raise ProviderFormatError(
+                    f"stream request answered with content type {content_type!r}"
+                )
+            parser = SseParser()
+            for chunk in call.chunks(response):
+                for event in parser.feed(chunk):
+                    for text in decoder.feed(event):
+                        if not driver.token(text):
+                            return
+                    if decoder.done:
+                        break
+                if decoder.done:
+                    break
+            parser.close()
+            decoder.end()
+            driver.complete({
+                "text": driver.text,
+                "finish_reason": decoder.finish_reason or "stop",
+                "usage": decoder.usage,
+                "local_stats": None,
+            })
+        except BaseException as exc:
+            driver.fail(self._translate(exc))
+        finally:
+            call.finish()
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        provider = self.provider
+        if isinstance(exc, SippError):
+            return exc
+        if isinstance(exc, ProviderStreamError):
+            return error_from_payload(provider, exc.payload, secrets=self._secrets)
+        if isinstance(exc, ProviderFormatError | SseError):
+            return ProviderError(
+                _redact(f"provider error (provider {provider}): invalid response: {exc}",
+                        self._secrets),
+                provider=provider, kind="provider",
+            )
+        if isinstance(exc, CallFailure):
+            kind = "timeout" if exc.kind == "timeout" else "transport"
+            return ProviderError(
+                _redact(f"provider error ({kind} {provider}): {exc.message}", self._secrets),
+                provider=provider, kind=kind,
+            )
+        if isinstance(exc, Exception):
+            return ProviderError(
+                _redact(f"provider error (transport {provider}): {type(exc).__name__}: {exc}",
+                        self._secrets),
+                provider=provider, kind="transport",
+            )
+        return exc
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    result: str = redact(text, secrets)
+    return result
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"request body is not JSON-serialisable: {exc}") from exc
+
+
+def _text_payload(parsed: ParsedText) -> dict[str, Any]:
+    return {
+        "text": parsed.text,
+        "finish_reason": parsed.finish_reason,
+        "usage": parsed.usage,
+        "local_stats": None,
+    }
+
+
+def _embed_payload(parsed: ParsedEmbedding) -> dict[str, Any]:
+    return {
+        "values": parsed.values,
+        "usage": parsed.usage,
+        "local_stats": None,
+        "pooling": None,
+        "normalized": None,
+    }
