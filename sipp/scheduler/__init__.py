@@ -47,6 +47,11 @@ multiples of ``snapshot_interval_tokens`` and at the prompt end, restored for th
 stored prefix); ``live_slot_and_snapshot`` (the longer of both). A full-prompt hit leaves
 the last prompt token to decode. Idle slots keep their KV until needed (LRU eviction).
 Positions equal token indexes: ``Request.all_tokens[:num_computed_tokens]`` is the KV.
+With ``partial_kv_edits=False`` (recurrent/hybrid memories) only a whole cached sequence
+that prefixes the prompt is reused, so no partial ``KvRemove``/``KvCopy`` is ever emitted:
+the engine must not "fall back" to clearing a slot behind the scheduler's back.
+More: ``get(id)``, ``slot_tokens(slot)`` (the mirror), ``abort_all(status)`` (shutdown),
+``running_requests()``, ``waiting_requests()``.
 """
 
 from sipp.scheduler._budget import fair_shares, split_budget
