@@ -61,7 +61,7 @@ class _GenerationBlock(jinja2.ext.Extension):
     """``{% generation %}...{% endgeneration %}`` (marks assistant text for training masks in
     Hugging Face); rendering keeps the body unchanged."""
 
-    tags = {"generation"}
+    tags = {"generation"}  # noqa: RUF012  (Jinja declares it a set)
 
     def parse(self, parser: Any) -> Any:
         lineno = next(parser.stream).lineno
