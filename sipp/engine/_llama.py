@@ -50,13 +50,16 @@ class LlamaModel:
     """A loaded GGUF model and its vocabulary facts."""
 
     def __init__(self, path: str, *, use_mmap: bool = True, use_mlock: bool = False,
-                 gpu_layers: int | None = None, check_tensors: bool = False) -> None:
+                 gpu_layers: int | None = None, check_tensors: bool = False,
+                 extra_bufts: bool = True, no_host: bool = False) -> None:
         native = get_native()
         self._ffi, self._lib = native.ffi, native.lib
         lib, ffi = self._lib, self._ffi
         params = lib.llama_model_default_params()
         params.load_mode = (1 if use_mmap else 0) | (2 if use_mlock else 0)
         params.check_tensors = check_tensors
+        params.use_extra_bufts = extra_bufts
+        params.no_host = no_host
         if gpu_layers is not None:
             params.n_gpu_layers = gpu_layers
         recent_log_errors(clear=True)

@@ -189,6 +189,8 @@ class Engine:
             use_mmap=placement.use_mmap,
             use_mlock=placement.use_mlock,
             check_tensors=placement.check_tensors,
+            extra_bufts=not placement.no_extra_bufts,
+            no_host=placement.no_host,
             gpu_layers=None if gpu == "auto" else -1 if gpu == "all" else int(gpu),
         )
         self.model = model
