@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from sipp.descriptors import ProviderDescriptor
 from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
@@ -181,7 +181,8 @@ class ProviderEndpoint(Endpoint):
     def _secret_values(self) -> list[str]:
         d = self.descriptor
         values = [d.api_key or "", d.auth_header_value or ""]
-        values += [value for _, value in d.static_headers or ()]
+        pairs = cast("tuple[tuple[str, str], ...]", d.static_headers or ())
+        values += [value for _, value in pairs]
         return [v for v in values if v]
 
     def _new_call(self) -> HttpCall:
