@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sched_sim import FakeEngine, expected_output
+from tests.scheduler.sched_sim import FakeEngine, expected_output
 
 from sipp.errors import ConfigurationError, QueueFullError, RequestTooLargeError
 from sipp.scheduler import Request, RequestStatus, Scheduler, SchedulerConfig

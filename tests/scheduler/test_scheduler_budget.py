@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sched_sim import FakeEngine
+from tests.scheduler.sched_sim import FakeEngine
 
 from sipp.scheduler import Request, Scheduler, SchedulerConfig, fair_shares, split_budget
 

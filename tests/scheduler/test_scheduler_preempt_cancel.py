@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sched_sim import FakeEngine, expected_output
+from tests.scheduler.sched_sim import FakeEngine, expected_output
 
 from sipp.scheduler import KvClear, Request, RequestStatus, Scheduler, SchedulerConfig
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from sched_sim import FakeEngine, expected_output
+from tests.scheduler.sched_sim import FakeEngine, expected_output
 
 from sipp.scheduler import Request, RequestStatus, Scheduler, SchedulerConfig
 
