@@ -399,3 +399,47 @@ def test_secret_not_in_repr() -> None:
                           authentication_value="super-secret")
     assert "super-secret" not in repr(d)
     assert json.dumps(d.timeouts.__dict__)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((" t", "http://h"), {}, "gateway target must be a non-empty trimmed value"),
+        (("t", "ftp://h"), {}, "absolute HTTP"),
+        (("t", "/relative"), {}, "absolute HTTP"),
+        (("t", "http://h"), {"authentication_kind": "basic"},
+         "authentication kind must be none, bearer, or header"),
+        (("t", "http://h"), {"authentication_kind": "bearer"}, "authentication value is required"),
+        (("t", "http://h"), {"authentication_kind": "header", "authentication_value": "v"},
+         "authentication headerName is required"),
+        (("t", "http://h"), {"authentication_kind": "header", "authentication_value": "v",
+                             "authentication_header": "bad header"}, "valid HTTP header name"),
+        (("t", "http://h"), {"timeout_ms": 0}, "timeout_ms must be a positive integer"),
+        (("t", "http://h"), {"timeout_ms": 5, "timeout": TimeoutPolicy()}, "either timeout_ms"),
+        (("t", "http://h"), {"query_route": "v1/query"}, "query_route must be an absolute path"),
+        (("t", "http://h"), {"chat_route": "/c?x=1"}, "chat_route must be an absolute path"),
+        (("t", "http://h"), {"static_headers": {"X-A": "a\nb"}}, "line breaks"),
+        (("t", "http://h"), {"static_headers": {"Content-Type": "x"}}, "cannot set"),
+        (("t", "http://h"), {"protocol_options": {"x": float("nan")}}, "finite"),
+    ],
+)
+def test_descriptor_validation(args: tuple[str, str], kwargs: dict[str, object],
+                               message: str) -> None:
+    from sipp.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=message):
+        GatewayDescriptor(*args, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"timeout\.connect"):
+        TimeoutPolicy(connect=0)
+
+
+def test_provider_failure_of_auth_callable_fails_the_run(client: SippClient) -> None:
+    def broken() -> str:
+        raise RuntimeError("vault down")
+
+    with LoopbackServer(finite()) as server:
+        ref = add(client, server.url, authentication_kind="bearer", authentication_value=broken)
+        with pytest.raises(EndpointError, match="authentication value provider failed") as info:
+            client.query("x", endpoint=ref).result(timeout=10)
+    assert info.value.kind == "configuration"
+    assert server.requests == []
