@@ -1,0 +1,614 @@
+"""The gateway TOML schema: parse, validate, report every problem with its field path.
+
+:func:`load_config` / :func:`parse_config` never read secrets, load models or bind ports
+(that is what ``sipp-gateway check`` runs). Unknown keys are errors everywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sipp.errors import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+__all__ = [
+    "AnthropicTarget",
+    "ClientIpConfig",
+    "ConfigIssue",
+    "GatewayConfig",
+    "GatewayConfigError",
+    "LocalTarget",
+    "OpenAICompatibleTarget",
+    "OpenAITarget",
+    "RateLimitConfig",
+    "RoutesConfig",
+    "Target",
+    "TokenConfig",
+    "load_config",
+    "parse_config",
+]
+
+ClientIpSource = Literal["peer", "x_forwarded_for", "x_real_ip"]
+Backend = Literal["auto", "cpu", "cuda", "metal", "vulkan"]
+Stats = Literal["off", "basic", "profile"]
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_PUBLIC_ROUTES = ("query", "chat", "embed", "openai")
+_MANAGEMENT_ROUTES = ("index", "health", "readiness", "metrics", "admin")
+_ROUTE_DEFAULTS = {
+    "query": "/v1/query",
+    "chat": "/v1/chat",
+    "embed": "/v1/embed",
+    "openai": "/v1",
+    "index": "/",
+    "health": "/healthz",
+    "readiness": "/readyz",
+    "metrics": "/metrics",
+    "admin": "/admin",
+}
+# Optional routes may be turned off with ``false``; the three profile routes may not.
+_OPTIONAL_ROUTES = frozenset({"openai", *_MANAGEMENT_ROUTES})
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One validation problem: ``path`` (``targets[1].model``) and what was expected."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class GatewayConfigError(ConfigurationError):
+    """The gateway TOML is invalid; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue], source: str = "gateway config") -> None:
+        lines = "\n".join(f"  - {issue}" for issue in issues)
+        super().__init__(f"{source} is invalid ({len(issues)} problem(s)):\n{lines}")
+        self.issues = issues
+
+
+@dataclass(frozen=True)
+class ClientIpConfig:
+    source: ClientIpSource
+    trusted_proxy_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    enabled: bool
+    requests_per_minute: int
+    burst: int
+
+
+@dataclass(frozen=True)
+class RoutesConfig:
+    """Route paths; optional ones are ``None`` when disabled with ``false``."""
+
+    query: str
+    chat: str
+    embed: str
+    openai: str | None
+    index: str | None
+    health: str | None
+    readiness: str | None
+    metrics: str | None
+    admin: str | None
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    env: str
+    caller: str
+    targets: tuple[str, ...]  # empty: every target
+
+    def allows(self, target: str) -> bool:
+        return not self.targets or target in self.targets
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    name: str
+    model: str
+    backend: Backend
+    stats: Stats
+    runtime: Mapping[str, Any] | None
+    type: Literal["local"] = "local"
+
+
+@dataclass(frozen=True)
+class OpenAITarget:
+    name: str
+    model: str
+    api_key_env: str
+    base_url: str | None
+    timeout_seconds: float | None
+    type: Literal["openai"] = "openai"
+
+
+@dataclass(frozen=True)
+class OpenAICompatibleTarget:
+    name: str
+    model: str
+    base_url: str
+    token_env: str
+    correlation_header: str | None
+    timeout_seconds: float | None
+    type: Literal["openai_compatible"] = "openai_compatible"
+
+
+@dataclass(frozen=True)
+class AnthropicTarget:
+    name: str
+    model: str
+    api_key_env: str
+    base_url: str | None
+    version: str | None
+    timeout_seconds: float | None
+    type: Literal["anthropic"] = "anthropic"
+
+
+Target = LocalTarget | OpenAITarget | OpenAICompatibleTarget | AnthropicTarget
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """A validated gateway configuration (no secret values: only env var names)."""
+
+    public_bind: tuple[str, int]
+    management_bind: tuple[str, int]
+    max_request_bytes: int
+    max_concurrent_requests: int | None
+    allowed_origins: tuple[str, ...]
+    admin_password_env: str
+    client_ip: ClientIpConfig
+    rate_limit: RateLimitConfig
+    routes: RoutesConfig
+    tokens: tuple[TokenConfig, ...]
+    targets: tuple[Target, ...]
+
+    def target(self, name: str) -> Target | None:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        return None
+
+    def secret_envs(self) -> list[str]:
+        """Every environment variable ``serve`` reads (names only)."""
+        names = [self.admin_password_env, *(t.env for t in self.tokens)]
+        for target in self.targets:
+            if isinstance(target, OpenAITarget | AnthropicTarget):
+                names.append(target.api_key_env)
+            elif isinstance(target, OpenAICompatibleTarget):
+                names.append(target.token_env)
+        return names
+
+
+# --------------------------------------------------------------------------- reader
+class _Reader:
+    """Collects issues while reading typed values out of nested TOML tables."""
+
+    def __init__(self) -> None:
+        self.issues: list[ConfigIssue] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.issues.append(ConfigIssue(path, message))
+
+    def table(
+        self, data: Any, path: str, known: tuple[str, ...], *, required: bool = True
+    ) -> dict[str, Any] | None:
+        if data is None:
+            if required:
+                self.fail(path, "is required (a table)")
+            return None
+        if not isinstance(data, dict):
+            self.fail(path, f"must be a table, got {_kind(data)}")
+            return None
+        for key in data:
+            if key not in known:
+                self.fail(_join(path, key), f"unknown field (expected one of: {', '.join(known)})")
+        return data
+
+    def text(self, data: Mapping[str, Any], path: str, key: str, *, required: bool = True,
+             default: str | None = None) -> str | None:
+        value = data.get(key)
+        where = _join(path, key)
+        if value is None:
+            if required:
+                self.fail(where, "is required (a non-empty string)")
+            return default
+        if not isinstance(value, str) or not value.strip() or value != value.strip():
+            self.fail(where, f"must be a non-empty trimmed string, got {_show(value)}")
+            return default
+        return value
+
+    def env_name(self, data: Mapping[str, Any], path: str, key: str) -> str:
+        value = self.text(data, path, key)
+        if value is not None and not _ENV_NAME.match(value):
+            self.fail(_join(path, key), f"must be an environment variable name "
+                                        f"([A-Za-z_][A-Za-z0-9_]*), got {value!r}")
+        return value or ""
+
+    def choice(self, data: Mapping[str, Any], path: str, key: str, options: tuple[str, ...],
+               default: str | None) -> str:
+        value = data.get(key, default)
+        if value is None:
+            self.fail(_join(path, key), f"is required (one of: {', '.join(options)})")
+            return options[0]
+        if value not in options:
+            self.fail(_join(path, key), f"must be one of: {', '.join(options)}; got {_show(value)}")
+            return options[0]
+        return str(value)
+
+    def integer(self, data: Mapping[str, Any], path: str, key: str, *, default: int | None,
+                minimum: int = 1) -> int | None:
+        value = data.get(key, default)
+        if value is None:
+            if default is None and key in data:
+                self.fail(_join(path, key), "must be an integer")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(_join(path, key), f"must be an integer, got {_show(value)}")
+            return default
+        if value < minimum:
+            self.fail(_join(path, key), f"must be greater than zero, got {value}")
+            return default
+        return value
+
+    def boolean(self, data: Mapping[str, Any], path: str, key: str) -> bool:
+        value = data.get(key)
+        if not isinstance(value, bool):
+            self.fail(_join(path, key), f"is required (true or false), got {_show(value)}")
+            return False
+        return value
+
+    def seconds(self, data: Mapping[str, Any], path: str) -> float | None:
+        value = data.get("timeout_seconds")
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            self.fail(_join(path, "timeout_seconds"),
+                      f"must be a number greater than zero, got {_show(value)}")
+            return None
+        return float(value)
+
+    def strings(self, data: Mapping[str, Any], path: str, key: str, *,
+                required: bool) -> tuple[str, ...]:
+        value = data.get(key)
+        where = _join(path, key)
+        if value is None:
+            if required:
+                self.fail(where, "is required (an array of strings, may be empty)")
+            return ()
+        if not isinstance(value, list):
+            self.fail(where, f"must be an array of strings, got {_show(value)}")
+            return ()
+        out: list[str] = []
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip() or item != item.strip():
+                self.fail(f"{where}[{index}]", f"must be a non-empty trimmed string, got "
+                                                f"{_show(item)}")
+            else:
+                out.append(item)
+        return tuple(out)
+
+    def url(self, data: Mapping[str, Any], path: str, key: str, *, required: bool) -> str | None:
+        value = self.text(data, path, key, required=required)
+        if value is None:
+            return None
+        match = re.match(r"^(https?)://([^/?#@\s]+)(/[^?#\s]*)?$", value)
+        if not match:
+            self.fail(_join(path, key), "must be an absolute http(s) URL without credentials, "
+                                        f"query or fragment, got {value!r}")
+            return None
+        return value.rstrip("/")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str | bool | int | float):
+        return repr(value)
+    return _kind(value)
+
+
+# --------------------------------------------------------------------------- sections
+_TOP_KEYS = ("public_bind", "management_bind", "max_request_bytes", "max_concurrent_requests",
+             "allowed_origins", "admin_password_env", "security", "routes", "tokens", "targets")
+
+
+def _bind(r: _Reader, data: Mapping[str, Any], key: str, default: str) -> tuple[str, int]:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        r.fail(key, f"must be a socket address string like '127.0.0.1:8080', got {_show(value)}")
+        return ("", -1)
+    match = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$", value)
+    host = (match.group(1) or match.group(2)) if match else None
+    port = int(match.group(3)) if match else -1
+    if not match or port > 65535 or host is None:
+        r.fail(key, f"must be 'host:port' (IPv6 as '[::1]:port', port 0-65535), got {value!r}")
+        return ("", -1)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            r.fail(key, f"host must be an IP address or localhost, got {host!r}")
+    return (host, port)
+
+
+def _origins(r: _Reader, data: Mapping[str, Any]) -> tuple[str, ...]:
+    origins = r.strings(data, "", "allowed_origins", required=False)
+    for index, origin in enumerate(origins):
+        if not re.match(r"^https?://[^/?#\s@]+$", origin):
+            r.fail(f"allowed_origins[{index}]",
+                   f"must be an origin like 'https://app.example.com' (no path), got {origin!r}")
+    return origins
+
+
+def _security(r: _Reader, data: Mapping[str, Any]) -> tuple[ClientIpConfig, RateLimitConfig]:
+    security = r.table(data.get("security"), "security", ("client_ip", "rate_limit")) or {}
+    client = r.table(security.get("client_ip"), "security.client_ip",
+                     ("source", "trusted_proxy_cidrs")) if security else None
+    rate = r.table(security.get("rate_limit"), "security.rate_limit",
+                   ("enabled", "requests_per_minute", "burst")) if security else None
+    source = "peer"
+    cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    if client is not None:
+        source = r.choice(client, "security.client_ip", "source",
+                          ("peer", "x_forwarded_for", "x_real_ip"), None)
+        for index, text in enumerate(
+            r.strings(client, "security.client_ip", "trusted_proxy_cidrs", required=True)
+        ):
+            where = f"security.client_ip.trusted_proxy_cidrs[{index}]"
+            if "/" not in text:
+                r.fail(where, f"trusted proxy CIDR must include a prefix: {text}")
+                continue
+            try:
+                cidrs.append(ipaddress.ip_network(text, strict=False))
+            except ValueError as exc:
+                r.fail(where, f"invalid trusted proxy CIDR {text!r}: {exc}")
+    limit = RateLimitConfig(False, 60, 60)
+    if rate is not None:
+        path = "security.rate_limit"
+        limit = RateLimitConfig(
+            enabled=r.boolean(rate, path, "enabled"),
+            requests_per_minute=r.integer(rate, path, "requests_per_minute", default=None) or 60,
+            burst=r.integer(rate, path, "burst", default=None) or 60,
+        )
+        for key in ("requests_per_minute", "burst"):
+            if key not in rate:
+                r.fail(_join(path, key), "is required (an integer greater than zero)")
+    return ClientIpConfig(source, tuple(cidrs)), limit  # type: ignore[arg-type]
+
+
+def _routes(r: _Reader, data: Mapping[str, Any]) -> RoutesConfig:
+    table = r.table(data.get("routes", {}), "routes", tuple(_ROUTE_DEFAULTS)) or {}
+    values: dict[str, str | None] = {}
+    for name, default in _ROUTE_DEFAULTS.items():
+        value = table.get(name, default)
+        where = f"routes.{name}"
+        if value is False and name in _OPTIONAL_ROUTES:
+            values[name] = None
+            continue
+        if (
+            not isinstance(value, str)
+            or not value.startswith("/")
+            or "?" in value
+            or "#" in value
+            or any(ch.isspace() for ch in value)
+        ):
+            hint = " or false to disable it" if name in _OPTIONAL_ROUTES else ""
+            r.fail(where, f"{name} route must be an absolute path without query or fragment"
+                          f"{hint}, got {_show(value)}")
+            values[name] = default
+            continue
+        values[name] = value.rstrip("/") or "/"
+    for group in (_PUBLIC_ROUTES, _MANAGEMENT_ROUTES):
+        seen: dict[str, str] = {}
+        for name in group:
+            route = values[name]
+            if route is None:
+                continue
+            if route in seen:
+                r.fail(f"routes.{name}", f"{name} route duplicates {seen[route]} route: {route}")
+            seen[route] = name
+    openai = values["openai"]
+    if openai is not None:
+        for name in ("query", "chat", "embed"):
+            route = values[name]
+            if route is not None and route.startswith(openai.rstrip("/") + "/") and route[
+                len(openai.rstrip("/")):] in ("/chat/completions", "/completions",
+                                              "/embeddings", "/models"):
+                r.fail(f"routes.{name}", f"{name} route collides with the OpenAI-compatible "
+                                         f"route {route}")
+    return RoutesConfig(**values)  # type: ignore[arg-type]
+
+
+def _tokens(r: _Reader, data: Mapping[str, Any]) -> tuple[TokenConfig, ...]:
+    raw = data.get("tokens")
+    if raw is None or raw == []:
+        r.fail("tokens", "at least one bearer token is required ([[tokens]])")
+        return ()
+    if not isinstance(raw, list):
+        r.fail("tokens", f"must be an array of tables ([[tokens]]), got {_show(raw)}")
+        return ()
+    tokens: list[TokenConfig] = []
+    callers: set[str] = set()
+    envs: set[str] = set()
+    for index, item in enumerate(raw):
+        path = f"tokens[{index}]"
+        table = r.table(item, path, ("env", "caller", "targets"))
+        if table is None:
+            continue
+        env = r.env_name(table, path, "env")
+        caller = r.text(table, path, "caller") or ""
+        if caller and caller in callers:
+            r.fail(f"{path}.caller", f"duplicate token caller: {caller}")
+        if env and env in envs:
+            r.fail(f"{path}.env", f"duplicate token env: {env} (each token needs its own variable)")
+        callers.add(caller)
+        envs.add(env)
+        tokens.append(TokenConfig(env, caller, r.strings(table, path, "targets", required=False)))
+    return tuple(tokens)
+
+
+_TARGET_KEYS = {
+    "local": ("name", "type", "model", "backend", "stats", "runtime"),
+    "openai": ("name", "type", "model", "api_key_env", "base_url", "timeout_seconds"),
+    "openai_compatible": ("name", "type", "model", "base_url", "token_env", "correlation_header",
+                          "timeout_seconds"),
+    "anthropic": ("name", "type", "model", "api_key_env", "base_url", "version",
+                  "timeout_seconds"),
+}
+
+
+def _runtime(r: _Reader, table: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
+    runtime = table.get("runtime")
+    if runtime is None:
+        return None
+    where = f"{path}.runtime"
+    if not isinstance(runtime, dict):
+        r.fail(where, f"must be a table, got {_show(runtime)}")
+        return None
+    from sipp.config import NativeRuntimeConfig
+
+    try:
+        NativeRuntimeConfig.from_dict(runtime)
+    except ConfigurationError as exc:
+        r.fail(where, exc.message)
+        return None
+    return runtime
+
+
+def _target(r: _Reader, item: Any, path: str) -> Target | None:
+    if not isinstance(item, dict):
+        r.fail(path, f"must be a table, got {_show(item)}")
+        return None
+    kind = item.get("type")
+    if kind not in _TARGET_KEYS:
+        r.fail(f"{path}.type", "is required (one of: local, openai, openai_compatible, "
+                               f"anthropic), got {_show(kind)}")
+        return None
+    table = r.table(item, path, _TARGET_KEYS[kind]) or {}
+    name = r.text(table, path, "name") or ""
+    model = r.text(table, path, "model") or ""
+    if kind == "local":
+        return LocalTarget(
+            name, model,
+            backend=r.choice(table, path, "backend", ("auto", "cpu", "cuda", "metal", "vulkan"),
+                             "auto"),  # type: ignore[arg-type]
+            stats=r.choice(table, path, "stats", ("off", "basic", "profile"),
+                           "basic"),  # type: ignore[arg-type]
+            runtime=_runtime(r, table, path),
+        )
+    timeout = r.seconds(table, path)
+    if kind == "openai":
+        return OpenAITarget(name, model, r.env_name(table, path, "api_key_env"),
+                            r.url(table, path, "base_url", required=False), timeout)
+    if kind == "anthropic":
+        return AnthropicTarget(name, model, r.env_name(table, path, "api_key_env"),
+                               r.url(table, path, "base_url", required=False),
+                               r.text(table, path, "version", required=False), timeout)
+    header = r.text(table, path, "correlation_header", required=False)
+    if header is not None and not _HEADER_NAME.match(header):
+        r.fail(f"{path}.correlation_header", f"must be an HTTP header name, got {header!r}")
+    return OpenAICompatibleTarget(name, model, r.url(table, path, "base_url", required=True) or "",
+                                  r.env_name(table, path, "token_env"), header, timeout)
+
+
+def _targets(r: _Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:
+    raw = data.get("targets")
+    if raw is None or raw == []:
+        r.fail("targets", "at least one target is required ([[targets]])")
+        return ()
+    if not isinstance(raw, list):
+        r.fail("targets", f"must be an array of tables ([[targets]]), got {_show(raw)}")
+        return ()
+    targets: list[Target] = []
+    names: set[str] = set()
+    for index, item in enumerate(raw):
+        target = _target(r, item, f"targets[{index}]")
+        if target is None:
+            continue
+        if target.name and target.name in names:
+            r.fail(f"targets[{index}].name", f"duplicate target: {target.name}")
+        names.add(target.name)
+        targets.append(target)
+    return tuple(targets)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "gateway config") -> GatewayConfig:
+    """Validate a parsed TOML document; raises :class:`GatewayConfigError` listing every
+    problem (``field.path: message``)."""
+    r = _Reader()
+    top = r.table(dict(data), "", _TOP_KEYS) or {}
+    public = _bind(r, top, "public_bind", "0.0.0.0:8080")
+    management = _bind(r, top, "management_bind", "0.0.0.0:9090")
+    if public == management and public[1] > 0:
+        r.fail("management_bind", "public_bind and management_bind must be different")
+    max_bytes = r.integer(top, "", "max_request_bytes", default=1048576) or 1048576
+    concurrency = r.integer(top, "", "max_concurrent_requests", default=None)
+    origins = _origins(r, top)
+    if "admin_password_env" not in top:
+        r.fail("admin_password_env", "is required (the env var holding the admin password)")
+        admin = ""
+    else:
+        admin = r.env_name(top, "", "admin_password_env")
+    client_ip, rate_limit = _security(r, top)
+    routes = _routes(r, top)
+    tokens = _tokens(r, top)
+    targets = _targets(r, top)
+    names = {t.name for t in targets}
+    for index, token in enumerate(tokens):
+        for position, name in enumerate(token.targets):
+            if name not in names:
+                r.fail(f"tokens[{index}].targets[{position}]",
+                       f"token references unknown target: {name}")
+    if r.issues:
+        raise GatewayConfigError(r.issues, source)
+    return GatewayConfig(public, management, max_bytes, concurrency, origins, admin, client_ip,
+                         rate_limit, routes, tokens, targets)
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a gateway TOML file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GatewayConfigError([ConfigIssue("", f"cannot read {file}: {exc.strerror}")],
+                                 str(file)) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise GatewayConfigError([ConfigIssue("", f"invalid TOML: {exc}")], str(file)) from exc
+    return parse_config(data, str(file))

@@ -1,0 +1,147 @@
+"""Turning configured targets into registered endpoints of the gateway's own SippClient."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sipp.client import SippClient
+from sipp.descriptors import LocalModelDescriptor, ProviderDescriptor, TimeoutPolicy
+from sipp.errors import ConfigurationError, SippError
+from sipp.gateway.server.config import (
+    AnthropicTarget,
+    GatewayConfig,
+    LocalTarget,
+    OpenAICompatibleTarget,
+    OpenAITarget,
+    Target,
+)
+from sipp.gateway.server.logging import logger
+from sipp.types import EndpointRef
+
+__all__ = ["TargetRegistry", "TargetState", "descriptor_for"]
+
+_BACKEND_ENV = "SIPP_PYTHON_BACKEND"
+
+
+def _timeout(seconds: float | None) -> TimeoutPolicy | None:
+    if seconds is None:
+        return None
+    return TimeoutPolicy(connect=min(10.0, seconds), request=seconds, stream_read=seconds)
+
+
+def _local_runtime(target: LocalTarget) -> Any:
+    from sipp.config import NativeRuntimeConfig
+
+    data: dict[str, Any] = copy.deepcopy(dict(target.runtime or {}))
+    observability = data.setdefault("observability", {})
+    observability.setdefault("runtime_metrics", target.stats != "off")
+    observability.setdefault("backend_profiling", target.stats == "profile")
+    if target.backend == "cpu":
+        data.setdefault("placement", {})["gpu_layers"] = {"count": 0}
+    return NativeRuntimeConfig.from_dict(data)
+
+
+def descriptor_for(target: Target, key: str | None) -> Any:
+    """The descriptor ``SippClient.add`` registers for ``target`` (``key`` = its secret)."""
+    if isinstance(target, LocalTarget):
+        path = Path(target.model)
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        return LocalModelDescriptor(str(path), _local_runtime(target))
+    if isinstance(target, OpenAITarget):
+        return ProviderDescriptor("openai", target.model, api_key=key, base_url=target.base_url,
+                                  timeout=_timeout(target.timeout_seconds))
+    if isinstance(target, AnthropicTarget):
+        return ProviderDescriptor("anthropic", target.model, api_key=key,
+                                  base_url=target.base_url, version=target.version,
+                                  timeout=_timeout(target.timeout_seconds))
+    assert isinstance(target, OpenAICompatibleTarget)
+    return ProviderDescriptor("openai_compatible", target.model, api_key=key,
+                              base_url=target.base_url, timeout=_timeout(target.timeout_seconds))
+
+
+def _select_backend(config: GatewayConfig) -> None:
+    """An explicit GPU backend on local targets picks the process-wide backend package."""
+    wanted = {t.backend for t in config.targets
+              if isinstance(t, LocalTarget) and t.backend in ("cuda", "metal", "vulkan")}
+    if len(wanted) > 1:
+        raise ConfigurationError(
+            f"local targets request different GPU backends ({', '.join(sorted(wanted))}); "
+            "one gateway process loads one native backend")
+    if wanted:
+        backend = wanted.pop()
+        current = os.environ.get(_BACKEND_ENV)
+        if current and current != backend:
+            raise ConfigurationError(
+                f"a local target requests backend {backend!r} but {_BACKEND_ENV}={current}")
+        os.environ[_BACKEND_ENV] = backend
+
+
+@dataclass
+class TargetState:
+    target: Target
+    ref: EndpointRef
+    status: Literal["pending", "loading", "ready", "failed"] = "pending"
+    error: str | None = None
+    stats: str = field(default="off")
+
+
+class TargetRegistry:
+    """Every configured target, its endpoint ref and load state; ``ready`` once all loaded."""
+
+    def __init__(self, config: GatewayConfig, client: SippClient,
+                 keys: Mapping[str, str]) -> None:
+        self.client = client
+        self._keys = keys
+        self.states: dict[str, TargetState] = {}
+        for target in config.targets:
+            kind: Literal["local", "provider"] = (
+                "local" if isinstance(target, LocalTarget) else "provider")
+            stats = target.stats if isinstance(target, LocalTarget) else "off"
+            self.states[target.name] = TargetState(target, EndpointRef(kind, target.name),
+                                                   stats=stats)
+        self._config = config
+        self.ready = False
+        self.failed = False
+
+    def get(self, name: str) -> TargetState | None:
+        return self.states.get(name)
+
+    def load_all_sync(self) -> None:
+        """Register every target (local models load now); raises on the first failure."""
+        _select_backend(self._config)
+        for state in self.states.values():
+            state.status = "loading"
+            try:
+                self.client.add(state.target.name,
+                                descriptor_for(state.target, self._keys.get(state.target.name)))
+            except (SippError, OSError, ImportError) as exc:
+                state.status = "failed"
+                state.error = str(exc)
+                self.failed = True
+                raise ConfigurationError(
+                    f"failed to load target {state.target.name}: {exc}") from exc
+            state.status = "ready"
+            logger.info("target loaded", extra={"target": state.target.name,
+                                                "type": state.target.type})
+        self.ready = True
+
+    async def load_all(self) -> None:
+        await asyncio.to_thread(self.load_all_sync)
+
+    def local_metrics(self) -> dict[str, Mapping[str, Any]]:
+        """Runtime metrics of loaded local targets whose ``stats`` is not off."""
+        out: dict[str, Mapping[str, Any]] = {}
+        for name, state in self.states.items():
+            if state.status == "ready" and state.stats != "off":
+                try:
+                    out[name] = self.client.metrics(state.ref)
+                except SippError:
+                    continue
+        return out
