@@ -1,0 +1,230 @@
+"""The engine on tiny generated models: batching, streaming, stops, cancel, lifecycle."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sipp.endpoints.base import TextRequest
+from sipp.errors import (
+    EngineClosedError,
+    EngineDeadError,
+    QueueFullError,
+    RequestTooLargeError,
+    UnsupportedOperationError,
+)
+from sipp.runs import RunSink
+from sipp.types import ChatMessage, SippTextOptions
+from tests.engine.engine_helpers import REF, embed, query
+
+PROMPTS = [f"The number {i} is" for i in range(6)]
+
+
+def test_greedy_is_deterministic_and_reports_usage(engine_factory: Any,
+                                                   tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path)
+    first = query(engine, "Once upon a time", max_tokens=12, ignore_eos=True).result(30)
+    second = query(engine, "Once upon a time", max_tokens=12, ignore_eos=True).result(30)
+    assert first["text"] == second["text"] and first["text"]
+    assert first["finish_reason"] == "length"
+    usage = first["usage"]
+    assert usage is not None and usage["output_tokens"] == 12
+    assert usage["total_tokens"] == usage["input_tokens"] + 12
+    stats = first["local_stats"]
+    assert stats is not None
+    for key in ("ttft_ms", "prefill_ms", "decode_ms", "e2e_ms", "decode_tokens_per_second",
+                "cache_mode", "cache_source", "cached_tokens", "prefill_tokens"):
+        assert key in stats
+
+
+def test_concurrent_requests_match_each_request_alone(engine_factory: Any,
+                                                       tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path, context={"n_parallel": 4},
+                            cache={"mode": "disabled"})
+    alone = [query(engine, p, max_tokens=20, ignore_eos=True).result(30)["text"]
+             for p in PROMPTS]
+    calls_before = engine.decode_calls
+    runs = [query(engine, p, max_tokens=20, ignore_eos=True) for p in PROMPTS]
+    together = [r.result(30)["text"] for r in runs]
+    assert together == alone
+    # 4 slots: two waves of about 20 shared decodes instead of 6 x 20.
+    assert engine.decode_calls - calls_before <= 2 * 20 + 4
+
+
+def test_streamed_batches_add_up_to_the_final_text(engine_factory: Any,
+                                                   tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path)
+    run = query(engine, "Streaming test", max_tokens=24, ignore_eos=True, stream=True)
+    batches = list(run.tokens())
+    result = run.result(30)
+    assert "".join(b.text for b in batches) == result["text"]
+    assert sum(b.token_count for b in batches) == 24
+
+
+def test_stop_string_across_tokens_is_cut_and_never_streamed(engine_factory: Any,
+                                                             tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path)
+    full = query(engine, "Stop here", max_tokens=30, ignore_eos=True).result(30)["text"]
+    stop = full[len(full) // 2 : len(full) // 2 + 4]
+    assert len(stop) == 4
+    run = query(engine, "Stop here", max_tokens=30, ignore_eos=True, stop=[stop],
+                stream=True)
+    streamed = "".join(b.text for b in run.tokens())
+    result = run.result(30)
+    expected = full[: full.index(stop)]
+    assert result["text"] == expected == streamed
+    assert result["finish_reason"] == "stop"
+
+
+def test_cancel_completes_with_text_so_far(engine_factory: Any, tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path)
+    run = query(engine, "Long story", max_tokens=1500, ignore_eos=True, stream=True)
+    iterator = run.tokens()
+    next(iterator)
+    assert run.cancel("caller_cancelled")
+    result = run.result(30)
+    assert result["finish_reason"] == "cancelled"
+    assert result["usage"] is not None and result["usage"]["output_tokens"] < 1500
+    # The slot is free again: a new request runs to completion.
+    assert query(engine, "after", max_tokens=3).result(30)["finish_reason"] in ("length", "stop")
+
+
+def test_close_fails_pending_runs_and_refuses_new_ones(engine_factory: Any,
+                                                       tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path)
+    runs = [query(engine, p, max_tokens=1500, ignore_eos=True) for p in PROMPTS]
+    engine.close()
+    for run in runs:
+        assert isinstance(run.exception(10), EngineClosedError)
+    with pytest.raises(EngineClosedError):
+        query(engine, "late")
+
+
+def test_engine_death_fails_every_pending_and_future_run(engine_factory: Any,
+                                                         tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path)
+    started = threading.Event()
+
+    def broken_decode(batch: Any) -> int:
+        started.set()
+        raise RuntimeError("simulated native failure")
+
+    engine.ctx.decode = broken_decode
+    runs = [query(engine, p, max_tokens=8) for p in PROMPTS[:3]]
+    for run in runs:
+        error = run.exception(10)
+        assert isinstance(error, EngineDeadError)
+        assert "simulated native failure" in str(error)
+    with pytest.raises(EngineDeadError):
+        query(engine, "after death")
+
+
+def test_full_queue_fails_new_runs_at_once(engine_factory: Any, tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path, scheduler={"max_queued_requests": 2})
+    accepted = []
+    with pytest.raises(QueueFullError, match="max_queued_requests=2"):
+        for _ in range(10):
+            accepted.append(query(engine, "queue", max_tokens=2000, ignore_eos=True))
+    assert 2 <= len(accepted) <= 3
+    for run in accepted:
+        run.cancel()
+        assert run.result(30)["finish_reason"] == "cancelled"
+
+
+def test_prompt_that_cannot_fit_fails_at_admission(engine_factory: Any,
+                                                    tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path, context={"n_ctx": 64})
+    limit = engine.info.n_ctx_per_slot  # libllama may round n_ctx up
+    with pytest.raises(RequestTooLargeError, match=f"max_tokens={limit}.*n_ctx_per_slot={limit}"):
+        query(engine, "hello " * 10, max_tokens=limit)
+
+
+def test_context_key_reuse_shows_cached_tokens(engine_factory: Any,
+                                               tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path, context={"n_parallel": 2},
+                            cache={"mode": "context_key"})
+    prompt = "A shared conversation prefix that is long enough to matter. " * 3
+    first = query(engine, prompt, max_tokens=4, context_key="chat-1").result(30)
+    assert first["local_stats"]["cached_tokens"] == 0  # type: ignore[index]
+    second = query(engine, prompt + "And more.", max_tokens=4, context_key="chat-1").result(30)
+    stats = second["local_stats"]
+    assert stats is not None
+    assert stats["cache_source"] == "live"
+    assert stats["cached_tokens"] >= first["usage"]["input_tokens"] - 1  # type: ignore[index]
+    assert stats["prefill_tokens"] < second["usage"]["input_tokens"]  # type: ignore[index]
+    # Reuse does not change the greedy output.
+    cold = engine_factory(tiny_llama_path, cache={"mode": "disabled"})
+    again = query(cold, prompt + "And more.", max_tokens=4).result(30)
+    assert again["text"] == second["text"]
+
+
+def test_embeddings_share_decodes_and_match_single_runs(engine_factory: Any,
+                                                        tiny_bert_path: Path) -> None:
+    engine = engine_factory(tiny_bert_path, context={"n_parallel": 4})
+    texts = [f"sentence number {i}" for i in range(8)]
+    alone = [np.array(embed(engine, t).result(30)["values"]) for t in texts]
+    calls_before = engine.decode_calls
+    runs = [embed(engine, t) for t in texts]
+    results = [r.result(30) for r in runs]
+    assert engine.decode_calls - calls_before < len(texts)
+    for vector, result in zip(alone, results, strict=True):
+        np.testing.assert_allclose(np.array(result["values"]), vector, atol=1e-5)
+        assert result["pooling"] == "mean" and result["normalized"] is True
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+    raw = embed(engine, texts[0], normalize=False).result(30)
+    assert raw["normalized"] is False and abs(float(np.linalg.norm(raw["values"])) - 1) > 1e-3
+
+
+def test_text_model_refuses_embed_and_embedding_model_refuses_query(
+    engine_factory: Any, tiny_llama_path: Path, tiny_bert_path: Path
+) -> None:
+    llama = engine_factory(tiny_llama_path)
+    with pytest.raises(UnsupportedOperationError, match="embed"):
+        embed(llama, "x")
+    bert = engine_factory(tiny_bert_path)
+    with pytest.raises(UnsupportedOperationError, match="does not generate text"):
+        query(bert, "x")
+
+
+def test_t5_query_runs_encoder_then_decoder(engine_factory: Any, tiny_t5_path: Path) -> None:
+    engine = engine_factory(tiny_t5_path)
+    first = query(engine, "translate this sentence", max_tokens=6, ignore_eos=True).result(30)
+    second = query(engine, "translate this sentence", max_tokens=6, ignore_eos=True).result(30)
+    assert first["text"] == second["text"] and first["text"]
+    assert first["usage"]["output_tokens"] == 6  # type: ignore[index]
+
+
+def test_t5_with_parallel_slots_is_refused(native_backend: None, tiny_t5_path: Path) -> None:
+    from sipp.config import NativeRuntimeConfig
+    from sipp.engine.core import Engine
+    from sipp.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="n_parallel=1"):
+        Engine.load(str(tiny_t5_path), NativeRuntimeConfig(context={"n_parallel": 2}))
+
+
+def test_chat_without_template_is_refused(engine_factory: Any,
+                                          tiny_llama_no_template_path: Path) -> None:
+    engine = engine_factory(tiny_llama_no_template_path)
+    sink = RunSink(REF, wants_tokens=False)
+    request = TextRequest("chat", None, (ChatMessage("user", "hi"),), SippTextOptions(),
+                          None, None, None, False)
+    with pytest.raises(UnsupportedOperationError, match=r"call query\(\)"):
+        engine.submit_text(request, sink)
+
+
+def test_idle_engine_does_not_spin(engine_factory: Any, tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path)
+    query(engine, "warm", max_tokens=2).result(30)
+    thread = engine._thread
+    assert thread is not None
+    start = time.thread_time()
+    cpu_before = time.process_time()
+    time.sleep(0.3)
+    assert time.process_time() - cpu_before < 0.1
+    del start
