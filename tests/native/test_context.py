@@ -177,7 +177,7 @@ def test_grammar_constrains_sampling(model: LlamaModel, ctx: LlamaContext) -> No
     ctx.decode(batch)
     with SamplerChain(
         model, [("grammar", {"grammar": 'root ::= "yes" | "no"'}), ("greedy", {})]
-    ) as chain:  # noqa: E501
+    ) as chain:
         piece = model.token_to_piece(chain.sample(ctx, -1)).decode()
     assert piece and ("yes".startswith(piece) or "no".startswith(piece))
 

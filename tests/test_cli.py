@@ -1,0 +1,104 @@
+"""The ``sipp`` command: ``doctor`` (text and JSON) and the generation placeholder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sipp.cli import format_report, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sipp.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def info() -> dict[str, Any]:
+    from sipp.errors import BackendError
+    from sipp.native import backend_info
+
+    try:
+        return backend_info()
+    except BackendError as exc:
+        pytest.skip(f"no native backend: {exc}")
+
+
+def test_doctor_json_reports_the_loaded_backend(info: dict[str, Any]) -> None:
+    proc = _run("doctor", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["backend"] == info["backend"]
+    assert report["library_dir"] == info["library_dir"]
+    assert any(dev["type"] == "cpu" for dev in report["devices"])
+    assert report["llama_cpp"]["version"]
+    assert report["cpu"]["variant"]
+
+
+def test_doctor_text_is_readable(info: dict[str, Any]) -> None:
+    proc = _run("doctor")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"backend:        {info['backend']} (selected by ")
+    assert "devices:" in proc.stdout and "cpu variant:" in proc.stdout
+
+
+def test_format_report_lists_skipped_backends() -> None:
+    report = format_report(
+        {
+            "backend": "cpu",
+            "selected_by": "auto",
+            "library_dir": "/x",
+            "package_version": "0.1.0",
+            "sipp_version": "0.1.0",
+            "llama_cpp": {"version": "b1", "distribution": "llama-cpp-python"},
+            "cpu": {"variant": "haswell", "features": ["AVX2"]},
+            "devices": [],
+            "skipped": ['cuda: not installed (pip install "sipppy[cuda]")'],
+            "warnings": [],
+        }
+    )
+    assert "cpu variant:    haswell" in report
+    assert 'skipped backends:\n  - cuda: not installed (pip install "sipppy[cuda]")' in report
+
+
+def test_doctor_with_an_unusable_backend_fails_with_the_reason(tmp_path: Path) -> None:
+    proc = _run("doctor", SIPP_PYTHON_NATIVE_LIBRARY_PATH=str(tmp_path / "missing"))
+    assert proc.returncode == 1
+    assert "is not a directory" in proc.stderr
+
+
+def test_doctor_json_error_uses_the_wire_shape(tmp_path: Path) -> None:
+    proc = _run("doctor", "--json", SIPP_PYTHON_NATIVE_LIBRARY_PATH=str(tmp_path / "missing"))
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["error"]["code"] == "backend_unavailable"
+
+
+def test_invalid_backend_env_is_rejected() -> None:
+    proc = _run("doctor", SIPP_PYTHON_BACKEND="bogus", SIPP_PYTHON_NATIVE_LIBRARY_PATH="")
+    assert proc.returncode != 0
+    assert "Invalid SIPP_PYTHON_BACKEND=bogus" in proc.stdout + proc.stderr
+
+
+def test_generation_is_not_available_yet(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model.gguf", "hello"]) == 2
+    assert "generation (sipp MODEL PROMPT) is not available" in capsys.readouterr().err
+
+
+def test_doctor_rejects_unknown_flags() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["doctor", "--frobnicate"])
+    assert info.value.code == 2
