@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -103,3 +105,18 @@ def test_tool_path_explains_how_to_build_missing_tools() -> None:
 def test_unknown_tool_is_rejected() -> None:
     with pytest.raises(ValueError, match="tool must be one of"):
         build_native.tool_path("llama-cli")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ELF dynamic section check")
+def test_libraries_find_each_other_inside_the_package_folder(
+    cached_cpu_build: build_native.BuildResult,
+) -> None:
+    shipped = set(cached_cpu_build.libraries)
+    for name, path in cached_cpu_build.libraries.items():
+        dynamic = subprocess.run(
+            ["readelf", "-d", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+        assert "[$ORIGIN]" in dynamic, f"{name} lacks RUNPATH $ORIGIN"
+        needed = set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic))
+        ours = {n for n in needed if n.startswith(("libggml", "libllama", "libmtmd"))}
+        assert ours <= shipped, f"{name} needs {ours - shipped}, which is not shipped"
