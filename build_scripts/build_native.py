@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -292,16 +293,9 @@ def build_native(
             log(f"{backend}/{mode} libraries come from the cache: {plan.root}")
         else:
             result = _build(plan, jobs)
-    result = BuildResult(
-        result.plan,
-        result.libraries,
-        result.targets,
-        result.tools,
-        result.cached,
-        time.monotonic() - started,
-    )
     if install_into is not None:
         install(result, Path(install_into))
+    result = dataclasses.replace(result, seconds=time.monotonic() - started)
     log(f"done in {result.seconds:.1f}s ({'cache hit' if result.cached else 'built'})")
     return result
 

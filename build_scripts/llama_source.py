@@ -9,6 +9,7 @@ Every later call is served from the cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -151,6 +153,22 @@ def _extract(tar: tarfile.TarFile, dest: Path, members: list[tarfile.TarInfo]) -
     tar.extractall(dest, members=members)
 
 
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An exclusive lock file (POSIX); on Windows concurrent fetches are not guarded."""
+    with path.open("a+") as handle:
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def ensure_source() -> Path:
     """Return the extracted, verified ``vendor/llama.cpp`` directory (cached)."""
     pin = read_pin()
@@ -160,6 +178,13 @@ def ensure_source() -> Path:
     if marker.exists() and source_dir.is_dir():
         return source_dir
     root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root / ".lock"):
+        if marker.exists() and source_dir.is_dir():
+            return source_dir  # another process finished it while we waited
+        return _fetch_and_extract(pin, root, source_dir, marker)
+
+
+def _fetch_and_extract(pin: dict[str, str], root: Path, source_dir: Path, marker: Path) -> Path:
     archive = _download(pin, root)
     log(f"extracting {pin['subdir']} from {archive.name}")
     prefix = archive.name.removesuffix(".tar.gz") + "/" + pin["subdir"].strip("/") + "/"
