@@ -15,7 +15,13 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from sipp.endpoints.base import EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.endpoints.base import (
+    LOCAL_ONLY_OPTION_KEYS,
+    EmbedRequest,
+    Endpoint,
+    Operation,
+    TextRequest,
+)
 from sipp.errors import (
     AmbiguousEndpointError,
     ConfigurationError,
@@ -35,11 +41,6 @@ from sipp.types import (
 
 __all__ = ["SippClient"]
 
-# Keys that only make sense for a local endpoint; a gateway refuses them in endpoint_options.
-_LOCAL_ONLY_KEYS = frozenset(
-    {"context_key", "contextKey", "grammar", "json_schema", "jsonSchema", "sampling",
-     "media", "normalize", "local"}
-)
 _request_ids = itertools.count(1)
 
 
@@ -385,7 +386,7 @@ class SippClient:
             if provider_options:
                 raise InvalidRequestError("provider_options are not valid for gateway endpoints")
             for key in endpoint_options or {}:
-                if key in _LOCAL_ONLY_KEYS:
+                if key in LOCAL_ONLY_OPTION_KEYS:
                     raise InvalidRequestError(
                         f"endpoint_options cannot contain local-only field: {key}"
                     )

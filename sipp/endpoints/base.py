@@ -16,10 +16,23 @@ from sipp.types import (
     SippTextOptions,
 )
 
-__all__ = ["Capability", "EmbedRequest", "Endpoint", "Operation", "TextRequest"]
+__all__ = [
+    "LOCAL_ONLY_OPTION_KEYS",
+    "Capability",
+    "EmbedRequest",
+    "Endpoint",
+    "Operation",
+    "TextRequest",
+]
 
 Operation = Literal["query", "chat", "embed"]
 Capability = Literal["supported", "unsupported", "unknown"]
+
+# Fields only a local endpoint understands; gateways refuse them inside endpoint_options.
+LOCAL_ONLY_OPTION_KEYS = frozenset(
+    {"context_key", "contextKey", "grammar", "json_schema", "jsonSchema", "sampling",
+     "media", "normalize", "local"}
+)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from sipp.descriptors import GatewayDescriptor
-from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.endpoints.base import (
+    LOCAL_ONLY_OPTION_KEYS,
+    Capability,
+    EmbedRequest,
+    Endpoint,
+    Operation,
+    TextRequest,
+)
 from sipp.errors import (
     ConfigurationError,
     EndpointError,
@@ -35,12 +42,8 @@ from sipp.providers.sse import SseError, SseParser
 from sipp.runs import RunSink
 from sipp.types import EndpointRef, FinishReason, Usage
 
-__all__ = ["LOCAL_ONLY_OPTION_KEYS", "GatewayEndpoint"]
+__all__ = ["GatewayEndpoint"]
 
-LOCAL_ONLY_OPTION_KEYS = frozenset(
-    {"context_key", "contextKey", "grammar", "json_schema", "jsonSchema", "sampling",
-     "media", "normalize", "local"}
-)
 
 
 class GatewayEndpoint(Endpoint):
