@@ -30,6 +30,7 @@ import numpy.typing as npt
 from sipp.config import DEFAULT_MAX_TOKENS, NativeRuntimeConfig, ResolvedRuntimeConfig
 from sipp.endpoints.base import EmbedRequest, TextRequest
 from sipp.engine._llama import Batch, ContextSettings, LlamaContext, LlamaModel, SamplerChain
+from sipp.engine.metrics import RuntimeMetrics
 from sipp.engine.sampling import history_length, plan_chain, resolve_grammar, resolve_sampling
 from sipp.engine.text import TextStream
 from sipp.errors import (
@@ -118,6 +119,7 @@ class _Run:
     t_first: float | None = None
     t_last: float | None = None
     prefill_tokens: int = 0
+    gaps: list[float] | None = None
     embedding: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -136,6 +138,7 @@ class Engine:
         self.name = ""
         self.decode_calls = 0
         self.decoded_tokens = 0
+        self.runtime_metrics: RuntimeMetrics | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -246,6 +249,8 @@ class Engine:
         )
         ctx = LlamaContext(model, settings)
         self.ctx = ctx
+        if cfg.observability.metrics_enabled:
+            self.runtime_metrics = RuntimeMetrics()
         per_slot = ctx.n_ctx if (kv_unified or n_par == 1) else ctx.n_ctx // n_par
         sched = cfg.scheduler
         self.scheduler = Scheduler(SchedulerConfig(
@@ -490,6 +495,10 @@ class Engine:
             run: _Run = chunk.request.payload  # type: ignore[assignment]
             if run.t_start is None:
                 run.t_start = now
+                if self.runtime_metrics is not None:
+                    self.runtime_metrics.record_admission(
+                        chunk.request.num_prompt_tokens, chunk.request.num_cached_tokens)
+                    run.gaps = []
             if run.source is not None and chunk.start_pos == 0:
                 self._encode(run.source, chunk.slot)
         decoded = self._decode(out)
@@ -560,6 +569,8 @@ class Engine:
             self.decode_calls += 1
             if rc == 0:
                 self.decoded_tokens += out.n_tokens
+                if self.runtime_metrics is not None:
+                    self.runtime_metrics.record_decode(len(out.chunks), out.n_tokens)
                 return out
             if rc != 1:
                 if rc < -1:
@@ -616,6 +627,8 @@ class Engine:
             token = chain.sample(ctx, offset - 1)
             if run.t_first is None:
                 run.t_first = now
+            elif run.gaps is not None and run.t_last is not None:
+                run.gaps.append(now - run.t_last)
             run.t_last = now
             if model.is_eog(token):
                 finished[request.request_id] = "stop"
@@ -631,6 +644,9 @@ class Engine:
             run.sink.push(text, 1)
         for request in done:
             self._complete(request)
+        if self.runtime_metrics is not None:
+            self.runtime_metrics.set_gauge("requests_running", self.scheduler.num_running)
+            self.runtime_metrics.set_gauge("requests_queued", self.scheduler.num_waiting)
 
     def _read_embedding(self, slot: int, normalize: bool) -> list[float]:
         vec = self.ctx.embedding(slot, self.info.embedding_size)
@@ -647,6 +663,15 @@ class Engine:
         if run.chain is not None:
             run.chain.close()
         status = request.status
+        if self.runtime_metrics is not None:
+            now = time.perf_counter()
+            self.runtime_metrics.record_finish(
+                status.finish_reason or "error",
+                generated_tokens=len(request.output_tokens),
+                ttft_s=(run.t_first - run.t_arrival) if run.t_first is not None else None,
+                e2e_s=now - run.t_arrival,
+                inter_token_s=run.gaps or (),
+            )
         if status is RequestStatus.FINISHED_ERROR:
             run.sink.fail(EngineError(request.error or "request failed in the engine"))
             return
@@ -712,11 +737,18 @@ class Engine:
             return [(str(s), n, k) for s, n, k in self.scheduler.slot_states()]
 
     def metrics(self) -> dict[str, Any]:
+        """Runtime metrics (``observability.runtime_metrics``): counters, gauges and
+        histograms, the scheduler's statistics, and llama.cpp perf counters when
+        ``backend_profiling`` is on."""
         with self._lock:
-            stats = self.scheduler.stats.as_dict()
-            stats.update(requests_running=self.scheduler.num_running,
-                         requests_queued=self.scheduler.num_waiting)
-        stats.update(decode_calls=self.decode_calls, decoded_tokens=self.decoded_tokens)
-        if self.config.observability.backend_profiling:
-            stats["backend"] = self.ctx.perf()
-        return stats
+            scheduler = self.scheduler.stats.as_dict()
+            running, queued = self.scheduler.num_running, self.scheduler.num_waiting
+        out: dict[str, Any] = (
+            self.runtime_metrics.snapshot() if self.runtime_metrics is not None else {}
+        )
+        out["scheduler"] = scheduler
+        out["requests_running"], out["requests_queued"] = running, queued
+        out["decode_calls"], out["decoded_tokens"] = self.decode_calls, self.decoded_tokens
+        if self.config.observability.backend_profiling and not self._closed:
+            out["backend"] = self.ctx.perf()
+        return out

@@ -228,3 +228,94 @@ def test_idle_engine_does_not_spin(engine_factory: Any, tiny_llama_path: Path) -
     time.sleep(0.3)
     assert time.process_time() - cpu_before < 0.1
     del start
+
+
+def test_chat_renders_the_gguf_template(engine_factory: Any, tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path)
+    sink = RunSink(REF, wants_tokens=False)
+    options = SippTextOptions(max_tokens=5, temperature=0.0)
+    request = TextRequest("chat", None, (ChatMessage("user", "hi there"),), options, None,
+                          None, None, False)
+    engine.submit_text(request, sink)
+    from sipp.runs import SippTextRun
+
+    result = SippTextRun(sink).result(30)
+    assert result["usage"] is not None and result["usage"]["input_tokens"] > 3
+    # The rendered prompt starts with exactly one BOS.
+    prompt = engine._prompt_tokens(request)
+    assert int(prompt[0]) == engine.model.bos and int(prompt[1]) != engine.model.bos
+
+
+def test_runtime_metrics_count_requests_and_decodes(engine_factory: Any,
+                                                    tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path, context={"n_parallel": 2},
+                            observability={"runtime_metrics": True})
+    runs = [query(engine, p, max_tokens=5, ignore_eos=True) for p in PROMPTS[:4]]
+    for run in runs:
+        run.result(30)
+    snapshot = engine.metrics()
+    counters = snapshot["counters"]
+    assert counters["requests_completed"] == 4
+    assert counters["generated_tokens"] == 20
+    assert counters["decode_calls"] == snapshot["decode_calls"] > 0
+    assert snapshot["histograms"]["time_to_first_token_seconds"]["count"] == 4
+    assert snapshot["requests_running"] == 0
+    assert "sipp_requests_completed" in engine.runtime_metrics.render_prometheus()
+
+
+def test_json_schema_constrains_output(engine_factory: Any, tiny_llama_path: Path) -> None:
+    import json
+
+    from sipp.types import LocalTextOptions
+
+    engine = engine_factory(tiny_llama_path)
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}},
+              "required": ["ok"], "additionalProperties": False}
+    sink = RunSink(REF, wants_tokens=False)
+    options = SippTextOptions(max_tokens=40, temperature=0.0)
+    local = LocalTextOptions(json_schema=schema)
+    engine.submit_text(TextRequest("query", "JSON:", None, options, local, None, None, False),
+                       sink)
+    from sipp.runs import SippTextRun
+
+    result = SippTextRun(sink).result(30)
+    assert result["finish_reason"] == "stop"
+    assert isinstance(json.loads(result["text"])["ok"], bool)
+
+
+def test_invalid_grammar_is_a_clear_error(engine_factory: Any, tiny_llama_path: Path) -> None:
+    from sipp.errors import GrammarError
+    from sipp.types import LocalTextOptions
+
+    engine = engine_factory(tiny_llama_path)
+    sink = RunSink(REF, wants_tokens=False)
+    local = LocalTextOptions(grammar="root ::= (")
+    with pytest.raises(GrammarError, match="invalid grammar"):
+        engine.submit_text(TextRequest("query", "x", None, SippTextOptions(), local, None,
+                                       None, False), sink)
+
+
+@pytest.mark.parametrize("sampling", [
+    {"mirostat": 1, "seed": 1}, {"mirostat": 2, "seed": 1},
+    {"samplers": ["dry", "min_p", "xtc", "top_n_sigma", "typical_p", "temperature"],
+     "dry_multiplier": 0.8, "min_p": 0.05, "xtc_probability": 0.5, "top_n_sigma": 2.0,
+     "typical_p": 0.9, "dynatemp_range": 0.3, "seed": 5, "logit_bias": {5: -1.0}},
+])
+def test_every_sampler_stage_builds_and_is_seed_deterministic(
+    engine_factory: Any, tiny_llama_path: Path, sampling: dict[str, Any]
+) -> None:
+    from sipp.config import SamplingRuntimeConfig
+    from sipp.runs import SippTextRun
+    from sipp.types import LocalTextOptions
+
+    engine = engine_factory(tiny_llama_path)
+
+    def run() -> str:
+        sink = RunSink(REF, wants_tokens=False)
+        local = LocalTextOptions(sampling=SamplingRuntimeConfig(**sampling))
+        engine.submit_text(TextRequest("query", "seeded", None,
+                                       SippTextOptions(max_tokens=8), local, None, None,
+                                       False), sink)
+        return SippTextRun(sink).result(30)["text"]
+
+    assert run() == run()
