@@ -7,6 +7,8 @@ import contextlib
 import ipaddress
 import signal
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -67,9 +69,10 @@ class GatewayServer:
     code after :meth:`shutdown` (or a signal) drained the public listener."""
 
     def __init__(self, config: GatewayConfig, secrets: GatewaySecrets, *,
-                 client: SippClient | None = None, drain_timeout: float = 30.0) -> None:
+                 client: SippClient | None = None, drain_timeout: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self.state = GatewayState(config, secrets, client)
+        self.state = GatewayState(config, secrets, client, clock)
         self.drain_timeout = drain_timeout
         self._public = _Server(_uvicorn_config(PublicApp(self.state), drain_timeout))
         self._management = _Server(_uvicorn_config(ManagementApp(self.state), drain_timeout))
