@@ -22,7 +22,8 @@ logger = logging.getLogger("sipp.gateway.server")
 _LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
            "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR,
            "off": logging.CRITICAL + 10}
-_SECRET = re.compile(r"(?i)(bearer\s+|api[_-]?key[\"'=:\s]+|password[\"'=:\s]+)[^\s\"',;]+")
+_SECRET = re.compile(r"(?i)(bearer\s+|(?:api[_-]?key|password|token)[\"']?\s*[=:]\s*[\"']?)"
+                     r"[^\s\"',;]+")
 _STD_ATTRS = frozenset(vars(logging.makeLogRecord({})))
 
 

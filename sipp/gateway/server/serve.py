@@ -49,7 +49,9 @@ class _Server(uvicorn.Server):
 
 
 def _uvicorn_config(app: Any, drain_timeout: float) -> uvicorn.Config:
+    # proxy_headers=False: forwarded headers are judged by ClientIpResolver, never by uvicorn.
     return uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
+                          proxy_headers=False,
                           http="httptools" if _has("httptools") else "h11",
                           timeout_graceful_shutdown=int(drain_timeout + 0.999),
                           timeout_keep_alive=30, server_header=False, date_header=False)
