@@ -226,3 +226,9 @@ def test_serve_cli_refuses_missing_secret(tmp_path: Path, monkeypatch: pytest.Mo
     finally:
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
     assert "SIPP_GATEWAY_ADMIN_PASSWORD is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["provider-only.toml.example", "local.toml.example"])
+def test_shipped_examples_pass_check(name: str) -> None:
+    path = Path(__file__).resolve().parents[3] / "config" / name
+    assert main(["check", "--config", str(path)]) == 0
