@@ -30,14 +30,11 @@ def _free_model(lib: Any, ptr: Any) -> None:
 
 
 @functools.cache
-def _cpu_has_amx() -> bool:
-    """Whether the CPU has AMX: the pinned ggml AMX weight buffer crashes in
-    ``ggml_backend_amx_mul_mat`` (SIGSEGV) there, so extra buffer types default off."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return " amx_int8" in text
+def _amx_weight_buffers_loaded(system_info: str) -> bool:
+    """Whether the loaded ggml CPU backend was compiled with AMX: the pinned ggml's AMX
+    weight buffer crashes in ``ggml_backend_amx_mul_mat`` (SIGSEGV), so extra buffer types
+    default off then. Our own builds compile AMX out, keeping weight repacking on."""
+    return "AMX_INT8 = 1" in system_info
 
 
 def _choice(name: str, value: str, table: dict[str, int]) -> int:
@@ -94,7 +91,8 @@ class LlamaModel(Owner):
         params.vocab_only = bool(vocab_only)
         params.check_tensors = bool(check_tensors)
         if use_extra_bufts is None:
-            use_extra_bufts = not _cpu_has_amx()
+            info = ffi.string(lib.llama_print_system_info()).decode(errors="replace")
+            use_extra_bufts = not _amx_weight_buffers_loaded(info)
         params.use_extra_bufts = bool(use_extra_bufts)
         recent_log_errors(clear=True)
         ptr = lib.llama_model_load_from_file(os.fsencode(self.path), params)
