@@ -1,7 +1,12 @@
 """Issue 9 stress: 200 concurrent requests with random cancels and stop strings.
 
-Every run that was not cancelled must produce exactly the text of the same request run
-alone (greedy), all slots must be free at the end, and memory must stay flat across repeats.
+On the tiny model every run that was not cancelled must produce exactly the text of the
+same request run alone (greedy). On Gemma, batch composition changes the float results
+(measured: 1 of 12 greedy outputs differs between alone and batched even with the KV cache
+off), so there each stream is checked for no loss or duplication instead: streamed text ==
+final text, streamed token counts == output tokens, ``length`` runs have exactly
+``max_tokens`` tokens and stop strings never appear. In both cases all slots are free at
+the end and memory stays flat across repeats.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ def _expected(full: str, stop: str | None) -> str:
     return full
 
 
-def _round(engine: Engine, rng: random.Random, alone: dict[tuple[str, int], str]) -> int:
+def _round(engine: Engine, rng: random.Random, alone: dict[tuple[str, int], str],
+           exact: bool) -> int:
     specs = []
     for _ in range(N_REQUESTS):
         prompt, max_tokens = rng.choice(list(alone))
@@ -52,14 +58,24 @@ def _round(engine: Engine, rng: random.Random, alone: dict[tuple[str, int], str]
     n_cancelled = 0
     for run, (prompt, max_tokens, stop, cancelled) in zip(runs, specs, strict=True):
         result = run.result(120)
-        streamed = "".join(b.text for b in run.tokens())
-        assert streamed == result["text"]
+        batches = list(run.tokens())
+        assert "".join(b.text for b in batches) == result["text"]
+        usage = result["usage"]
+        assert usage is not None
+        assert sum(b.token_count for b in batches) == usage["output_tokens"]
+        if stop is not None:
+            assert stop not in result["text"]
         if result["finish_reason"] == "cancelled":
             assert cancelled
-            assert alone[(prompt, max_tokens)].startswith(result["text"])
+            if exact:
+                assert alone[(prompt, max_tokens)].startswith(result["text"])
             n_cancelled += 1
             continue
-        assert result["text"] == _expected(alone[(prompt, max_tokens)], stop), (prompt, stop)
+        if result["finish_reason"] == "length":
+            assert usage["output_tokens"] == max_tokens
+        if exact:
+            expected = _expected(alone[(prompt, max_tokens)], stop)
+            assert result["text"] == expected, (prompt, stop)
     for timer in timers:
         timer.join()
     assert engine.scheduler.num_running == 0 and engine.scheduler.num_waiting == 0
@@ -67,7 +83,7 @@ def _round(engine: Engine, rng: random.Random, alone: dict[tuple[str, int], str]
     return n_cancelled
 
 
-def _stress(engine: Engine, n_prompts: int, repeats: int) -> list[float]:
+def _stress(engine: Engine, n_prompts: int, repeats: int, exact: bool) -> list[float]:
     rng = random.Random(1234)
     prompts = [f"Request {i}: " + " ".join(rng.choice(["alpha", "beta", "gamma", "delta"])
                                            for _ in range(rng.randint(1, 12)))
@@ -82,7 +98,7 @@ def _stress(engine: Engine, n_prompts: int, repeats: int) -> list[float]:
     rss = []
     cancelled = 0
     for _ in range(repeats):
-        cancelled += _round(engine, rng, alone)
+        cancelled += _round(engine, rng, alone, exact)
         rss.append(_rss_mb())
     assert cancelled > 0, "no run was cancelled before finishing: the test lost its teeth"
     return rss
@@ -91,7 +107,7 @@ def _stress(engine: Engine, n_prompts: int, repeats: int) -> list[float]:
 @pytest.mark.slow
 def test_stress_tiny_model(engine_factory: Any, tiny_llama_path: Path) -> None:
     engine = engine_factory(tiny_llama_path, context={"n_parallel": 8, "n_ctx": 8 * 512})
-    rss = _stress(engine, n_prompts=24, repeats=3)
+    rss = _stress(engine, n_prompts=24, repeats=3, exact=True)
     assert rss[-1] - rss[0] < 16, f"RSS grew across repeats: {rss}"
 
 
@@ -99,5 +115,5 @@ def test_stress_tiny_model(engine_factory: Any, tiny_llama_path: Path) -> None:
 def test_stress_gemma(engine_factory: Any, gemma_path: Path) -> None:
     engine = engine_factory(gemma_path, context={"n_parallel": 8, "n_ctx": 8 * 512},
                             placement={"no_extra_bufts": True})
-    rss = _stress(engine, n_prompts=12, repeats=2)
+    rss = _stress(engine, n_prompts=12, repeats=2, exact=False)
     assert rss[-1] - rss[0] < 32, f"RSS grew across repeats: {rss}"
