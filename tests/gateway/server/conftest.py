@@ -158,14 +158,19 @@ class RunningGateway:
         if wait_ready:
             deadline = time.monotonic() + 10
             while not self.server.state.targets.ready:
-                assert time.monotonic() < deadline, "targets did not load"
+                if self.server.state.targets.failed or time.monotonic() > deadline:
+                    self.stop()
+                    errors = [s.error for s in self.server.state.targets.states.values()
+                              if s.error]
+                    raise AssertionError(f"targets did not load: {errors}")
                 time.sleep(0.01)
 
     def stop(self) -> int | None:
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.server.shutdown)
             self.thread.join(15)
-        self.loop.close()
+        if not self.loop.is_closed():
+            self.loop.close()
         return self.exit_code
 
 
