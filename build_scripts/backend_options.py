@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import platform as platform_module
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,12 +59,19 @@ def _section(table: Mapping[str, Any], *keys: str) -> dict[str, str]:
     return out
 
 
+def host_machine() -> str:
+    """The CPU architecture name used in ``[arch.<platform>-<machine>.<mode>]`` rows."""
+    machine = platform_module.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
 def resolve_options(
     backend: str,
     mode: str,
     *,
     tools: bool = False,
     platform: str | None = None,
+    machine: str | None = None,
     environ: Mapping[str, str] | None = None,
     table: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
@@ -74,6 +82,7 @@ def resolve_options(
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     table = load_table() if table is None else table
     platform = sys.platform if platform is None else platform
+    machine = host_machine() if machine is None else machine
     environ = os.environ if environ is None else environ
     options: dict[str, str] = {}
     for keys in (
@@ -83,6 +92,7 @@ def resolve_options(
         ("backend", backend, mode),
         *((("tools",),) if tools else ()),
         ("platform", platform),
+        ("arch", f"{platform}-{machine}", mode),
     ):
         options.update(_section(table, *keys))
     arch = environ.get(CUDA_ARCH_ENV, "").strip()
