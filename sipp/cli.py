@@ -1,7 +1,7 @@
 """The ``sipp`` command.
 
     sipp doctor [--json]        which native backend loads, from where, and why
-    sipp MODEL PROMPT [...]     generation (not available yet)
+    sipp MODEL PROMPT [...]     stream generated text (MODEL: GGUF path or 'gemma')
 """
 
 from __future__ import annotations
@@ -86,13 +86,15 @@ def doctor(argv: Sequence[str]) -> int:
 
 
 def generate(argv: Sequence[str]) -> int:
-    """``sipp MODEL PROMPT``: placeholder until the generation command lands."""
-    print(
-        "sipp: generation (sipp MODEL PROMPT) is not available in this build; "
-        "run 'sipp doctor' to check the native backend",
-        file=sys.stderr,
+    """``sipp MODEL PROMPT [...]``: stream generated text to stdout (Ctrl-C cancels)."""
+    from sipp._generate import add_generate_arguments, run_generate
+
+    parser = argparse.ArgumentParser(
+        prog="sipp",
+        description="Generate text with a local GGUF model (or 'sipp doctor').",
     )
-    return 2
+    add_generate_arguments(parser)
+    return run_generate(parser.parse_args(list(argv)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,9 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "doctor":
         return doctor(args[1:])
-    if args and args[0] in ("-h", "--help"):
+    if not args or args[0] in ("-h", "--help"):
         print(__doc__.strip() if __doc__ else "sipp")
-        return 0
+        return 0 if args else 2
     return generate(args)
 
 

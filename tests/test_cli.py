@@ -1,4 +1,4 @@
-"""The ``sipp`` command: ``doctor`` (text and JSON) and the generation placeholder."""
+"""The ``sipp`` command: ``doctor`` (text and JSON) and generation."""
 
 from __future__ import annotations
 
@@ -93,9 +93,40 @@ def test_invalid_backend_env_is_rejected() -> None:
     assert "Invalid SIPP_PYTHON_BACKEND=bogus" in proc.stdout + proc.stderr
 
 
-def test_generation_is_not_available_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["model.gguf", "hello"]) == 2
-    assert "generation (sipp MODEL PROMPT) is not available" in capsys.readouterr().err
+def test_generation_needs_model_and_prompt(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["only-a-model"])
+    assert exc.value.code == 2
+    assert "prompt" in capsys.readouterr().err
+
+
+def test_generation_reports_a_missing_model_clearly() -> None:
+    proc = _run("/no/such/model.gguf", "hello")
+    assert proc.returncode == 2
+    assert "neither an existing file nor a packaged model" in proc.stderr
+
+
+def test_generation_streams_text_and_stats(info: dict[str, Any], tiny_llama_path: Path) -> None:
+    proc = _run(str(tiny_llama_path), "Hello", "--max-tokens", "8", "--stats", "basic",
+                "--temperature", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()  # tiny random model: some text, whatever it is
+    assert "stats:" in proc.stderr and "output_tokens: 8" in proc.stderr
+
+
+def test_chat_without_template_fails_with_advice(info: dict[str, Any],
+                                                  tiny_llama_no_template_path: Path) -> None:
+    proc = _run(str(tiny_llama_no_template_path), "Hello", "--chat")
+    assert proc.returncode == 1
+    assert "template" in proc.stderr
+
+
+@pytest.mark.gemma
+def test_generation_with_packaged_gemma(info: dict[str, Any], gemma_path: Path) -> None:
+    proc = _run("gemma", "The capital of France is", "--max-tokens", "12", "--temperature", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip()) > 10
 
 
 def test_doctor_rejects_unknown_flags() -> None:

@@ -51,6 +51,23 @@ class LocalEndpoint(Endpoint):
             ok = info.can_embed
         return "supported" if ok else "unsupported"
 
+    def unsupported_reason(self, operation: Operation) -> str | None:
+        """Why ``operation`` is unsupported here (used in the client's error message)."""
+        info = self._engine.info
+        if operation in ("query", "chat") and not info.can_generate:
+            return "the model is loaded for embeddings only (it does not generate text)"
+        if operation == "chat" and not info.has_chat_template:
+            return (
+                "the model has no chat template (tokenizer.chat_template); call query() with "
+                "a raw prompt instead, or pass chat_template= on the LocalModelDescriptor"
+            )
+        if operation == "embed" and not info.can_embed:
+            return (
+                "the model does not produce embeddings; load an embedding model or set "
+                "context.embeddings=True with a pooling type other than none"
+            )
+        return None
+
     def start_text(self, request: TextRequest, sink: RunSink) -> None:
         self._engine.submit_text(request, sink)
 

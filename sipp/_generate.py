@@ -1,0 +1,112 @@
+"""The ``sipp MODEL PROMPT`` command: stream generated text to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, TextIO
+
+__all__ = ["add_generate_arguments", "run_generate"]
+
+_STATS_KEYS = (
+    "input_tokens", "output_tokens", "prefill_tokens", "cached_tokens", "ttft_ms",
+    "inter_token_ms", "e2e_ms", "prefill_ms", "decode_ms", "prefill_tokens_per_second",
+    "decode_tokens_per_second", "e2e_tokens_per_second",
+)
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="GGUF path, or a packaged model name such as 'gemma'")
+    parser.add_argument("prompt", help="prompt text (with --chat: the user message)")
+    parser.add_argument("--chat", action="store_true",
+                        help="render the prompt as a user message with the model's chat template")
+    parser.add_argument("--system", default=None, help="system message (with --chat)")
+    parser.add_argument("--max-tokens", type=int, default=128, metavar="N")
+    parser.add_argument("--ctx-size", type=int, default=None, metavar="N")
+    parser.add_argument("--backend", default="auto",
+                        choices=["auto", "cpu", "cuda", "metal", "vulkan"],
+                        help="native backend for this process (same rules as "
+                             "SIPP_PYTHON_BACKEND)")
+    parser.add_argument("--temperature", type=float, default=None, metavar="T")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--stats", default="off", choices=["off", "basic", "profile"],
+                        help="print request statistics to stderr")
+
+
+def _print_stats(stats: dict[str, Any] | None, level: str, err: TextIO) -> None:
+    if not stats or level == "off":
+        return
+    print("stats:", file=err)
+    keys = list(_STATS_KEYS)
+    if level == "profile":
+        keys += [k for k in stats if k not in keys]
+    for key in keys:
+        value = stats.get(key)
+        if value is None:
+            continue
+        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+        print(f"  {key}: {shown}", file=err)
+
+
+def run_generate(args: argparse.Namespace, out: TextIO = sys.stdout,
+                 err: TextIO = sys.stderr) -> int:
+    """Load the model, stream the completion, return the exit code."""
+    if args.backend != "auto":
+        os.environ["SIPP_PYTHON_BACKEND"] = args.backend
+    import sipp
+    from sipp.packaged_models import resolve_model
+
+    try:
+        model_path = resolve_model(args.model)
+        context: dict[str, Any] = {}
+        if args.ctx_size is not None:
+            context["n_ctx"] = args.ctx_size
+        sampling: dict[str, Any] = {}
+        if args.seed is not None:
+            sampling["seed"] = args.seed
+        config = sipp.NativeRuntimeConfig(
+            context=sipp.ContextRuntimeConfig(**context),
+            sampling=sipp.SamplingRuntimeConfig(**sampling),
+            observability=sipp.ObservabilityRuntimeConfig(
+                runtime_metrics=args.stats != "off", backend_profiling=args.stats == "profile"
+            ),
+        )
+        options = sipp.SippTextOptions(max_tokens=args.max_tokens, temperature=args.temperature)
+    except sipp.SippError as exc:
+        print(f"sipp: error: {exc}", file=err)
+        return 2
+
+    with sipp.SippClient() as client:
+        try:
+            ref = client.add("cli", sipp.LocalModelDescriptor(str(model_path), config))
+            if args.chat:
+                messages = []
+                if args.system:
+                    messages.append(sipp.ChatMessage("system", args.system))
+                messages.append(sipp.ChatMessage("user", args.prompt))
+                run = client.chat(messages, endpoint=ref, options=options, emit_tokens=True)
+            else:
+                run = client.query(args.prompt, endpoint=ref, options=options, emit_tokens=True)
+        except sipp.SippError as exc:
+            print(f"sipp: error: {exc}", file=err)
+            return 1
+        try:
+            for batch in run.tokens():
+                out.write(batch.text)
+                out.flush()
+            response = run.result()
+        except KeyboardInterrupt:
+            run.cancel("caller_cancelled")
+            response = run.result()
+            out.write("\n")
+            print("sipp: cancelled", file=err)
+            _print_stats(response.get("local_stats"), args.stats, err)
+            return 130
+        except sipp.SippError as exc:
+            print(f"\nsipp: error: {exc}", file=err)
+            return 1
+    out.write("\n")
+    out.flush()
+    _print_stats(response.get("local_stats"), args.stats, err)
+    return 0
