@@ -64,7 +64,10 @@ def busy_processes(min_cpu: float = 10.0) -> list[str]:
     try:
         out = subprocess.run(
             ["ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu", "--no-headers"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -165,7 +168,9 @@ def http_json(url: str, payload: Mapping[str, Any] | None = None, timeout: float
 
 
 @contextlib.contextmanager
-def llama_server(build: NativeBuild, args: Sequence[str], startup_s: float = 180.0) -> Iterator[str]:
+def llama_server(
+    build: NativeBuild, args: Sequence[str], startup_s: float = 180.0
+) -> Iterator[str]:
     """Start ``llama-server`` on a free loopback port; yield its base URL; stop it after."""
     port = free_port()
     cmd = [str(build.tool("llama-server")), "--host", "127.0.0.1", "--port", str(port), *args]
@@ -257,8 +262,12 @@ def run_lcp_worker(python: Path, job: Mapping[str, Any], timeout: float = 3600.0
     """Run ``_lcp_worker.py`` with the llama-cpp-python interpreter; return its JSON."""
     log(f"llama-cpp-python: {job.get('mode')} ({python})")
     proc = subprocess.run(
-        [str(python), str(WORKER)], input=json.dumps(job), capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [str(python), str(WORKER)],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.splitlines()[-15:])
@@ -310,10 +319,15 @@ class Row:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "metric": self.metric, "unit": self.unit, "ours": self.ours, "peer": self.peer,
-            "peer_name": self.peer_name, "ratio": self.ratio,
+            "metric": self.metric,
+            "unit": self.unit,
+            "ours": self.ours,
+            "peer": self.peer,
+            "peer_name": self.peer_name,
+            "ratio": self.ratio,
             "target": None if self.target is None else f"{self.target[0]} {self.target[1]}",
-            "met": self.met, "note": self.note,
+            "met": self.met,
+            "note": self.note,
         }
 
 
@@ -331,9 +345,12 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "benchmark": self.benchmark, "settings": self.settings,
-            "rows": [r.as_dict() for r in self.rows], "figures": self.figures,
-            "skipped": self.skipped, "machine_before": self.machine_before,
+            "benchmark": self.benchmark,
+            "settings": self.settings,
+            "rows": [r.as_dict() for r in self.rows],
+            "figures": self.figures,
+            "skipped": self.skipped,
+            "machine_before": self.machine_before,
             "machine_after": self.machine_after,
         }
 
@@ -341,11 +358,17 @@ class Report:
         head = ("metric", "Sipp", "peer", "peer value", "ratio", "target", "met")
         lines = [head]
         for r in self.rows:
-            lines.append((
-                f"{r.metric} [{r.unit}]", fmt(r.ours), r.peer_name, fmt(r.peer),
-                fmt(r.ratio, 3), "" if r.target is None else f"{r.target[0]} {r.target[1]}",
-                {True: "yes", False: "NO", None: "-"}[r.met],
-            ))
+            lines.append(
+                (
+                    f"{r.metric} [{r.unit}]",
+                    fmt(r.ours),
+                    r.peer_name,
+                    fmt(r.peer),
+                    fmt(r.ratio, 3),
+                    "" if r.target is None else f"{r.target[0]} {r.target[1]}",
+                    {True: "yes", False: "NO", None: "-"}[r.met],
+                )
+            )
         widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
         out = [f"== {self.benchmark} =="]
         for i, line in enumerate(lines):
@@ -378,20 +401,47 @@ def fmt_load(load: Sequence[float] | None) -> str:
 def base_parser(description: str) -> argparse.ArgumentParser:
     """The options every benchmark shares."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--native-dir", help="folder with libllama and the llama.cpp tools "
-                   f"(default: ${NATIVE_DIR_ENV}, else the cached build_native.py --tools build)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                   help="CPU threads for every side (default: all cores)")
-    p.add_argument("--repack", choices=("auto", "on", "off"), default="auto",
-                   help="weight repacking for every side (auto: off on AMX CPUs)")
-    p.add_argument("--flash-attn", choices=("on", "off"), default="on",
-                   help="flash attention for every side (default: on)")
-    p.add_argument("--lcp-venv", help=f"llama-cpp-python virtualenv (default: ${LCP_VENV_ENV} "
-                   f"or <cache>/bench/lcp-venv-{LCP_VERSION})")
-    p.add_argument("--setup-peers", action="store_true", help="build the llama.cpp tools and "
-                   "the llama-cpp-python venv first when they are missing (slow)")
-    p.add_argument("--skip", action="append", default=[], metavar="SIDE",
-                   help="leave out a side: sipp, llama-cpp-python, or a tool name (repeatable)")
+    p.add_argument(
+        "--native-dir",
+        help="folder with libllama and the llama.cpp tools "
+        f"(default: ${NATIVE_DIR_ENV}, else the cached build_native.py --tools build)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="CPU threads for every side (default: all cores)",
+    )
+    p.add_argument(
+        "--repack",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="weight repacking for every side (auto: off on AMX CPUs)",
+    )
+    p.add_argument(
+        "--flash-attn",
+        choices=("on", "off"),
+        default="on",
+        help="flash attention for every side (default: on)",
+    )
+    p.add_argument(
+        "--lcp-venv",
+        help=f"llama-cpp-python virtualenv (default: ${LCP_VENV_ENV} "
+        f"or <cache>/bench/lcp-venv-{LCP_VERSION})",
+    )
+    p.add_argument(
+        "--setup-peers",
+        action="store_true",
+        help="build the llama.cpp tools and "
+        "the llama-cpp-python venv first when they are missing (slow)",
+    )
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="SIDE",
+        help="leave out a side: sipp, llama-cpp-python, or a tool name (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     p.add_argument("--out", type=Path, help="also write the JSON report to this file")
     return p
@@ -505,8 +555,12 @@ def sipp_config(
 
     t = ctx.args.threads
     context = {
-        "n_ctx": n_ctx, "n_batch": n_batch, "n_ubatch": n_ubatch, "n_parallel": n_parallel,
-        "n_threads": t, "n_threads_batch": t,
+        "n_ctx": n_ctx,
+        "n_batch": n_batch,
+        "n_ubatch": n_ubatch,
+        "n_parallel": n_parallel,
+        "n_threads": t,
+        "n_threads_batch": t,
         "flash_attention": "enabled" if ctx.args.flash_attn == "on" else "disabled",
         **(extra_context or {}),
     }
@@ -518,8 +572,15 @@ def sipp_config(
     )
 
 
-def sipp_text(client: Any, ref: Any, prompt: str, max_tokens: int, *,
-              context_key: str | None = None, ignore_eos: bool = True) -> Any:
+def sipp_text(
+    client: Any,
+    ref: Any,
+    prompt: str,
+    max_tokens: int,
+    *,
+    context_key: str | None = None,
+    ignore_eos: bool = True,
+) -> Any:
     """Start one greedy completion through the public API; returns the run."""
     import sipp
 

@@ -33,9 +33,16 @@ def _load(job: dict[str, Any], **extra: Any) -> Any:
         raw.llama_model_default_params = no_repack
     threads = int(job["threads"])
     return llama_cpp.Llama(
-        job["model"], n_ctx=int(job["n_ctx"]), n_batch=int(job["n_batch"]),
-        n_ubatch=int(job["n_ubatch"]), n_threads=threads, n_threads_batch=threads,
-        flash_attn=bool(job.get("flash_attn", True)), seed=0, verbose=False, **extra,
+        job["model"],
+        n_ctx=int(job["n_ctx"]),
+        n_batch=int(job["n_batch"]),
+        n_ubatch=int(job["n_ubatch"]),
+        n_threads=threads,
+        n_threads_batch=threads,
+        flash_attn=bool(job.get("flash_attn", True)),
+        seed=0,
+        verbose=False,
+        **extra,
     )
 
 
@@ -55,15 +62,19 @@ def _generate(job: dict[str, Any]) -> dict[str, Any]:
             if len(out) >= max_tokens:
                 break
         t1 = time.perf_counter()
-        return {"prompt_tokens": len(tokens), "output_tokens": len(out),
-                "ttft_s": first - t0, "decode_s": t1 - first, "total_s": t1 - t0,
-                "text": llm.detokenize(out).decode(errors="replace")}
+        return {
+            "prompt_tokens": len(tokens),
+            "output_tokens": len(out),
+            "ttft_s": first - t0,
+            "decode_s": t1 - first,
+            "total_s": t1 - t0,
+            "text": llm.detokenize(out).decode(errors="replace"),
+        }
 
     one(job.get("warmup", "Hello"))
     started = time.perf_counter()
     results = [one(p) for p in job["prompts"]]
-    return {"wall_s": time.perf_counter() - started, "requests": results,
-            "version": _version()}
+    return {"wall_s": time.perf_counter() - started, "requests": results, "version": _version()}
 
 
 def _embed(job: dict[str, Any]) -> dict[str, Any]:
@@ -74,9 +85,13 @@ def _embed(job: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     vectors = llm.embed(job["inputs"])
     wall = time.perf_counter() - started
-    return {"wall_s": wall, "count": len(vectors), "dim": len(vectors[0]) if vectors else 0,
-            "first": [float(x) for x in vectors[0][:8]] if vectors else [],
-            "version": _version()}
+    return {
+        "wall_s": wall,
+        "count": len(vectors),
+        "dim": len(vectors[0]) if vectors else 0,
+        "first": [float(x) for x in vectors[0][:8]] if vectors else [],
+        "version": _version(),
+    }
 
 
 def _version() -> str:

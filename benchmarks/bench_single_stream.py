@@ -20,17 +20,38 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import _common as c
 
 
-def llama_bench(ctx: c.Context, model: Path, n_prompt: int, n_gen: int, reps: int) -> dict[str, Any]:
+def llama_bench(
+    ctx: c.Context, model: Path, n_prompt: int, n_gen: int, reps: int
+) -> dict[str, Any]:
     """One llama-bench run; returns the per-sample tokens/s of pp and tg."""
-    out = c.run_tool([
-        ctx.build.tool("llama-bench"), "-m", model, "-p", n_prompt, "-n", n_gen,
-        "-t", ctx.args.threads, "-b", 2048, "-ub", 512, "-r", reps,
-        "-fa", "1" if ctx.args.flash_attn == "on" else "0",
-        "--repack", int(ctx.repack), "-o", "json",
-    ])
+    out = c.run_tool(
+        [
+            ctx.build.tool("llama-bench"),
+            "-m",
+            model,
+            "-p",
+            n_prompt,
+            "-n",
+            n_gen,
+            "-t",
+            ctx.args.threads,
+            "-b",
+            2048,
+            "-ub",
+            512,
+            "-r",
+            reps,
+            "-fa",
+            "1" if ctx.args.flash_attn == "on" else "0",
+            "--repack",
+            int(ctx.repack),
+            "-o",
+            "json",
+        ]
+    )
     samples: dict[str, list[float]] = {"pp": [], "tg": []}
     for test in json.loads(out):
         key = "pp" if test["n_prompt"] > 0 else "tg"
@@ -82,12 +103,22 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     ctx = c.prepare(args)
     model = c.gemma_path()
-    report = c.Report("single_stream", {
-        "model": str(model), "native_dir": str(ctx.build.directory), "threads": args.threads,
-        "n_prompt": args.n_prompt, "n_gen": args.n_gen, "n_batch": 2048, "n_ubatch": 512,
-        "flash_attn": args.flash_attn, "repack": ctx.repack, "rounds": args.rounds,
-        "reps": args.reps,
-    })
+    report = c.Report(
+        "single_stream",
+        {
+            "model": str(model),
+            "native_dir": str(ctx.build.directory),
+            "threads": args.threads,
+            "n_prompt": args.n_prompt,
+            "n_gen": args.n_gen,
+            "n_batch": 2048,
+            "n_ubatch": 512,
+            "flash_attn": args.flash_attn,
+            "repack": ctx.repack,
+            "rounds": args.rounds,
+            "reps": args.reps,
+        },
+    )
     ours: dict[str, list[float]] = {"pp": [], "tg": []}
     peer: dict[str, list[float]] = {"pp": [], "tg": []}
     side = SippSide(ctx, model, args.n_prompt, args.n_gen) if ctx.wants("sipp") else None
@@ -104,16 +135,25 @@ def main(argv: list[str] | None = None) -> int:
         if side is not None:
             side.close()
     for key, label in (("pp", f"prefill pp{args.n_prompt}"), ("tg", f"decode tg{args.n_gen}")):
-        report.rows.append(c.Row(
-            label, "tokens/s", c.mean(ours[key]) if ours[key] else None,
-            c.mean(peer[key]) if peer[key] else None, "llama-bench", (">=", 0.98),
-        ))
+        report.rows.append(
+            c.Row(
+                label,
+                "tokens/s",
+                c.mean(ours[key]) if ours[key] else None,
+                c.mean(peer[key]) if peer[key] else None,
+                "llama-bench",
+                (">=", 0.98),
+            )
+        )
     report.figures = {
-        "sipp_samples": ours, "llama_bench_samples": peer,
+        "sipp_samples": ours,
+        "llama_bench_samples": peer,
         "sipp_stdev": {k: c.stdev(v) for k, v in ours.items()},
         "llama_bench_stdev": {k: c.stdev(v) for k, v in peer.items()},
         "sipp_prefill_engine_tokens_per_s": [
-            s["prefill_tokens_per_second"] for s in (side.stats if side else []) if s["test"] == "pp"
+            s["prefill_tokens_per_second"]
+            for s in (side.stats if side else [])
+            if s["test"] == "pp"
         ],
     }
     c.emit(report, args)
