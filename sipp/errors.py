@@ -18,6 +18,7 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     ├── EndpointNotFoundError (LookupError)        endpoint_not_found
     ├── AmbiguousEndpointError (LookupError)       ambiguous_endpoint
     ├── TargetNotFoundError (LookupError)          target_not_found
+    ├── TargetNotReadyError                        target_not_ready
     ├── BackendError (ImportError)                 backend_unavailable
     ├── ModelLoadError                             model_load
     ├── QueueFullError                             queue_full
@@ -68,6 +69,7 @@ __all__ = [
     "RequestTooLargeError",
     "SippError",
     "TargetNotFoundError",
+    "TargetNotReadyError",
     "UnsupportedOperationError",
     "error_from_code",
 ]
@@ -160,6 +162,13 @@ class TargetNotFoundError(SippError, LookupError):
 
     default_code = "target_not_found"
     http_status = 404
+
+
+class TargetNotReadyError(SippError):
+    """A gateway target is still loading (or failed to load); retry when ready."""
+
+    default_code = "target_not_ready"
+    http_status = 503
 
 
 class BackendError(SippError, ImportError):
@@ -269,7 +278,7 @@ class EndpointError(SippError):
     or protocol; ``status`` the HTTP status when there was one."""
 
     default_code = "endpoint"
-    http_status = 502
+    http_status = 500
 
     def __init__(
         self,
@@ -295,7 +304,7 @@ class ProviderError(SippError):
     and ``retry_after`` (seconds) from ``Retry-After`` on rate limits."""
 
     default_code = "provider"
-    http_status = 502
+    http_status = 500
 
     def __init__(
         self,

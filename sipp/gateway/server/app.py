@@ -26,6 +26,7 @@ from sipp.errors import (
     RequestTooLargeError,
     SippError,
     TargetNotFoundError,
+    TargetNotReadyError,
 )
 from sipp.gateway import profile
 from sipp.gateway.server.admission import Admission
@@ -41,14 +42,8 @@ from sipp.gateway.server.targets import TargetRegistry, TargetState
 from sipp.runs import SippEmbeddingRun, SippTextRun
 from sipp.types import TokenBatch
 
-__all__ = ["ClientGone", "GatewayState", "ManagementApp", "PublicApp", "TargetNotReadyError"]
+__all__ = ["ClientGone", "GatewayState", "ManagementApp", "PublicApp"]
 
-
-class TargetNotReadyError(SippError):
-    """The target is still loading (or failed to load); retry when ``readyz`` says ready."""
-
-    default_code = "target_not_ready"
-    http_status = 503
 
 
 class ClientGone(Exception):
