@@ -37,7 +37,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await client.aclose()
+        await client.aclose()  # unloads local models, closes connections
+        print("stopped", flush=True)
 
 
 app = FastAPI(title="Sipp gateway profile example", lifespan=lifespan)

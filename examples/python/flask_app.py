@@ -47,8 +47,9 @@ def _text_reply(target: str, stream: bool, run: SippTextRun) -> Any:
 def create_app() -> Flask:
     """The Flask app; its SippClient (and any local model) is created here."""
     client, targets = build_client()
-    atexit.register(client.close)
+    atexit.register(client.close)  # close() is idempotent; main() closes it earlier
     app = Flask(__name__)
+    app.extensions["sipp_client"] = client
 
     @app.errorhandler(SippError)
     def sipp_error(exc: SippError) -> Any:
@@ -100,14 +101,17 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     args = parser.parse_args()
-    server = make_server(args.host, args.port, create_app(), threaded=True)
+    app = create_app()
+    server = make_server(args.host, args.port, app, threaded=True)
     print(f"listening on http://{args.host}:{server.port}", flush=True)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # serve_forever() returns and closes the socket
 
     signal.signal(signal.SIGTERM, stop)
-    server.serve_forever()
+    server.serve_forever()  # until Ctrl-C or SIGTERM
+    app.extensions["sipp_client"].close()  # unloads local models, closes connections
+    print("stopped", flush=True)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ class AppServer:
             cwd=EXAMPLES,
         )
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+        self.lines: list[str] = []  # everything printed so far (complete once stopped)
         self.url = ""
         self.targets: list[str] = []
         deadline = time.monotonic() + startup_timeout
@@ -95,6 +97,7 @@ class AppServer:
     def _pump(self) -> None:
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
+            self.lines.append(line.rstrip("\n"))
             self._lines.put(line)
         self._lines.put(None)
 
@@ -103,7 +106,8 @@ class AppServer:
         return f"\nstderr:\n{self._stderr.read()[-4000:]}"
 
     def stop(self) -> int:
-        """SIGTERM, then the exit status (the app must shut down within 15 s)."""
+        """SIGTERM, then the exit status (the app must shut down within 15 s). A graceful
+        stop prints ``stopped`` last; uvicorn re-raises the signal, so -SIGTERM is normal."""
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
         try:
@@ -113,7 +117,13 @@ class AppServer:
             self._proc.wait()
             pytest.fail(f"{self.name} ignored SIGTERM for 15 s{self._tail()}")
         finally:
+            self._pump_thread.join(5)
+            assert self._proc.stdout is not None
+            self._proc.stdout.close()
             self._stderr.close()
+
+    def stopped_gracefully(self, status: int) -> bool:
+        return status in (0, -signal.SIGTERM) and self.lines[-1:] == ["stopped"]
 
     def __enter__(self) -> AppServer:
         return self
