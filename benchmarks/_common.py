@@ -293,7 +293,8 @@ def median(values: Sequence[float]) -> float:
 @dataclass
 class Row:
     """One comparison: our figure, the peer's and ``ratio = ours / peer``; ``target`` is
-    ``(">=" | "<=", value)`` on the ratio, checked into ``met`` (never a failure)."""
+    ``(">=" | "<=", value)`` on the ratio (on ``ours`` itself when ``target_on_ours``),
+    checked into ``met`` (never a failure)."""
 
     metric: str
     unit: str
@@ -302,6 +303,7 @@ class Row:
     peer_name: str
     target: tuple[str, float] | None = None
     note: str = ""
+    target_on_ours: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -311,11 +313,16 @@ class Row:
 
     @property
     def met(self) -> bool | None:
-        ratio = self.ratio
-        if self.target is None or ratio is None:
+        checked = self.ours if self.target_on_ours else self.ratio
+        if self.target is None or checked is None:
             return None
         op, value = self.target
-        return ratio >= value if op == ">=" else ratio <= value
+        return checked >= value if op == ">=" else checked <= value
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return ""
+        return f"{'Sipp' if self.target_on_ours else 'ratio'} {self.target[0]} {self.target[1]}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -325,7 +332,7 @@ class Row:
             "peer": self.peer,
             "peer_name": self.peer_name,
             "ratio": self.ratio,
-            "target": None if self.target is None else f"{self.target[0]} {self.target[1]}",
+            "target": self.target_text(),
             "met": self.met,
             "note": self.note,
         }
@@ -365,7 +372,7 @@ class Report:
                     r.peer_name,
                     fmt(r.peer),
                     fmt(r.ratio, 3),
-                    "" if r.target is None else f"{r.target[0]} {r.target[1]}",
+                    r.target_text(),
                     {True: "yes", False: "NO", None: "-"}[r.met],
                 )
             )
