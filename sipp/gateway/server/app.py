@@ -1,10 +1,13 @@
 """The two ASGI applications: :class:`PublicApp` (inference routes) and
 :class:`ManagementApp` (index, health, readiness, metrics), sharing :class:`GatewayState`.
 
-Public pipeline, in order: CORS preflight → method → client IP → rate limit (429) →
-body size (413) → bearer auth (401) → JSON decode (400) → token allowlist (403) →
-target (404; 503 while loading) → admission (429) → run on the gateway's SippClient
-(errors by their ``http_status``/``code``) → JSON or SSE.
+Public pipeline, in order: client IP → blocklist (403 ``blocked``) → CORS preflight →
+method → rate limit (429) → body size (413) → bearer auth (401) → JSON decode (400) →
+token allowlist (403) → target (404; 503 while loading or disabled) → tokens-per-minute
+budgets of caller and target (429) → admission (429) → run on the gateway's SippClient
+(errors by their ``http_status``/``code``) → JSON or SSE. Every finished request is
+recorded in the metrics and the dashboard's :class:`Activity`, and its tokens are charged
+to the caller's and the target's budgets.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sipp.errors import (
     AdmissionError,
     AuthenticationError,
     AuthorizationError,
+    BlockedError,
     RateLimitedError,
     RequestTooLargeError,
     SippError,
@@ -29,16 +33,21 @@ from sipp.errors import (
     TargetNotReadyError,
 )
 from sipp.gateway import profile
+from sipp.gateway.server.activity import Activity, RequestEvent
+from sipp.gateway.server.admin import AdminApp
+from sipp.gateway.server.admin.sessions import PasswordCheck
 from sipp.gateway.server.admission import Admission
 from sipp.gateway.server.auth import BearerAuth
+from sipp.gateway.server.blocklist import Blocklist
 from sipp.gateway.server.client_ip import ClientIpResolver
-from sipp.gateway.server.config import GatewayConfig, TokenConfig
+from sipp.gateway.server.config import GatewayConfig, RateLimitConfig, TokenConfig
 from sipp.gateway.server.http import Exchange, Receive, Scope, Send
 from sipp.gateway.server.logging import logger
 from sipp.gateway.server.metrics import GatewayMetrics
 from sipp.gateway.server.ratelimit import RateLimiter
 from sipp.gateway.server.secrets import GatewaySecrets
 from sipp.gateway.server.targets import TargetRegistry, TargetState
+from sipp.gateway.server.traffic import TokenBudgets
 from sipp.runs import SippEmbeddingRun, SippTextRun
 from sipp.types import TokenBatch
 
@@ -62,13 +71,31 @@ class GatewayState:
         by_caller = {t.caller: t for t in config.tokens}
         self.auth = BearerAuth([(by_caller[caller], value) for caller, value in secrets.tokens])
         self.client_ip = ClientIpResolver(config.client_ip)
-        rate = config.rate_limit
-        self.rate_limiter = (RateLimiter(rate.requests_per_minute, rate.burst, clock)
-                             if rate.enabled else None)
+        self.clock = clock
+        self.rate_limit = config.rate_limit
+        self.rate_limiter: RateLimiter | None = None
+        self.set_rate_limit(config.rate_limit)
         self.admission = Admission(config.max_concurrent_requests)
         self.metrics = GatewayMetrics(t.name for t in config.targets)
+        self.activity = Activity(t.name for t in config.targets)
+        self.blocklist = Blocklist()
+        self.budgets = TokenBudgets(config.token_limit.callers, config.token_limit.targets,
+                                    clock)
+        self.disabled_targets: set[str] = set()
+        self.admin_password = PasswordCheck(secrets.admin_password)
         self.started = time.time()
         self.draining = False
+
+    def set_rate_limit(self, settings: RateLimitConfig) -> None:
+        """Apply per-client request rate-limit settings (every bucket starts full again)."""
+        self.rate_limit = settings
+        self.rate_limiter = (RateLimiter(settings.requests_per_minute, settings.burst,
+                                         self.clock) if settings.enabled else None)
+
+    def record_usage(self, ex: Exchange, target: str, usage: Any) -> None:
+        """Count a finished run's usage for ``target`` (metrics, dashboard and budgets)."""
+        self.metrics.record_usage(target, usage)
+        ex.usage = usage
 
     def resolve_target(self, token: TokenConfig, name: str) -> TargetState:
         """The allowed, loaded target named ``name`` (403, 404 or 503 otherwise)."""
@@ -79,6 +106,10 @@ class GatewayState:
             raise TargetNotFoundError(f"target not found: {name}")
         if state.status != "ready":
             raise TargetNotReadyError(f"target {name} is not ready ({state.status})")
+        if name in self.disabled_targets:
+            raise TargetNotReadyError(f"target {name} is disabled by the gateway administrator",
+                                      code="target_disabled")
+        self.budgets.check(token.caller, name)
         return state
 
 
@@ -156,6 +187,10 @@ class PublicApp:
         caller: str | None = None
         client = ex.peer or "unknown"
         try:
+            client = state.client_ip.resolve(ex.peer, ex.headers)
+            if state.blocklist.blocks(client):
+                rejection = "blocked"
+                raise BlockedError("client is blocked by the gateway")
             if self._origins and not await self._cors(ex):
                 return
             if ex.method != route.method:
@@ -164,7 +199,6 @@ class PublicApp:
                                               "message": f"use {route.method} for {ex.path}"}},
                               [(b"allow", route.method.encode())])
                 return
-            client = state.client_ip.resolve(ex.peer, ex.headers)
             if state.rate_limiter is not None:
                 wait = state.rate_limiter.acquire(client)
                 if wait is not None:
@@ -185,9 +219,11 @@ class PublicApp:
         except ClientGone:
             rejection = "client_closed"
         except SippError as exc:
-            if isinstance(exc, AuthorizationError | TargetNotFoundError | AdmissionError):
+            if isinstance(exc, AuthorizationError | TargetNotFoundError | AdmissionError
+                          | RateLimitedError) or exc.code == "target_disabled":
                 rejection = exc.code
-            elif rejection not in ("rate_limited", "authentication", "body_too_large"):
+            elif rejection not in ("blocked", "rate_limited", "authentication",
+                                   "body_too_large"):
                 rejection = None
             await self._fail(ex, route, exc)
         except Exception:
@@ -199,11 +235,23 @@ class PublicApp:
             elapsed = time.perf_counter() - ex.started
             status = ex.status or 499
             metrics.record(route.operation, status, elapsed, rejection)
+            self._account(ex, route, client, caller, target, status, elapsed, rejection)
             if logger.isEnabledFor(logging.INFO):
                 logger.info("request", extra={
                     "request_id": ex.request_id, "operation": route.operation,
                     "target": target, "caller": caller, "client": client, "status": status,
                     "ms": round(elapsed * 1000, 3), "rejection": rejection})
+
+    def _account(self, ex: Exchange, route: Route, client: str, caller: str | None,
+                 target: str | None, status: int, elapsed: float,
+                 rejection: str | None) -> None:
+        usage = ex.usage if isinstance(ex.usage, dict) else {}
+        input_tokens = int(usage.get("input_tokens") or 0)
+        output_tokens = int(usage.get("output_tokens") or 0)
+        self.state.budgets.charge(caller, target, input_tokens + output_tokens)
+        self.state.activity.record(RequestEvent(
+            route.operation, ex.request_id, client, caller, target, status, elapsed * 1000,
+            input_tokens, output_tokens, ex.streaming, rejection))
 
     async def _fail(self, ex: Exchange, route: Route, exc: SippError) -> None:
         if ex.status:  # response already started: nothing more to say in this shape
@@ -268,6 +316,7 @@ class PublicApp:
         watcher.add_done_callback(
             lambda t: None if t.cancelled() else run.cancel("client_disconnected"))
         metrics = self.state.metrics
+        ex.streaming = True
         try:
             first = await _first(tokens)
             if watcher.done():
@@ -327,7 +376,7 @@ class PublicApp:
                 await ex.json(200, profile.text_response_body(request.target, response,
                                                               id=ex.request_id))
             if response is not None:
-                self.state.metrics.record_usage(request.target, response.get("usage"))
+                self.state.record_usage(ex, request.target, response.get("usage"))
 
         await self.admitted(start, execute)
         return request.target
@@ -338,7 +387,7 @@ class PublicApp:
 
         async def execute(run: SippEmbeddingRun) -> None:
             response = await self.await_run(ex, run)
-            self.state.metrics.record_usage(request.target, response.get("usage"))
+            self.state.record_usage(ex, request.target, response.get("usage"))
             await ex.json(200, profile.embedding_response_body(request.target, response,
                                                                id=ex.request_id))
 
@@ -383,7 +432,8 @@ def _consume(task: asyncio.Future[Any]) -> None:
 
 
 class ManagementApp:
-    """The management listener: index JSON, health, readiness, Prometheus metrics."""
+    """The management listener: index JSON, health, readiness, Prometheus metrics and the
+    admin dashboard (under the ``admin`` route)."""
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
@@ -393,11 +443,16 @@ class ManagementApp:
             routes.readiness: self._readiness, routes.metrics: self._metrics,
         }
         self.routes = {path: handler for path, handler in handlers.items() if path is not None}
+        self.admin = AdminApp(state, routes.admin) if routes.admin is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         ex = Exchange(scope, receive, send)
+        path = ex.path.rstrip("/") or "/"
+        if self.admin is not None and path not in self.routes and self.admin.owns(ex.path):
+            await self.admin(ex)
+            return
         handler = self.routes.get(ex.path.rstrip("/") or "/")
         if handler is None:
             await ex.json(404, {"error": {"code": "not_found",
@@ -419,7 +474,7 @@ class ManagementApp:
             "ready": self.state.targets.ready,
             "routes": {name: getattr(config.routes, name)
                        for name in ("query", "chat", "embed", "openai", "index", "health",
-                                    "readiness", "metrics")},
+                                    "readiness", "metrics", "admin")},
             "targets": [{"name": name, "type": s.target.type, "status": s.status}
                         for name, s in self.state.targets.states.items()],
         })

@@ -10,7 +10,7 @@ import ipaddress
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ __all__ = [
     "RoutesConfig",
     "Target",
     "TokenConfig",
+    "TokenLimitConfig",
     "load_config",
     "parse_config",
 ]
@@ -92,6 +93,14 @@ class RateLimitConfig:
     enabled: bool
     requests_per_minute: int
     burst: int
+
+
+@dataclass(frozen=True)
+class TokenLimitConfig:
+    """Tokens per minute (input + output) allowed per caller label and per target name."""
+
+    callers: Mapping[str, int] = field(default_factory=dict)
+    targets: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,7 @@ class GatewayConfig:
     routes: RoutesConfig
     tokens: tuple[TokenConfig, ...]
     targets: tuple[Target, ...]
+    token_limit: TokenLimitConfig = field(default_factory=TokenLimitConfig)
 
     def target(self, name: str) -> Target | None:
         for target in self.targets:
@@ -375,7 +385,8 @@ def _origins(r: _Reader, data: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _security(r: _Reader, data: Mapping[str, Any]) -> tuple[ClientIpConfig, RateLimitConfig]:
-    security = r.table(data.get("security"), "security", ("client_ip", "rate_limit")) or {}
+    security = r.table(data.get("security"), "security",
+                       ("client_ip", "rate_limit", "token_limit")) or {}
     client = r.table(security.get("client_ip"), "security.client_ip",
                      ("source", "trusted_proxy_cidrs")) if security else None
     rate = r.table(security.get("rate_limit"), "security.rate_limit",
@@ -408,6 +419,29 @@ def _security(r: _Reader, data: Mapping[str, Any]) -> tuple[ClientIpConfig, Rate
             if key not in rate:
                 r.fail(_join(path, key), "is required (an integer greater than zero)")
     return ClientIpConfig(source, tuple(cidrs)), limit  # type: ignore[arg-type]
+
+
+def _token_limit(r: _Reader, data: Mapping[str, Any]) -> TokenLimitConfig:
+    security = data.get("security")
+    table = r.table(security.get("token_limit") if isinstance(security, dict) else None,
+                    "security.token_limit", ("callers", "targets"), required=False)
+    if table is None:
+        return TokenLimitConfig()
+    groups: dict[str, dict[str, int]] = {}
+    for key, what in (("callers", "caller label"), ("targets", "target name")):
+        where = f"security.token_limit.{key}"
+        raw = table.get(key, {})
+        groups[key] = {}
+        if not isinstance(raw, dict):
+            r.fail(where, f"must be a table of {what} = tokens per minute, got {_show(raw)}")
+            continue
+        for name, value in raw.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                r.fail(f"{where}.{name}", f"must be an integer greater than zero (tokens per "
+                                          f"minute), got {_show(value)}")
+            else:
+                groups[key][name] = value
+    return TokenLimitConfig(groups["callers"], groups["targets"])
 
 
 def _routes(r: _Reader, data: Mapping[str, Any]) -> RoutesConfig:
@@ -593,10 +627,18 @@ def parse_config(data: Mapping[str, Any], source: str = "gateway config") -> Gat
             if name not in names:
                 r.fail(f"tokens[{index}].targets[{position}]",
                        f"token references unknown target: {name}")
+    token_limit = _token_limit(r, top)
+    callers = {t.caller for t in tokens}
+    for name in token_limit.callers:
+        if name not in callers:
+            r.fail(f"security.token_limit.callers.{name}", f"unknown token caller: {name}")
+    for name in token_limit.targets:
+        if name not in names:
+            r.fail(f"security.token_limit.targets.{name}", f"unknown target: {name}")
     if r.issues:
         raise GatewayConfigError(r.issues, source)
     return GatewayConfig(public, management, max_bytes, concurrency, origins, admin, client_ip,
-                         rate_limit, routes, tokens, targets)
+                         rate_limit, routes, tokens, targets, token_limit)
 
 
 def load_config(path: str | Path) -> GatewayConfig:

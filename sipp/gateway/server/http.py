@@ -29,7 +29,7 @@ class Exchange:
     """
 
     __slots__ = ("_disconnect", "_receive", "_send", "extra_headers", "headers", "method",
-                 "path", "request_id", "scope", "started", "status")
+                 "path", "request_id", "scope", "started", "status", "streaming", "usage")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -40,6 +40,8 @@ class Exchange:
         self.headers: list[tuple[bytes, bytes]] = scope["headers"]
         self.started = time.perf_counter()
         self.status = 0
+        self.usage: Any = None  # the run's usage mapping, once known (for accounting)
+        self.streaming = False
         rid = self.header(b"x-request-id")
         if rid is None or not rid or len(rid) > 128 or not rid.isascii():
             self.request_id = "gw-" + os.urandom(8).hex()

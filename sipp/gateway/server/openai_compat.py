@@ -244,7 +244,7 @@ async def _text(app: PublicApp, ex: Exchange, token: TokenConfig, body: bytes, *
                 out["usage"] = usage
             await ex.json(200, out)
         if response is not None:
-            app.state.metrics.record_usage(name, response.get("usage"))
+            app.state.record_usage(ex, name, response.get("usage"))
 
     await app.admitted(start, execute)
     return name
@@ -274,7 +274,7 @@ async def _embeddings(app: PublicApp, ex: Exchange, token: TokenConfig, body: by
         data = [{"object": "embedding", "index": i,
                  "embedding": _vector(v, fmt)} for i, v in enumerate(vectors)]
         usage = response.get("usage")
-        app.state.metrics.record_usage(name, usage)
+        app.state.record_usage(ex, name, usage)
         tokens = usage["input_tokens"] if usage else 0
         await ex.json(200, {"object": "list", "data": data, "model": name,
                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
