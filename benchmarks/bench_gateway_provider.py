@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import Report, Row, fmt, free_port, log, machine_state  # noqa: E402
+from benchmarks._common import Report, Row, fmt, free_port, log, machine_state
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "sk-bench-gateway"
@@ -266,7 +266,7 @@ def _wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: flo
 def process(cmd: Sequence[str], env: dict[str, str] | None = None,
             log_path: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """A server process, stopped (SIGINT, then SIGKILL) on exit."""
-    out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(list(cmd), env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:

@@ -35,6 +35,7 @@ from sipp.providers._http import (
     CallFailure,
     HttpCall,
     HttpClient,
+    Response,
     RunDriver,
     retry_after_seconds,
 )
@@ -109,9 +110,7 @@ class GatewayEndpoint(Endpoint):
         call = self._new_call()
         driver = RunDriver(sink, call, text=True)
         work = self._stream_text if stream else self._finite_text
-        self._http.spawn(
-            lambda: work(driver, route, payload, headers), f"sipp-gateway-{self.ref.id}"
-        )
+        self._http.start(call, work(driver, route, payload, headers))
 
     def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
         self.validate_embed(request)
@@ -122,10 +121,7 @@ class GatewayEndpoint(Endpoint):
         call = self._new_call()
         driver = RunDriver(sink, call, text=False)
         route = self.descriptor.embed_route
-        self._http.spawn(
-            lambda: self._finite_embed(driver, route, payload, headers),
-            f"sipp-gateway-{self.ref.id}",
-        )
+        self._http.start(call, self._finite_embed(driver, route, payload, headers))
 
     def close(self) -> None:
         """Abort in-flight calls (their runs fail) and close pooled connections."""
@@ -183,7 +179,7 @@ class GatewayEndpoint(Endpoint):
         return self.descriptor.base_url + "/" + route.lstrip("/")
 
     # ------------------------------------------------------------ workers
-    def _finite_text(
+    async def _finite_text(
         self, driver: RunDriver, route: str, payload: bytes, headers: dict[str, str]
     ) -> None:
         def parse(body: bytes) -> dict[str, Any]:
@@ -195,9 +191,9 @@ class GatewayEndpoint(Endpoint):
                 "local_stats": None,
             }
 
-        self._finite(driver, route, payload, headers, parse)
+        await self._finite(driver, route, payload, headers, parse)
 
-    def _finite_embed(
+    async def _finite_embed(
         self, driver: RunDriver, route: str, payload: bytes, headers: dict[str, str]
     ) -> None:
         def parse(body: bytes) -> dict[str, Any]:
@@ -210,9 +206,9 @@ class GatewayEndpoint(Endpoint):
                 "normalized": None,
             }
 
-        self._finite(driver, route, payload, headers, parse)
+        await self._finite(driver, route, payload, headers, parse)
 
-    def _finite(
+    async def _finite(
         self,
         driver: RunDriver,
         route: str,
@@ -222,9 +218,9 @@ class GatewayEndpoint(Endpoint):
     ) -> None:
         call = driver.call
         try:
-            response = call.post(self._url(route), headers, payload, stream=False)
-            self._check_status(call, response)
-            body, truncated = call.read_body(response, MAX_RESPONSE_BYTES)
+            response = await call.post(self._url(route), headers, payload, stream=False)
+            await self._check_status(call, response)
+            body, truncated = await call.read_body(response, MAX_RESPONSE_BYTES)
             if truncated:
                 raise EndpointError(
                     f"gateway response exceeded {MAX_RESPONSE_BYTES} bytes", kind="protocol"
@@ -235,24 +231,24 @@ class GatewayEndpoint(Endpoint):
         finally:
             call.finish()
 
-    def _stream_text(
+    async def _stream_text(
         self, driver: RunDriver, route: str, payload: bytes, headers: dict[str, str]
     ) -> None:
         call = driver.call
         usage: Usage | None = None
         finish: FinishReason | None = None
         try:
-            response = call.post(self._url(route), headers, payload, stream=True)
-            self._check_status(call, response)
+            response = await call.post(self._url(route), headers, payload, stream=True)
+            await self._check_status(call, response)
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith(profile.SSE_CONTENT_TYPE):
                 raise EndpointError(
                     f"gateway answered a stream request with content type {content_type!r}",
                     kind="protocol",
-                    status=response.status_code,
+                    status=response.status,
                 )
             parser = SseParser()
-            for chunk in call.chunks(response):
+            async for chunk in call.chunks(response):
                 for event in parser.feed(chunk):
                     if finish is not None:
                         raise EndpointError(
@@ -284,11 +280,11 @@ class GatewayEndpoint(Endpoint):
             call.finish()
 
     @staticmethod
-    def _check_status(call: HttpCall, response: Any) -> None:
-        status: int = response.status_code
+    async def _check_status(call: HttpCall, response: Response) -> None:
+        status: int = response.status
         if 200 <= status < 300:
             return
-        body, _ = call.read_body(response, MAX_ERROR_BODY_BYTES)
+        body, _ = await call.read_body(response, MAX_ERROR_BODY_BYTES)
         error = profile.decode_error_body(
             status, body, retry_after=retry_after_seconds(response.headers)
         )

@@ -32,6 +32,7 @@ from sipp.providers._http import (
     CallFailure,
     HttpCall,
     HttpClient,
+    Response,
     RunDriver,
     retry_after_seconds,
 )
@@ -128,14 +129,11 @@ class ProviderEndpoint(Endpoint):
                 if self.provider == "anthropic"
                 else openai.OpenAIStream(request.operation)
             )
-            self._http.spawn(
-                lambda: self._stream(driver, path, payload, decoder),
-                f"sipp-provider-{self.ref.id}",
-            )
+            self._http.start(driver.call, self._stream(driver, path, payload, decoder))
         else:
-            self._http.spawn(
-                lambda: self._finite(driver, path, payload, lambda obj: _text_payload(parse(obj))),
-                f"sipp-provider-{self.ref.id}",
+            self._http.start(
+                driver.call,
+                self._finite(driver, path, payload, lambda obj: _text_payload(parse(obj))),
             )
 
     def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
@@ -150,12 +148,12 @@ class ProviderEndpoint(Endpoint):
         )
         payload = _encode(body)
         driver = RunDriver(sink, self._new_call(), text=False)
-        self._http.spawn(
-            lambda: self._finite(
+        self._http.start(
+            driver.call,
+            self._finite(
                 driver, openai.EMBEDDING_PATH, payload,
                 lambda obj: _embed_payload(openai.parse_embedding(obj)),
             ),
-            f"sipp-provider-{self.ref.id}",
         )
 
     def close(self) -> None:
@@ -194,13 +192,13 @@ class ProviderEndpoint(Endpoint):
     def _url(self, path: str) -> str:
         return self._base + path
 
-    def _post(self, call: HttpCall, path: str, payload: bytes, *, stream: bool) -> Any:
+    async def _post(self, call: HttpCall, path: str, payload: bytes, *, stream: bool) -> Response:
         headers = dict(self._headers)
         headers["Accept"] = "text/event-stream" if stream else _JSON
-        response = call.post(self._url(path), headers, payload, stream=stream)
-        status: int = response.status_code
+        response = await call.post(self._url(path), headers, payload, stream=stream)
+        status: int = response.status
         if not 200 <= status < 300:
-            body, truncated = call.read_body(response, MAX_ERROR_BODY_BYTES)
+            body, truncated = await call.read_body(response, MAX_ERROR_BODY_BYTES)
             raise http_error(
                 self.provider, status, response.reason, body, truncated,
                 retry_after=retry_after_seconds(response.headers),
@@ -210,13 +208,13 @@ class ProviderEndpoint(Endpoint):
             )
         return response
 
-    def _finite(
+    async def _finite(
         self, driver: RunDriver, path: str, payload: bytes, build: Callable[[Any], dict[str, Any]]
     ) -> None:
         call = driver.call
         try:
-            response = self._post(call, path, payload, stream=False)
-            body, truncated = call.read_body(response, MAX_RESPONSE_BYTES)
+            response = await self._post(call, path, payload, stream=False)
+            body, truncated = await call.read_body(response, MAX_RESPONSE_BYTES)
             if truncated:
                 raise ProviderFormatError(f"response exceeded {MAX_RESPONSE_BYTES} bytes")
             try:
@@ -231,16 +229,16 @@ class ProviderEndpoint(Endpoint):
         finally:
             call.finish()
 
-    def _stream(
+    async def _stream(
         self, driver: RunDriver, path: str, payload: bytes,
         decoder: openai.OpenAIStream | anthropic.AnthropicStream,
     ) -> None:
         call = driver.call
         try:
-            response = self._post(call, path, payload, stream=True)
+            response = await self._post(call, path, payload, stream=True)
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith("text/event-stream"):
-                body, _ = call.read_body(response, MAX_ERROR_BODY_BYTES)
+                body, _ = await call.read_body(response, MAX_ERROR_BODY_BYTES)
                 try:
                     obj = json.loads(body)
                 except (UnicodeDecodeError, json.JSONDecodeError):
@@ -251,7 +249,7 @@ class ProviderEndpoint(Endpoint):
                     f"stream request answered with content type {content_type!r}"
                 )
             parser = SseParser()
-            for chunk in call.chunks(response):
+            async for chunk in call.chunks(response):
                 for event in parser.feed(chunk):
                     for text in decoder.feed(event):
                         if not driver.token(text):

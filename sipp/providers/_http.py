@@ -1,28 +1,28 @@
-"""HTTP transport shared by gateway and provider endpoints.
+"""HTTP transport shared by gateway and provider endpoints, on ``aiohttp``.
 
-One :class:`HttpClient` per endpoint owns a ``requests.Session`` (thread-safe pooled
-connections, no redirects, no retries). Every run gets an :class:`HttpCall` executed on its
-own worker thread; another thread can :meth:`HttpCall.abort` it at any moment, which shuts
-the socket down so a blocked read returns at once and the peer sees the connection close.
-The same mechanism enforces the total deadline of finite calls.
+Every exchange runs as a task on one process-wide background event loop (:func:`io_loop`,
+a daemon thread; uvloop when installed), so ``start_*`` never blocks, sync callers need no
+event loop of their own, and async callers (the gateway server included) are woken through
+their run handle. One :class:`HttpClient` per endpoint owns a pooled ``aiohttp`` session on
+that loop (keep-alive, no redirects, no retries, no cookies). Any thread can
+:meth:`HttpCall.abort` an exchange at any moment: its task is cancelled and its connection
+closed, so the peer sees the connection go away. The same mechanism enforces the total
+deadline of finite calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
-import http.client
 import math
-import socket
+import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any, Literal
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+import aiohttp
 
 from sipp._version import __version__
 from sipp.errors import CancelledError
@@ -35,56 +35,50 @@ __all__ = [
     "CallFailure",
     "HttpCall",
     "HttpClient",
+    "Response",
     "RunDriver",
+    "io_loop",
     "retry_after_seconds",
 ]
 
 MAX_ERROR_BODY_BYTES = 1 << 20
 MAX_RESPONSE_BYTES = 64 << 20
-_CHUNK = 65536
+_CLOSE_WAIT_S = 5.0
+_CONNECT_GRACE_S = 0.02
 
 AbortReason = Literal["cancelled", "deadline", "closed"]
+Response = aiohttp.ClientResponse
 
-_tls = threading.local()
-
-
-class _TrackedConnectionMixin:
-    """Hands each connection to the HttpCall running on this thread, so it can be aborted."""
-
-    sock: socket.socket | None
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        call: HttpCall | None = getattr(_tls, "call", None)
-        if call is not None:
-            call._attach(self)
-        super().request(*args, **kwargs)  # type: ignore[misc]
-        if call is not None and call.aborted is not None:
-            call._shutdown()
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_thread: threading.Thread | None = None
+_loop_pid = 0
 
 
-class _TrackedHTTPConnection(_TrackedConnectionMixin, HTTPConnection):
-    pass
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
-class _TrackedHTTPSConnection(_TrackedConnectionMixin, HTTPSConnection):
-    pass
+def io_loop() -> asyncio.AbstractEventLoop:
+    """The background event loop that runs every HTTP exchange (started on first use, and
+    again in a forked child)."""
+    global _loop, _loop_thread, _loop_pid
+    with _loop_lock:
+        if _loop is None or _loop_pid != os.getpid():
+            loop = _new_loop()
+            thread = threading.Thread(target=loop.run_forever, name="sipp-http", daemon=True)
+            thread.start()
+            _loop, _loop_thread, _loop_pid = loop, thread, os.getpid()
+        return _loop
 
 
-class _TrackedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _TrackedHTTPConnection
-
-
-class _TrackedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _TrackedHTTPSConnection
-
-
-class _TrackedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _TrackedHTTPPool,
-            "https": _TrackedHTTPSPool,
-        }
+def _on_io_thread() -> bool:
+    return threading.current_thread() is _loop_thread
 
 
 class CallFailure(Exception):
@@ -100,77 +94,69 @@ class CallFailure(Exception):
 
 
 class HttpCall:
-    """One POST whose connection another thread can abort."""
+    """One POST running as a task on the I/O loop; any thread may :meth:`abort` it."""
 
     def __init__(self, client: HttpClient) -> None:
         self._client = client
         self._lock = threading.Lock()
-        self._conn: _TrackedConnectionMixin | None = None
-        self._response: requests.Response | None = None
-        self._timer: threading.Timer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._response: Response | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._grace = False
         self.aborted: AbortReason | None = None
 
-    # ------------------------------------------------------------ worker side
-    def post(
+    # ------------------------------------------------------------ I/O loop side
+    async def post(
         self,
         url: str,
         headers: Mapping[str, str],
         body: bytes,
         *,
         stream: bool,
-    ) -> requests.Response:
+    ) -> Response:
         """Send the request and return once the response headers arrived.
 
         Finite calls get a total deadline (``timeouts.request``) that keeps running while
         the body is read; streams get none, only the per-read ``stream_read`` limit.
         """
         timeouts = self._client.timeouts
-        read_limit = timeouts.stream_read if stream else timeouts.request
         if not stream:
-            self._timer = threading.Timer(timeouts.request, self.abort, args=("deadline",))
-            self._timer.daemon = True
-            self._timer.start()
-        _tls.call = self
+            self._timer = asyncio.get_running_loop().call_later(timeouts.request, self._deadline)
+        self._raise_if_aborted()
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=timeouts.connect,
+            sock_read=timeouts.stream_read if stream else timeouts.request,
+        )
         try:
-            self._raise_if_aborted()
-            response = self._client.session.post(
-                url,
-                data=body,
-                headers=dict(headers),
-                timeout=(timeouts.connect, read_limit),
-                stream=True,
-                allow_redirects=False,
+            session = await self._client._session()
+            response = await session.post(
+                url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False
             )
-        except Exception as exc:
+        except BaseException as exc:
             raise self._failure(exc) from exc
-        finally:
-            _tls.call = None
-        with self._lock:
-            self._response = response
-        if self.aborted is not None:
-            response.close()
-            raise self._failure(None)
+        self._response = response
+        self._raise_if_aborted()
         return response
 
-    def chunks(self, response: requests.Response) -> Iterator[bytes]:
+    async def chunks(self, response: Response) -> AsyncIterator[bytes]:
         """The body as it arrives (each chunk as soon as the socket delivers it)."""
-        raw: urllib3.BaseHTTPResponse = response.raw
+        content = response.content
         while True:
             try:
-                data = raw.read1(_CHUNK)
-            except Exception as exc:
+                data = await content.readany()
+            except BaseException as exc:
                 raise self._failure(exc) from exc
             if not data:
-                if self.aborted is not None:
-                    raise self._failure(None)
+                self._raise_if_aborted()
                 return
             yield data
 
-    def read_body(self, response: requests.Response, limit: int) -> tuple[bytes, bool]:
+    async def read_body(self, response: Response, limit: int) -> tuple[bytes, bool]:
         """Up to ``limit`` bytes of the body, and whether it was cut short."""
         parts: list[bytes] = []
         size = 0
-        for chunk in self.chunks(response):
+        async for chunk in self.chunks(response):
             parts.append(chunk)
             size += len(chunk)
             if size > limit:
@@ -178,39 +164,56 @@ class HttpCall:
         return b"".join(parts), False
 
     def finish(self) -> None:
-        """Stop the deadline timer and release the connection."""
+        """Stop the deadline timer and release (or, if unread or aborted, close) the
+        connection."""
         if self._timer is not None:
             self._timer.cancel()
-        with self._lock:
-            response = self._response
+        response = self._response
         if response is not None:
-            response.close()
+            if self.aborted is None and response.content.at_eof():
+                response.release()
+            else:
+                response.close()
         self._client._forget(self)
 
     # ------------------------------------------------------------ any thread
     def abort(self, reason: AbortReason) -> None:
-        """Stop the exchange now: shut the socket so blocked reads return at once."""
+        """Stop the exchange now: cancel its task and close its connection."""
         with self._lock:
             if self.aborted is not None:
                 return
             self.aborted = reason
-        self._shutdown()
+        if _on_io_thread():
+            self._cancel_task()
+        else:
+            try:
+                io_loop().call_soon_threadsafe(self._cancel_task)
+            except RuntimeError:  # the loop is gone (interpreter exit): nothing to stop
+                pass
 
     # ------------------------------------------------------------ internals
-    def _attach(self, conn: _TrackedConnectionMixin) -> None:
-        with self._lock:
-            self._conn = conn
-        self._raise_if_aborted()
+    def _deadline(self) -> None:
+        """The finite call's total deadline. Before the response arrives, a connect timeout
+        due at the same moment wins: the deadline waits a short grace first."""
+        timeouts = self._client.timeouts
+        if self._response is None and not self._grace and timeouts.connect <= timeouts.request:
+            self._grace = True
+            self._timer = asyncio.get_running_loop().call_later(_CONNECT_GRACE_S, self._deadline)
+            return
+        self.abort("deadline")
 
-    def _shutdown(self) -> None:
-        with self._lock:
-            conn = self._conn
-        sock = getattr(conn, "sock", None) if conn is not None else None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Start ``work`` as this call's task (on the I/O loop)."""
+        self._task = asyncio.get_running_loop().create_task(work)
+        if self.aborted is not None:
+            self._cancel_task()
+
+    def _cancel_task(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
 
     def _raise_if_aborted(self) -> None:
         if self.aborted is not None:
@@ -220,31 +223,51 @@ class HttpCall:
         if isinstance(exc, CallFailure):
             return exc
         timeouts = self._client.timeouts
-        if isinstance(exc, requests.ConnectTimeout):
-            return CallFailure("timeout", f"connect timed out after {timeouts.connect:g} s")
         if self.aborted == "deadline":
             return CallFailure("timeout", f"request timed out after {timeouts.request:g} s")
         if self.aborted == "cancelled":
             return CallFailure("cancelled", "request cancelled")
         if self.aborted == "closed":
             return CallFailure("closed", "endpoint closed while the request was in flight")
-        if isinstance(exc, requests.ReadTimeout | urllib3.exceptions.ReadTimeoutError) or (
-            isinstance(exc, requests.ConnectionError)
-            and isinstance(exc.args[0] if exc.args else None, urllib3.exceptions.ReadTimeoutError)
-        ):
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return CallFailure("timeout", f"connect timed out after {timeouts.connect:g} s")
+        if isinstance(exc, TimeoutError):
             return CallFailure("timeout", "read timed out waiting for the server")
-        if isinstance(exc, TimeoutError | socket.timeout):
-            return CallFailure("timeout", "read timed out waiting for the server")
-        detail = _describe(exc)
-        return CallFailure("transport", f"connection failed: {detail}")
+        return CallFailure("transport", f"connection failed: {_describe(exc)}")
 
 
 def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "connection closed"
-    if isinstance(exc, urllib3.exceptions.ProtocolError | http.client.HTTPException):
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
         return f"connection broken ({type(exc).__name__}: {exc})"
+    if isinstance(exc, asyncio.CancelledError):
+        return "exchange cancelled"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _close_session(
+    holder: list[aiohttp.ClientSession | None], lock: threading.Lock, wait: bool
+) -> None:
+    """Close the session in ``holder`` on the I/O loop (module-level for weakref.finalize)."""
+    with lock:
+        session = holder[0]
+        holder[0] = None
+    if session is None or session.closed:
+        return
+    loop = io_loop()
+    if _on_io_thread():
+        loop.create_task(session.close())
+        return
+    try:
+        future = asyncio.run_coroutine_threadsafe(session.close(), loop)
+    except RuntimeError:  # loop closed at interpreter exit
+        return
+    if wait:
+        try:
+            future.result(_CLOSE_WAIT_S)
+        except Exception:  # closing is best effort; the sockets die with the process
+            pass
 
 
 class HttpClient:
@@ -253,16 +276,11 @@ class HttpClient:
 
     def __init__(self, timeouts: Any) -> None:
         self.timeouts = timeouts
-        self.session = requests.Session()
-        adapter = _TrackedAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update(
-            {"User-Agent": f"sipppy/{__version__}", "Accept-Encoding": "identity"}
-        )
         self._lock = threading.Lock()
         self._calls: set[HttpCall] = set()
         self._closed = False
+        self._holder: list[aiohttp.ClientSession | None] = [None]
+        self._finalizer = weakref.finalize(self, _close_session, self._holder, self._lock, True)
 
     def new_call(self) -> HttpCall:
         call = HttpCall(self)
@@ -272,17 +290,40 @@ class HttpClient:
             self._calls.add(call)
         return call
 
-    def spawn(self, work: Callable[[], None], name: str) -> None:
-        """Run ``work`` on a new daemon thread (one per run; ``start_*`` never blocks)."""
-        threading.Thread(target=work, name=name, daemon=True).start()
+    def start(self, call: HttpCall, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (the call's exchange) on the I/O loop; returns at once."""
+        try:
+            io_loop().call_soon_threadsafe(call._run, work)
+        except BaseException:
+            work.close()
+            raise
 
     def close(self) -> None:
+        """Abort live calls (reason ``closed``) and close the pooled connections."""
         with self._lock:
             self._closed = True
             calls = list(self._calls)
         for call in calls:
             call.abort("closed")
-        self.session.close()
+        self._finalizer()
+
+    async def _session(self) -> aiohttp.ClientSession:
+        """The session, created on first use (on the I/O loop, where it lives)."""
+        with self._lock:
+            if self._closed:
+                raise CallFailure("closed", "endpoint is closed")
+            session = self._holder[0]
+        if session is None:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60),
+                headers={"User-Agent": f"sipppy/{__version__}", "Accept-Encoding": "identity"},
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=True,
+                auto_decompress=False,
+            )
+            with self._lock:
+                self._holder[0] = session
+        return session
 
     def _forget(self, call: HttpCall) -> None:
         with self._lock:
@@ -372,4 +413,3 @@ class RunDriver:
             )
         else:
             self.sink.fail(CancelledError(f"request cancelled ({reason})"))
-
