@@ -36,10 +36,10 @@ async def main(model: str) -> None:
                 pieces.append(batch.text)
             return "".join(pieces)
 
-        stream_text, *responses = await asyncio.gather(
-            consume_stream(), *runs  # a run is awaitable
-        )
-        for prompt, response in zip(PROMPTS, responses):
+        stream_task = asyncio.create_task(consume_stream())
+        responses = await asyncio.gather(*runs)  # a run is awaitable
+        stream_text = await stream_task
+        for prompt, response in zip(PROMPTS, responses, strict=True):
             print(f"{prompt!r} -> {response['text']!r} ({response['finish_reason']})")
         final = await streamed
         print(f"streamed: {stream_text!r} ({final['finish_reason']})")

@@ -23,13 +23,14 @@ with SippClient() as client:
         options=SippTextOptions(max_tokens=2000),
         emit_tokens=True,
     )
-    seen = 0
-    for _batch in run.tokens():
+    seen = tokens = 0
+    for batch in run.tokens():  # ends once the cancelled run completes
         seen += 1
+        tokens += batch.token_count
         if seen == STOP_AFTER:
             print(f"cancel requested: {run.cancel()}")
     response = run.result()  # a cancelled run completes; it does not raise
 
 print(f"finish_reason: {response['finish_reason']}")
-print(f"tokens before the stop: {response['usage']['output_tokens']} (max_tokens was 2000)")
+print(f"tokens before the stop: {tokens} (max_tokens was 2000)")
 print(f"partial text: {response['text']!r}")

@@ -9,6 +9,7 @@ Prints the vector length and each text's similarity to the first.
 """
 
 import sys
+from typing import cast
 
 from sipp import (
     ContextRuntimeConfig,
@@ -33,8 +34,8 @@ with SippClient() as client:
         texts, endpoint=endpoint, local=LocalEmbedOptions(normalize=True)
     ).result()
 
-vectors = response["values"]
+vectors = cast("list[list[float]]", response["values"])  # a list input: one vector per text
 print(f"vectors: {len(vectors)} x {len(vectors[0])}")
-for text, vector in zip(texts, vectors):
-    cosine = sum(a * b for a, b in zip(vectors[0], vector))
+for text, vector in zip(texts, vectors, strict=True):
+    cosine = sum(a * b for a, b in zip(vectors[0], vector, strict=True))
     print(f"{cosine:+.4f}  {text}")

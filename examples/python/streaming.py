@@ -20,12 +20,12 @@ with SippClient() as client:
     run = client.query(
         prompt, endpoint=endpoint, options=SippTextOptions(max_tokens=48), emit_tokens=True
     )
-    batches = 0
+    batches = tokens = 0
     for batch in run.tokens():  # blocks until the next batch (or the end of the run)
         print(batch.text, end="", flush=True)
         batches += 1
+        tokens += batch.token_count
     response = run.result()
 
 print()
-print(f"[{batches} batches, {response['usage']['output_tokens']} tokens, "
-      f"finish_reason={response['finish_reason']}]")
+print(f"[{batches} batches, {tokens} tokens, finish_reason={response['finish_reason']}]")

@@ -24,6 +24,13 @@ EXAMPLES = REPO_ROOT / "examples" / "python"
 _EXAMPLE_VARS = ("SIPP_GATEWAY_", "SIPP_APP_", "OPENAI_")
 
 
+def gguf_int(path: Path, key: str) -> int:
+    """An integer from a GGUF header (``bert.embedding_length``, ...)."""
+    from sipp.native._gguf import read_gguf_info
+
+    return int(read_gguf_info(path).metadata[key])
+
+
 def example_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_EXAMPLE_VARS)}
     path = env.get("PYTHONPATH")
@@ -44,8 +51,9 @@ def run_example(
         cwd=EXAMPLES,
     )
     if check and proc.returncode != 0:
-        pytest.fail(f"{name} exited with {proc.returncode}\nstdout:\n{proc.stdout}\n"
-                    f"stderr:\n{proc.stderr[-4000:]}")
+        how = (f"was killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
+               else f"exited with {proc.returncode}")
+        pytest.fail(f"{name} {how}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}")
     return proc
 
 
@@ -170,8 +178,8 @@ def profile_gateway(ex: Exchange) -> None:
 def openai_compatible(ex: Exchange) -> None:
     """An OpenAI-compatible API (bearer ``OPENAI_KEY``): completions, chat, embeddings."""
     if ex.headers.get("authorization") != f"Bearer {OPENAI_KEY}":
-        ex.send_json(401, {"error": {"message": "Incorrect API key", "type": "invalid_request_error",
-                                     "code": "invalid_api_key"}})
+        ex.send_json(401, {"error": {"message": "Incorrect API key",
+                                     "type": "invalid_request_error", "code": "invalid_api_key"}})
         return
     body = ex.json()
     usage = {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
@@ -185,10 +193,10 @@ def openai_compatible(ex: Exchange) -> None:
     if body.get("stream"):
         frames = []
         for piece in ["Hel", "lo"]:
-            choice = {"delta": {"content": piece}} if chat else {"text": piece}
+            choice: dict[str, Any] = {"delta": {"content": piece}} if chat else {"text": piece}
             frames.append({"id": "c1", "model": body["model"],
                            "choices": [{"index": 0, **choice, "finish_reason": None}]})
-        end = {"delta": {}} if chat else {"text": ""}
+        end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
         frames.append({"id": "c1", "model": body["model"],
                        "choices": [{"index": 0, **end, "finish_reason": "length"}]})
         frames.append({"id": "c1", "model": body["model"], "choices": [], "usage": usage})

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from sipp import ChatMessage, GatewayDescriptor, SippClient, SippTextOptions
+from sipp import ChatMessage, EndpointRef, GatewayDescriptor, SippClient, SippTextOptions
 from sipp.errors import AuthenticationError, InvalidRequestError, TargetNotFoundError
 from tests.examples.helpers import (
     OPENAI_KEY,
     AppServer,
+    gguf_int,
     openai_compatible,
     request_bodies,
     run_example,
@@ -27,13 +28,14 @@ APPS = ["fastapi_app.py", "flask_app.py"]
 @pytest.fixture(scope="module", params=APPS)
 def app_name(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    pytest.importorskip("fastapi" if name.startswith("fastapi") else "flask",
-                        reason=f"{name} needs its web framework (pip install fastapi uvicorn flask)")
+    framework = "fastapi" if name.startswith("fastapi") else "flask"
+    pytest.importorskip(framework, reason=f"{name} needs {framework} (pip install fastapi "
+                                          "uvicorn flask)")
     return name
 
 
 def gateway(client: SippClient, url: str, target: str = "default",
-            token: str = APP_TOKEN) -> object:
+            token: str = APP_TOKEN) -> EndpointRef:
     return client.add(f"gw-{target}-{token}", GatewayDescriptor(
         target, url, authentication_kind="bearer", authentication_value=token, timeout_ms=30_000))
 
@@ -128,13 +130,6 @@ def test_local_model_app_serves_query_chat_embed(
 
         embed = client.add("embed", GatewayDescriptor("embed", app.url, timeout_ms=30_000))
         vector = client.embed("hello world", endpoint=embed).result()["values"]
-        assert len(vector) == bert_dims(tiny_bert_path)
+        assert len(vector) == gguf_int(tiny_bert_path, "bert.embedding_length")
         status = app.stop()
         assert app.stopped_gracefully(status), (status, app.lines)
-
-
-def bert_dims(path: Path) -> int:
-    from gguf import GGUFReader
-
-    field = GGUFReader(str(path)).fields["bert.embedding_length"]
-    return int(field.parts[field.data[0]][0])
