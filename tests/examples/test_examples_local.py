@@ -103,7 +103,9 @@ def test_query_defaults_to_packaged_gemma(native_backend: None, gemma_path: Path
 
 
 @pytest.mark.gemma
-def test_chat_gives_the_base_gemma_a_transcript_template(native_backend: None, gemma_path: Path) -> None:
+def test_chat_gives_the_base_gemma_a_transcript_template(
+    native_backend: None, gemma_path: Path
+) -> None:
     lines = output_lines(run_example("chat.py", timeout=120))
     assert "Paris" in lines["reply"]
     assert lines["finish_reason"] == "stop"  # the transcript template's reply ends its line
