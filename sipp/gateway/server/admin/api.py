@@ -312,7 +312,7 @@ class AdminApp:
                                                  "integer > 0, or null for no limit)")
         limit = None if body["tokensPerMinute"] is None else _positive(body, "tokensPerMinute")
         self.state.budgets.set_limit("caller" if kind == "caller" else "target", name, limit)
-        logger.info("admin changed token limit", extra={"kind": kind, "name": name,
+        logger.info("admin changed token limit", extra={"kind": kind, "limited": name,
                                                         "tokens_per_minute": limit})
         return {"security": views.security(self.state)}
 
