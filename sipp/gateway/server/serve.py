@@ -77,7 +77,8 @@ class GatewayServer:
         self.state = GatewayState(config, secrets, client, clock)
         self.drain_timeout = drain_timeout
         self._public = _Server(_uvicorn_config(PublicApp(self.state), drain_timeout))
-        self._management = _Server(_uvicorn_config(ManagementApp(self.state), drain_timeout))
+        self.management_app = ManagementApp(self.state)
+        self._management = _Server(_uvicorn_config(self.management_app, drain_timeout))
         self._sockets: list[socket.socket] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._exit_code = 0
