@@ -176,6 +176,9 @@ def test_dashboard_controls_the_live_gateway(
     wait_for(driver, lambda b: "disabled" in b.find_element(
         By.CSS_SELECTOR, '#targets tr[data-target="beta"]').text, "beta disabled")
     assert "beta" in gw.server.state.disabled_targets
+    wait_for(driver, lambda b: "Disabled target beta" in text_of(b, "status"),
+             "the target confirmation")
+    assert "error" not in (driver.find_element(By.ID, "status").get_attribute("class") or "")
     driver.save_screenshot(str(artifacts / "04-controls.png"))
 
     # a mutating call without the CSRF header is refused, even with the session cookie

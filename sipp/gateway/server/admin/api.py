@@ -293,7 +293,8 @@ class AdminApp:
         else:
             self.state.disabled_targets.add(name)
         logger.info("admin changed target", extra={"target": name, "enabled": enabled})
-        return {"targets": views.targets(self.state)}
+        return {"targets": views.targets(self.state),
+                "metrics": self.state.activity.target_rows()}
 
     async def _set_caller_limit(self, ex: Exchange, session: Session | None, name: str) -> Any:
         if name not in {t.caller for t in self.state.config.tokens}:
