@@ -142,7 +142,7 @@ def repack_enabled(choice: str) -> bool:
     return choice == "on"
 
 
-def run_tool(cmd: Sequence[str | Path], timeout: float = 1800.0) -> str:
+def run_tool(cmd: Sequence[object], timeout: float = 1800.0) -> str:
     """Run a peer tool; return stdout, or raise with the tail of its stderr."""
     args = [str(c) for c in cmd]
     log("run: " + " ".join(args))
@@ -228,7 +228,7 @@ def lcp_venv(explicit: str | None) -> Path:
         return Path(raw).expanduser().resolve()
     from build_scripts.llama_source import cache_root
 
-    return cache_root() / "bench" / f"lcp-venv-{LCP_VERSION}"
+    return Path(cache_root()) / "bench" / f"lcp-venv-{LCP_VERSION}"
 
 
 def lcp_python(venv: Path) -> Path | None:

@@ -49,7 +49,9 @@ def sipp_side(ctx: c.Context, model: Path, trials: list[dict[str, str]]) -> dict
     config = c.sipp_config(
         ctx, n_ctx=N_CTX, cache={"mode": "context_key"}, extra_context={"swa_full": True}
     )
-    cold, reused, stats = [], [], []
+    cold: list[float] = []
+    reused: list[float] = []
+    stats: list[dict[str, Any]] = []
     with sipp.SippClient() as client:
         ref = client.add("bench", sipp.LocalModelDescriptor(model, config=config))
         c.sipp_text(client, ref, "Warm up the engine.", 4, context_key="warm").result()
@@ -71,7 +73,9 @@ def server_side(ctx: c.Context, model: Path, trials: list[dict[str, str]]) -> di
     ]  # fmt: skip
     if not ctx.repack:
         args.append("--no-repack")
-    cold, reused, timings = [], [], []
+    cold: list[float] = []
+    reused: list[float] = []
+    timings: list[dict[str, Any]] = []
     with c.llama_server(ctx.build, args) as url:
 
         def complete(prompt: str) -> tuple[float, dict[str, Any]]:
