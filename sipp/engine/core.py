@@ -192,8 +192,9 @@ class Engine:
             use_mmap=placement.use_mmap,
             use_mlock=placement.use_mlock,
             check_tensors=placement.check_tensors,
-            extra_bufts=not placement.no_extra_bufts,
-            no_host=placement.no_host,
+            # None lets sipp.native decide (off on AMX CPUs, where repacking crashes)
+            extra_bufts=None if raw.placement.no_extra_bufts is None
+            else not raw.placement.no_extra_bufts,
             gpu_layers=None if gpu == "auto" else -1 if gpu == "all" else int(gpu),
         )
         self.model = model
@@ -243,8 +244,7 @@ class Engine:
             embeddings=bool(embeddings), pooling=c.pooling, kv_unified=kv_unified,
             swa_full=swa_full, flash_attention=c.flash_attention,
             cache_type_k=c.cache_type_k, cache_type_v=c.cache_type_v,
-            offload_kqv=c.offload_kqv, op_offload=c.op_offload, rope_scaling=c.rope_scaling,
-            rope_freq_base=c.rope_freq_base, rope_freq_scale=c.rope_freq_scale,
+            offload_kqv=c.offload_kqv, op_offload=c.op_offload,
             no_perf=not cfg.observability.backend_profiling,
         )
         ctx = LlamaContext(model, settings)
@@ -532,9 +532,7 @@ class Engine:
         batch.seq[:n] = slot
         batch.logits[:n] = 0
         batch.set_size(n)
-        rc = self.ctx.encode(batch)
-        if rc != 0:
-            raise EngineError(f"llama_encode failed (status={rc}, n_tokens={n})")
+        self.ctx.encode(batch)
 
     def _fill(self, out: SchedulerOutput) -> list[int]:
         """Write ``out.chunks`` into the batch; return the logits index of each chunk."""
@@ -649,7 +647,7 @@ class Engine:
             self.runtime_metrics.set_gauge("requests_queued", self.scheduler.num_waiting)
 
     def _read_embedding(self, slot: int, normalize: bool) -> list[float]:
-        vec = self.ctx.embedding(slot, self.info.embedding_size)
+        vec = self.ctx.embedding(slot)
         if normalize:
             norm = math.sqrt(float(np.dot(vec.astype(np.float64), vec.astype(np.float64))))
             if norm > 0:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,10 +90,14 @@ def resolve_grammar(grammar: str | None, json_schema: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Stage:
-    """One sampler of a chain: the llama.cpp sampler ``name`` and its arguments."""
+    """One sampler of a chain: a :data:`sipp.native.STAGES` name and its options."""
 
     name: str
-    args: tuple[Any, ...] = field(default=())
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def spec(self) -> tuple[str, Mapping[str, Any]]:
+        """The ``(name, options)`` pair :class:`sipp.native.SamplerChain` takes."""
+        return self.name, self.options
 
 
 def history_length(params: ResolvedSamplingConfig) -> int:
@@ -133,29 +137,29 @@ def plan_chain(
                 f"sampling.logit_bias token id {token} is outside the vocabulary (size {n_vocab})"
             )
     if grammar:
-        stages.append(Stage("grammar", (grammar, "root")))
+        stages.append(Stage("grammar", {"grammar": grammar, "root": "root"}))
     if bias:
-        stages.append(Stage("logit_bias", (n_vocab, tuple(bias))))
+        stages.append(Stage("logit_bias", {"bias": tuple(bias)}))
     seed = DEFAULT_SEED if params.seed is None else params.seed
     if is_greedy(params):
         stages.append(Stage("greedy"))
         return tuple(stages)
     if params.mirostat == 1:
-        stages.append(Stage("temperature", (params.temperature,)))
-        stages.append(
-            Stage("mirostat", (n_vocab, seed, params.mirostat_tau, params.mirostat_eta, 100))
-        )
+        stages.append(Stage("temp", {"t": params.temperature}))
+        stages.append(Stage("mirostat", {"seed": seed, "tau": params.mirostat_tau,
+                                         "eta": params.mirostat_eta, "m": 100}))
         return tuple(stages)
     if params.mirostat == 2:
-        stages.append(Stage("temperature", (params.temperature,)))
-        stages.append(Stage("mirostat_v2", (seed, params.mirostat_tau, params.mirostat_eta)))
+        stages.append(Stage("temp", {"t": params.temperature}))
+        stages.append(Stage("mirostat_v2", {"seed": seed, "tau": params.mirostat_tau,
+                                            "eta": params.mirostat_eta}))
         return tuple(stages)
     for name in _ordered(params.samplers, n_vocab, params.top_k):
         stage = _stage(name, params, n_vocab, n_ctx)
         if stage is not None:
             stages.append(stage)
     if not stages or stages[-1].name != "adaptive_p":
-        stages.append(Stage("dist", (seed,)))
+        stages.append(Stage("dist", {"seed": seed}))
     return tuple(stages)
 
 
@@ -176,47 +180,49 @@ def _ordered(samplers: tuple[str, ...], n_vocab: int, top_k: int) -> tuple[str, 
 def _stage(name: str, p: ResolvedSamplingConfig, n_vocab: int, n_ctx: int) -> Stage | None:
     min_keep = p.min_keep
     if name == "top_k":
-        return Stage("top_k", (p.top_k,)) if p.top_k > 0 else None
+        return Stage("top_k", {"k": p.top_k}) if p.top_k > 0 else None
     if name == "top_p":
-        return Stage("top_p", (p.top_p, min_keep)) if p.top_p < 1.0 else None
+        return Stage("top_p", {"p": p.top_p, "min_keep": min_keep}) if p.top_p < 1.0 else None
     if name == "min_p":
-        return Stage("min_p", (p.min_p, min_keep)) if p.min_p > 0.0 else None
+        return Stage("min_p", {"p": p.min_p, "min_keep": min_keep}) if p.min_p > 0.0 else None
     if name == "typical_p":
-        return Stage("typical", (p.typical_p, min_keep)) if p.typical_p < 1.0 else None
+        if p.typical_p >= 1.0:
+            return None
+        return Stage("typical", {"p": p.typical_p, "min_keep": min_keep})
     if name == "xtc":
         if p.xtc_probability <= 0.0:
             return None
         seed = DEFAULT_SEED if p.seed is None else p.seed
-        return Stage("xtc", (p.xtc_probability, p.xtc_threshold, min_keep, seed))
+        return Stage("xtc", {"p": p.xtc_probability, "t": p.xtc_threshold, "min_keep": min_keep,
+                            "seed": seed})
     if name == "top_n_sigma":
         if p.top_n_sigma is None or p.top_n_sigma <= 0:
             return None
-        return Stage("top_n_sigma", (p.top_n_sigma,))
+        return Stage("top_n_sigma", {"n": p.top_n_sigma})
     if name == "temperature":
         if p.dynatemp_range > 0:
-            return Stage("temp_ext", (p.temperature, p.dynatemp_range, p.dynatemp_exponent))
-        return Stage("temperature", (p.temperature,))
+            return Stage("temp_ext", {"t": p.temperature, "delta": p.dynatemp_range,
+                                     "exponent": p.dynatemp_exponent})
+        return Stage("temp", {"t": p.temperature})
     if name == "penalties":
         if not _penalties_active(p):
             return None
         last_n = n_ctx if p.repeat_last_n == -1 else p.repeat_last_n
-        return Stage(
-            "penalties",
-            (n_vocab, last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty),
-        )
+        return Stage("penalties", {"last_n": last_n, "repeat": p.repeat_penalty,
+                                   "freq": p.frequency_penalty, "present": p.presence_penalty})
     if name == "dry":
         if p.dry_multiplier <= 0:
             return None
         last_n = n_ctx if p.dry_penalty_last_n == -1 else p.dry_penalty_last_n
-        return Stage(
-            "dry",
-            (p.dry_multiplier, p.dry_base, p.dry_allowed_length, last_n, p.dry_sequence_breakers),
-        )
+        return Stage("dry", {"multiplier": p.dry_multiplier, "base": p.dry_base,
+                             "allowed_length": p.dry_allowed_length, "penalty_last_n": last_n,
+                             "seq_breakers": p.dry_sequence_breakers})
     if name == "infill":
         return Stage("infill")
     if name == "adaptive_p":
         if p.adaptive_target is None or p.adaptive_target < 0:
             return None
         seed = DEFAULT_SEED if p.seed is None else p.seed
-        return Stage("adaptive_p", (p.adaptive_target, p.adaptive_decay, seed))
+        return Stage("adaptive_p", {"target": p.adaptive_target, "decay": p.adaptive_decay,
+                                   "seed": seed})
     raise InvalidRequestError(f"sampling.samplers: unknown sampler stage {name!r}")

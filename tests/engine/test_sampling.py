@@ -20,12 +20,12 @@ def names(stages: tuple[object, ...]) -> list[str]:
 
 def test_default_chain_follows_sipp_defaults() -> None:
     stages = plan_chain(resolve_sampling(BASE), n_vocab=SMALL, n_ctx=512)
-    assert names(stages) == ["top_k", "penalties", "top_p", "temperature", "dist"]
-    by_name = {s.name: s.args for s in stages}
-    assert by_name["top_k"] == (40,)
-    assert by_name["top_p"] == (0.8, 0)
-    assert by_name["temperature"] == (0.7,)
-    assert by_name["penalties"] == (SMALL, 64, 1.05, 0.0, 0.0)
+    assert names(stages) == ["top_k", "penalties", "top_p", "temp", "dist"]
+    by_name = {s.name: dict(s.options) for s in stages}
+    assert by_name["top_k"] == {"k": 40}
+    assert by_name["top_p"] == {"p": 0.8, "min_keep": 0}
+    assert by_name["temp"] == {"t": 0.7}
+    assert by_name["penalties"] == {"last_n": 64, "repeat": 1.05, "freq": 0.0, "present": 0.0}
 
 
 def test_temperature_zero_is_greedy() -> None:
@@ -62,27 +62,28 @@ def test_top_k_moves_ahead_of_penalties_on_large_vocabularies() -> None:
 def test_mirostat_v2_picks_the_token_itself() -> None:
     params = resolve_sampling(BASE, SamplingRuntimeConfig(mirostat=2, seed=7))
     stages = plan_chain(params, n_vocab=SMALL, n_ctx=512)
-    assert names(stages) == ["temperature", "mirostat_v2"]
-    assert stages[-1].args == (7, 5.0, 0.1)
+    assert names(stages) == ["temp", "mirostat_v2"]
+    assert stages[-1].options == {"seed": 7, "tau": 5.0, "eta": 0.1}
 
 
-def test_mirostat_v1_uses_vocabulary_size() -> None:
+def test_mirostat_v1_uses_the_paper_window() -> None:
     params = resolve_sampling(BASE, SamplingRuntimeConfig(mirostat=1, seed=3))
-    assert plan_chain(params, n_vocab=SMALL, n_ctx=512)[-1].args == (SMALL, 3, 5.0, 0.1, 100)
+    assert plan_chain(params, n_vocab=SMALL, n_ctx=512)[-1].options == {
+        "seed": 3, "tau": 5.0, "eta": 0.1, "m": 100}
 
 
 def test_grammar_goes_first_and_logit_bias_next() -> None:
     params = resolve_sampling(BASE, SamplingRuntimeConfig(logit_bias={5: -math.inf}))
     stages = plan_chain(params, n_vocab=SMALL, n_ctx=512, grammar='root ::= "a"')
     assert names(stages)[:2] == ["grammar", "logit_bias"]
-    assert stages[1].args == (SMALL, ((5, -math.inf),))
+    assert stages[1].options == {"bias": ((5, -math.inf),)}
 
 
 def test_ignore_eos_bans_end_of_generation_tokens() -> None:
     params = resolve_sampling(BASE, SamplingRuntimeConfig(ignore_eos=True), temperature=0.0)
     stages = plan_chain(params, n_vocab=SMALL, n_ctx=512, eog_tokens=(2, 3))
     assert names(stages) == ["logit_bias", "greedy"]
-    assert stages[0].args == (SMALL, ((2, -math.inf), (3, -math.inf)))
+    assert stages[0].options == {"bias": ((2, -math.inf), (3, -math.inf))}
 
 
 def test_logit_bias_outside_vocabulary_is_rejected() -> None:
@@ -101,8 +102,8 @@ def test_optional_stages_and_seed() -> None:
     assert names(stages) == [
         "dry", "min_p", "xtc", "top_n_sigma", "typical", "temp_ext", "dist"
     ]
-    assert stages[-1].args == (11,)
-    assert stages[0].args[3] == 64
+    assert stages[-1].options == {"seed": 11}
+    assert stages[0].options["penalty_last_n"] == 64
 
 
 def test_history_covers_repeat_window() -> None:
