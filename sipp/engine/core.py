@@ -14,13 +14,14 @@ thread raises, every pending and later run fails with ``EngineDeadError``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -130,6 +131,8 @@ class Engine:
     def __init__(self) -> None:  # use Engine.load
         self._inbox: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._idle_submitters = threading.Condition(self._lock)
+        self._submitting = 0  # callers tokenizing / building chains on the model now
         self._runs: dict[int, Request] = {}
         self._next_id = 1
         self._closed = False
@@ -304,7 +307,28 @@ class Engine:
     # ------------------------------------------------------------------ submission
     def submit_text(self, request: TextRequest, sink: RunSink) -> None:
         """Tokenize, validate and queue a query or chat (raises at once on bad input)."""
-        self._check_usable()
+        with self._submitter():
+            self._submit_text(request, sink)
+
+    def submit_embed(self, request: EmbedRequest, sink: RunSink) -> None:
+        """Tokenize and queue one embedding input (raises at once on bad input)."""
+        with self._submitter():
+            self._submit_embed(request, sink)
+
+    @contextlib.contextmanager
+    def _submitter(self) -> Iterator[None]:
+        """Keep the model open while a caller thread tokenizes and builds its chain."""
+        with self._lock:
+            self._check_usable()
+            self._submitting += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._submitting -= 1
+                self._idle_submitters.notify_all()
+
+    def _submit_text(self, request: TextRequest, sink: RunSink) -> None:
         info = self.info
         if not info.can_generate:
             raise UnsupportedOperationError(
@@ -358,9 +382,7 @@ class Engine:
             chain.close()
             raise
 
-    def submit_embed(self, request: EmbedRequest, sink: RunSink) -> None:
-        """Tokenize and queue one embedding input (raises at once on bad input)."""
-        self._check_usable()
+    def _submit_embed(self, request: EmbedRequest, sink: RunSink) -> None:
         info = self.info
         if not info.can_embed:
             raise UnsupportedOperationError(
@@ -474,7 +496,8 @@ class Engine:
             run.sink.fail(error)
             if run.chain is not None:
                 run.chain.close()
-        # Requests that raced in after the lock: drain the inbox and stop.
+        with self._lock:  # no caller may still be using the model
+            self._idle_submitters.wait_for(lambda: self._submitting == 0)
         try:
             self.ctx.close()
             self.model.close()
