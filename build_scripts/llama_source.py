@@ -196,7 +196,8 @@ def _fetch_and_extract(pin: dict[str, str], root: Path, source_dir: Path, marker
             if not member.name.startswith(prefix):
                 continue
             member.name = member.name[len(prefix) :]
-            if member.name:
+            # ``.git`` is a dangling submodule pointer: CMake's git probes would follow it.
+            if member.name and member.name != ".git":
                 members.append(member)
         _extract(tar, staging, members)
     shutil.rmtree(source_dir, ignore_errors=True)
