@@ -18,6 +18,8 @@ import math
 import os
 import threading
 import time
+import urllib.parse
+import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any, Literal
@@ -131,7 +133,8 @@ class HttpCall:
         try:
             session = await self._client._session()
             response = await session.post(
-                url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False
+                url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False,
+                proxy=self._client._proxy_for(url),
             )
         except BaseException as exc:
             raise self._failure(exc) from exc
@@ -280,6 +283,7 @@ class HttpClient:
         self._calls: set[HttpCall] = set()
         self._closed = False
         self._holder: list[aiohttp.ClientSession | None] = [None]
+        self._proxies: dict[tuple[str, str], str | None] = {}
         self._finalizer = weakref.finalize(self, _close_session, self._holder, self._lock, True)
 
     def new_call(self) -> HttpCall:
@@ -318,12 +322,28 @@ class HttpClient:
                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60),
                 headers={"User-Agent": f"sipppy/{__version__}", "Accept-Encoding": "identity"},
                 cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=True,
                 auto_decompress=False,
             )
             with self._lock:
                 self._holder[0] = session
         return session
+
+    def _proxy_for(self, url: str) -> str | None:
+        """The ``*_proxy`` environment proxy for ``url`` (honouring ``no_proxy``), looked up
+        once per scheme and host: aiohttp's own ``trust_env`` re-reads the environment and
+        ``~/.netrc`` in a worker thread on every request."""
+        split = urllib.parse.urlsplit(url)
+        key = (split.scheme, split.netloc)
+        try:
+            return self._proxies[key]
+        except KeyError:
+            pass
+        proxies = urllib.request.getproxies_environment()
+        proxy = proxies.get(split.scheme)
+        if proxy is not None and urllib.request.proxy_bypass(split.netloc):
+            proxy = None
+        self._proxies[key] = proxy
+        return proxy
 
     def _forget(self, call: HttpCall) -> None:
         with self._lock:
