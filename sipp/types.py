@@ -246,10 +246,11 @@ class SippTextResponse(TypedDict):
 
 
 class SippEmbeddingResponse(TypedDict):
-    """What ``SippEmbeddingRun.result()`` returns."""
+    """What ``SippEmbeddingRun.result()`` returns: ``values`` is one vector (``list[float]``)
+    for a string input, or one vector per input (``list[list[float]]``) for a list."""
 
     endpoint: dict[str, str]
-    values: list[float]
+    values: list[Any]
     usage: Usage | None
     local_stats: dict[str, Any] | None
     pooling: str | None
