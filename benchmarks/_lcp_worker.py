@@ -7,7 +7,8 @@ Jobs:
 - ``{"mode": "generate", "model", "prompts", "max_tokens", ...}``: the prompts one after
   another (llama-cpp-python serves one sequence per model), greedy, ``max_tokens`` tokens
   each through ``Llama.generate`` (no EOS stop, like ``ignore_eos`` on the other sides).
-- ``{"mode": "embed", "model", "inputs", ...}``: ``Llama.embed(inputs)`` once (one call).
+- ``{"mode": "embed", "model", "inputs", ...}``: ``Llama.embed(inputs)``, one
+  call per ``rounds``.
 """
 
 from __future__ import annotations
@@ -82,11 +83,14 @@ def _embed(job: dict[str, Any]) -> dict[str, Any]:
 
     llm = _load(job, embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
     llm.embed(job["inputs"][:8])  # warm-up
-    started = time.perf_counter()
-    vectors = llm.embed(job["inputs"])
-    wall = time.perf_counter() - started
+    walls = []
+    vectors: list[Any] = []
+    for _ in range(int(job.get("rounds", 1))):
+        started = time.perf_counter()
+        vectors = llm.embed(job["inputs"])
+        walls.append(time.perf_counter() - started)
     return {
-        "wall_s": wall,
+        "walls_s": walls,
         "count": len(vectors),
         "dim": len(vectors[0]) if vectors else 0,
         "first": [float(x) for x in vectors[0][:8]] if vectors else [],

@@ -3,7 +3,8 @@
 ``llama-server --embeddings -np 8`` (one ``POST /v1/embeddings`` carrying all inputs) and
 llama-cpp-python ``Llama.embed(list)``.
 
-Sentences/s = inputs / wall time of the one call, after a warm-up call on each side. All
+Sentences/s = inputs / median wall time of the one call over ``--rounds`` calls that
+alternate the sides, after a warm-up call on each side. All
 sides: mean pooling, same threads, n_batch = n_ubatch = 2048 (BERT needs a whole sequence in
 one ubatch), same weight-repacking choice; Sipp gets the same number of slots as the server.
 The first vector of each side is compared (cosine similarity) as a sanity check.
@@ -13,10 +14,11 @@ The first vector of each side is compared (cosine similarity) as a sanity check.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,12 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float | None:
     return dot / (na * nb) if na and nb else None
 
 
-def sipp_side(ctx: c.Context, model: Path, inputs: list[str], parallel: int) -> dict[str, Any]:
+Embedder = Callable[[list[str]], tuple[float, list[list[float]]]]
+
+
+@contextlib.contextmanager
+def sipp_embedder(ctx: c.Context, model: Path, parallel: int) -> Iterator[Embedder]:
+    """A loaded Sipp endpoint; yields ``embed(inputs) -> (wall seconds, vectors)``."""
     import sipp
 
     config = c.sipp_config(
@@ -64,16 +71,18 @@ def sipp_side(ctx: c.Context, model: Path, inputs: list[str], parallel: int) -> 
     )  # fmt: skip
     with sipp.SippClient() as client:
         ref = client.add("bench", sipp.LocalModelDescriptor(model, config=config))
-        client.embed(inputs[:8], endpoint=ref).result()
-        t0 = time.perf_counter()
-        res = client.embed(inputs, endpoint=ref).result()
-        wall = time.perf_counter() - t0
-    values = res["values"]
-    return {"wall_s": wall, "count": len(values), "sentences_per_s": len(values) / wall,
-            "first": [float(x) for x in values[0]], "usage": res.get("usage")}  # fmt: skip
+
+        def embed(inputs: list[str]) -> tuple[float, list[list[float]]]:
+            t0 = time.perf_counter()
+            values = client.embed(inputs, endpoint=ref).result()["values"]
+            return time.perf_counter() - t0, values
+
+        yield embed
 
 
-def server_side(ctx: c.Context, model: Path, inputs: list[str], parallel: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def server_embedder(ctx: c.Context, model: Path, parallel: int) -> Iterator[Embedder]:
+    """A running llama-server; yields ``embed(inputs)`` (one ``/v1/embeddings`` call)."""
     t = str(ctx.args.threads)
     args = [
         "-m", str(model), "--embeddings", "--pooling", "mean", "-np", str(parallel),
@@ -83,19 +92,21 @@ def server_side(ctx: c.Context, model: Path, inputs: list[str], parallel: int) -
     if not ctx.repack:
         args.append("--no-repack")
     with c.llama_server(ctx.build, args) as url:
-        c.http_json(url + "/v1/embeddings", {"input": inputs[:8]})
-        t0 = time.perf_counter()
-        res = c.http_json(url + "/v1/embeddings", {"input": inputs})
-        wall = time.perf_counter() - t0
-    data = sorted(res["data"], key=lambda d: d["index"])
-    return {"wall_s": wall, "count": len(data), "sentences_per_s": len(data) / wall,
-            "first": data[0]["embedding"] if data else []}  # fmt: skip
+
+        def embed(inputs: list[str]) -> tuple[float, list[list[float]]]:
+            t0 = time.perf_counter()
+            res = c.http_json(url + "/v1/embeddings", {"input": inputs})
+            wall = time.perf_counter() - t0
+            return wall, [d["embedding"] for d in sorted(res["data"], key=lambda d: d["index"])]
+
+        yield embed
 
 
 def main(argv: list[str] | None = None) -> int:
     p = c.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--sentences", type=int, default=256)
     p.add_argument("--parallel", type=int, default=8, help="slots (server -np and Sipp)")
+    p.add_argument("--rounds", type=int, default=3, help="timed calls per side (median)")
     args = p.parse_args(argv)
     ctx = c.prepare(args)
     model = c.minilm_path()
@@ -106,32 +117,49 @@ def main(argv: list[str] | None = None) -> int:
         "n_batch": N_BATCH, "n_ubatch": N_BATCH, "pooling": "mean",
         "flash_attn": args.flash_attn, "repack": ctx.repack,
     })  # fmt: skip
-    ours = sipp_side(ctx, model, inputs, args.parallel) if ctx.wants("sipp") else {}
-    server = server_side(ctx, model, inputs, args.parallel) if ctx.wants("llama-server") else {}
+    sides: dict[str, Embedder] = {}
+    walls: dict[str, list[float]] = {}
+    first: dict[str, list[float]] = {}
+    with contextlib.ExitStack() as stack:
+        if ctx.wants("sipp"):
+            sides["sipp"] = stack.enter_context(sipp_embedder(ctx, model, args.parallel))
+        if ctx.wants("llama-server"):
+            sides["llama-server"] = stack.enter_context(server_embedder(ctx, model, args.parallel))
+        for embed in sides.values():  # warm-up
+            embed(inputs[:8])
+        for r in range(args.rounds):  # alternate the sides so load drift hits both
+            for name, embed in sides.items():
+                wall, vectors = embed(inputs)
+                if len(vectors) != len(inputs):
+                    raise RuntimeError(f"{name} returned {len(vectors)} vectors for {len(inputs)}")
+                walls.setdefault(name, []).append(wall)
+                first[name] = [float(x) for x in vectors[0]]
+                c.log(f"round {r + 1}: {name} {len(inputs) / wall:.1f} sentences/s")
+    rate = {name: len(inputs) / c.median(w) for name, w in walls.items()}
     lcp: dict[str, Any] = {}
     if ctx.lcp is not None and ctx.wants("llama-cpp-python"):
         lcp = c.run_lcp_worker(ctx.lcp, {
             "mode": "embed", "model": str(model), "inputs": inputs, "threads": args.threads,
             "n_ctx": N_CTX, "n_batch": N_BATCH, "n_ubatch": N_BATCH, "repack": ctx.repack,
-            "flash_attn": args.flash_attn == "on",
+            "flash_attn": args.flash_attn == "on", "rounds": args.rounds,
         })  # fmt: skip
-        lcp["sentences_per_s"] = lcp["count"] / lcp["wall_s"]
+        lcp["sentences_per_s"] = lcp["count"] / c.median(lcp["walls_s"])
     elif ctx.wants("llama-cpp-python"):
         report.skipped["llama-cpp-python"] = ctx.lcp_why
     report.rows += [
-        c.Row("embeddings", "sentences/s", ours.get("sentences_per_s"),
-              server.get("sentences_per_s"), "llama-server -np 8", (">=", 1.0)),
-        c.Row("embeddings", "sentences/s", ours.get("sentences_per_s"),
-              lcp.get("sentences_per_s"), "llama-cpp-python"),
+        c.Row("embeddings", "sentences/s", rate.get("sipp"), rate.get("llama-server"),
+              f"llama-server -np {args.parallel}", (">=", 1.0)),
+        c.Row("embeddings", "sentences/s", rate.get("sipp"), lcp.get("sentences_per_s"),
+              "llama-cpp-python"),
     ]  # fmt: skip
-    first = ours.get("first", [])
+    ours = first.get("sipp", [])
     report.figures = {
-        "sipp": {k: v for k, v in ours.items() if k != "first"},
-        "llama_server": {k: v for k, v in server.items() if k != "first"},
+        "walls_s": walls,
+        "sentences_per_s_median": rate,
         "llama_cpp_python": {k: v for k, v in lcp.items() if k != "first"},
         "cosine_first_vector": {
-            "sipp_vs_llama_server": cosine(first, server.get("first", [])),
-            "sipp_vs_llama_cpp_python_first8": cosine(first[:8], lcp.get("first", [])),
+            "sipp_vs_llama_server": cosine(ours, first.get("llama-server", [])),
+            "sipp_vs_llama_cpp_python_first8": cosine(ours[:8], lcp.get("first", [])),
         },
     }
     c.emit(report, args)
