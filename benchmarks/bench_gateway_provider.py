@@ -283,6 +283,22 @@ def process(cmd: Sequence[str], env: dict[str, str] | None = None,
             out.close()  # type: ignore[union-attr]
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every process in the process group ``pgid`` (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after ")": state ppid pgrp ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def gateway_toml(port: int, mport: int, upstream_port: int) -> str:
     return f"""
 public_bind = "127.0.0.1:{port}"
@@ -397,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _wait_http(gw_mport, "/readyz", gw, 60)
         sides = {"direct": (up_port, "/v1/chat/completions", ()),
                  "sipp": (gw_port, "/v1/chat/completions", auth)}
+        pids = {"direct": up.pid, "sipp": gw.pid}
         if args.skip_litellm:
             report.skipped["litellm"] = "--skip-litellm"
         elif not litellm_bin.is_file():
@@ -405,13 +422,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"LiteLLM proxy on :{ll_port} (one worker, master key, no database)")
             ll_env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
             ll_env.update(LITELLM_TELEMETRY="False", LITELLM_LOG="ERROR",
-                          DISABLE_SCHEMA_UPDATE="true")
+                          DISABLE_SCHEMA_UPDATE="true", LITELLM_LOCAL_MODEL_COST_MAP="True")
             ll = stack.enter_context(process(
                 [str(litellm_bin), "--config", str(tmp / "litellm.yaml"), "--host",
                  "127.0.0.1", "--port", str(ll_port), "--num_workers", "1"], ll_env,
                 tmp / "litellm.log"))
             _wait_http(ll_port, "/health/liveliness", ll, 180)
             sides["litellm"] = (ll_port, "/v1/chat/completions", auth)
+            pids["litellm"] = ll.pid
 
         # ---- added latency at concurrency 1
         for stream in (False, True):
@@ -451,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = []
             for concurrency in args.concurrency:
                 log(f"throughput {name}, concurrency {concurrency}, {args.duration:g} s")
+                cpu0 = group_cpu_seconds(pids[name])
+                up0 = group_cpu_seconds(pids["direct"])
                 if use_wrk:
                     result = run_wrk(target, concurrency, args.duration, tmp)
                 else:
@@ -458,7 +478,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          "concurrency": concurrency,
                                          "duration": args.duration,
                                          "targets": [target.as_dict()]})
+                cpu = group_cpu_seconds(pids[name]) - cpu0
+                served = result.get("requests") or 0
                 result["concurrency"] = concurrency
+                result["proxy_cpu_s"] = cpu
+                result["upstream_cpu_s"] = group_cpu_seconds(pids["direct"]) - up0
+                result["proxy_cpu_ms_per_request"] = cpu * 1e3 / served if served else None
+                result["requests_per_proxy_cpu_second"] = served / cpu if cpu else None
                 result["loadavg"] = os.getloadavg()[0]
                 runs.append(result)
                 if result["rps"] > best["rps"]:
@@ -469,6 +495,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                rps["sipp"]["best"]["rps"],
                                rps.get("litellm", {}).get("best", {}).get("rps"),
                                "LiteLLM proxy", target=(">=", 10.0)))
+        report.rows.append(Row("requests per proxy CPU-second", "req/cpu-s",
+                               rps["sipp"]["best"]["requests_per_proxy_cpu_second"],
+                               rps.get("litellm", {}).get("best", {})
+                               .get("requests_per_proxy_cpu_second"),
+                               "LiteLLM proxy", note="independent of CPU contention"))
 
     report.machine_after = machine_state()
     lat_f = report.figures["latency_finite"]["sipp"]
