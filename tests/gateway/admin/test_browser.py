@@ -28,7 +28,10 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
     pytest.skip(f"browser tests need {CHROMIUM} and {CHROMEDRIVER} "
                 "(apt-get install -y chromium chromium-driver)", allow_module_level=True)
 
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -64,11 +67,19 @@ def driver() -> Iterator[Driver]:
 
 
 def wait_for(browser: Driver, condition: Callable[[Driver], Any], what: str,
-             timeout: float = 8) -> Any:
+             timeout: float = 15) -> Any:
     try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition)
+        return WebDriverWait(browser, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(StaleElementReferenceException,)
+                             ).until(condition)
     except TimeoutException:
         raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def click(browser: Driver, css: str) -> None:
+    """Click ``css``; the page re-renders its tables every poll, so retry stale elements."""
+    wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, css).click() or True,
+             f"a click on {css}")
 
 
 def text_of(browser: Driver, element_id: str) -> str:
@@ -120,9 +131,10 @@ def test_dashboard_controls_the_live_gateway(
              "the wrong-password message")
 
     log_in(driver, gw)
-    rows = driver.find_elements(By.CSS_SELECTOR, "#targets tr[data-target]")
-    assert [r.get_attribute("data-target") for r in rows] == ["alpha", "beta"]
-    assert "openai" in rows[0].text and "m-a" in rows[0].text and "ready" in rows[0].text
+    rows = wait_for(driver, lambda b: [r.text for r in b.find_elements(
+        By.CSS_SELECTOR, "#targets tr[data-target]")], "the target rows")
+    assert [row.split()[0] for row in rows] == ["alpha", "beta"]
+    assert "openai" in rows[0] and "m-a" in rows[0] and "ready" in rows[0]
 
     # live metrics move after a request
     wait_for(driver, lambda b: text_of(b, "total-requests") == "0", "zero requests")
@@ -148,8 +160,7 @@ def test_dashboard_controls_the_live_gateway(
     driver.save_screenshot(str(artifacts / "03-blocked.png"))
 
     # unblock
-    driver.find_element(By.CSS_SELECTOR,
-                        '#blocklist li[data-entry="127.0.0.1"] button').click()
+    click(driver, '#blocklist li[data-entry="127.0.0.1"] button')
     wait_for(driver, lambda b: not b.find_elements(By.CSS_SELECTOR,
                                                    '#blocklist li[data-entry="127.0.0.1"]'),
              "the entry to go")
@@ -172,7 +183,7 @@ def test_dashboard_controls_the_live_gateway(
     wait_for(driver, lambda b: text_of(b, "total-rate-limited") == "1", "the 429 counter")
 
     # disable a target from its row
-    driver.find_element(By.CSS_SELECTOR, '#targets tr[data-target="beta"] button').click()
+    click(driver, '#targets tr[data-target="beta"] button')
     wait_for(driver, lambda b: "disabled" in b.find_element(
         By.CSS_SELECTOR, '#targets tr[data-target="beta"]').text, "beta disabled")
     assert "beta" in gw.server.state.disabled_targets
@@ -215,7 +226,7 @@ def test_session_expiry_returns_to_login(
     assert admin_app is not None
     admin_app.sessions.ttl = 2.0
     log_in(driver, gw)
-    wait_for(driver, lambda b: visible(b, "login-view"), "the expired session", timeout=10)
+    wait_for(driver, lambda b: visible(b, "login-view"), "the expired session", timeout=20)
     assert "expired" in text_of(driver, "login-error")
     driver.save_screenshot(str(artifacts / "06-expired.png"))
     assert fetch(driver, "GET", "api/overview")["status"] == 401
