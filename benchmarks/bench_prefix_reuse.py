@@ -3,7 +3,8 @@ Sipp (``cache.mode = "context_key"``, second request with the same ``context_key
 ``llama-server`` (one slot, ``cache_prompt``), in the same run.
 
 Each trial uses a fresh prefix (so "cold" is really cold on both sides): request A =
-prefix + suffix A (cold), request B = prefix + suffix B (reuses the prefix). TTFT is the
+prefix + suffix A (cold), request B = prefix + suffix B (reuses the prefix); both sides
+stay loaded and take turns per trial. TTFT is the
 caller's wall time of a ``max_tokens=1`` request (Sipp: ``query(...).result()``;
 llama-server: one ``POST /completion`` with ``n_predict=1`` on loopback). Reported: both
 TTFTs per side, reused/cold per side (target ≤ 0.03 for Sipp), and Sipp's reused TTFT over
@@ -14,8 +15,10 @@ llama-server's (target ≤ 1.5). Both sides: one slot, full-size SWA cache, same
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,29 +46,31 @@ def make_trials(model: Path, n_prefix: int, n_suffix: int, trials: int) -> list[
     return out
 
 
-def sipp_side(ctx: c.Context, model: Path, trials: list[dict[str, str]]) -> dict[str, Any]:
+Completer = Callable[[str, str], tuple[float, dict[str, Any]]]
+
+
+@contextlib.contextmanager
+def sipp_completer(ctx: c.Context, model: Path) -> Iterator[Completer]:
+    """A loaded Sipp endpoint; yields ``ttft(prompt, key) -> (ms, local_stats)``."""
     import sipp
 
     config = c.sipp_config(
         ctx, n_ctx=N_CTX, cache={"mode": "context_key"}, extra_context={"swa_full": True}
     )
-    cold: list[float] = []
-    reused: list[float] = []
-    stats: list[dict[str, Any]] = []
     with sipp.SippClient() as client:
         ref = client.add("bench", sipp.LocalModelDescriptor(model, config=config))
-        c.sipp_text(client, ref, "Warm up the engine.", 4, context_key="warm").result()
-        for i, trial in enumerate(trials):
-            for which, sink in (("a", cold), ("b", reused)):
-                t0 = time.perf_counter()
-                run = c.sipp_text(client, ref, trial[which], 1, context_key=f"doc-{i}")
-                st = run.result()["local_stats"]
-                sink.append((time.perf_counter() - t0) * 1000.0)
-                stats.append({"trial": i, "request": which, **st})
-    return {"cold_ms": cold, "reused_ms": reused, "local_stats": stats}
+
+        def ttft(prompt: str, key: str) -> tuple[float, dict[str, Any]]:
+            t0 = time.perf_counter()
+            stats = c.sipp_text(client, ref, prompt, 1, context_key=key).result()["local_stats"]
+            return (time.perf_counter() - t0) * 1000.0, dict(stats)
+
+        yield ttft
 
 
-def server_side(ctx: c.Context, model: Path, trials: list[dict[str, str]]) -> dict[str, Any]:
+@contextlib.contextmanager
+def server_completer(ctx: c.Context, model: Path) -> Iterator[Completer]:
+    """llama-server with one slot; yields ``ttft(prompt, key) -> (ms, timings)``."""
     t = str(ctx.args.threads)
     args = [
         "-m", str(model), "-c", str(N_CTX), "-np", "1", "-t", t, "-tb", t, "-b", "2048",
@@ -73,27 +78,35 @@ def server_side(ctx: c.Context, model: Path, trials: list[dict[str, str]]) -> di
     ]  # fmt: skip
     if not ctx.repack:
         args.append("--no-repack")
-    cold: list[float] = []
-    reused: list[float] = []
-    timings: list[dict[str, Any]] = []
     with c.llama_server(ctx.build, args) as url:
 
-        def complete(prompt: str) -> tuple[float, dict[str, Any]]:
+        def ttft(prompt: str, key: str) -> tuple[float, dict[str, Any]]:
             body = {"prompt": prompt, "n_predict": 1, "temperature": 0, "cache_prompt": True}
             t0 = time.perf_counter()
             res = c.http_json(url + "/completion", body)
-            return (time.perf_counter() - t0) * 1000.0, res
+            ms = (time.perf_counter() - t0) * 1000.0
+            return ms, {"tokens_cached": res.get("tokens_cached"), **(res.get("timings") or {})}
 
-        complete("Warm up the server.")
-        for i, trial in enumerate(trials):
-            for which, sink in (("a", cold), ("b", reused)):
-                ms, res = complete(trial[which])
-                sink.append(ms)
-                timings.append(
-                    {"trial": i, "request": which, "tokens_cached": res.get("tokens_cached"),
-                     **(res.get("timings") or {})}
-                )  # fmt: skip
-    return {"cold_ms": cold, "reused_ms": reused, "timings": timings}
+        yield ttft
+
+
+def measure(sides: dict[str, Completer], trials: list[dict[str, str]]) -> dict[str, Any]:
+    """Per trial and side: the cold request A, then the reused request B (same key).
+    Sides alternate per trial so load drift hits both; each side has one slot, so a new
+    trial's prefix evicts the previous one (cold is cold)."""
+    out: dict[str, Any] = {n: {"cold_ms": [], "reused_ms": [], "stats": []} for n in sides}
+    for warm in sides.values():
+        warm("Warm up the engine.", "warm")
+    for i, trial in enumerate(trials):
+        order = list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]
+        for name, ttft in order:
+            for which, key in (("a", "cold_ms"), ("b", "reused_ms")):
+                ms, stats = ttft(trial[which], f"doc-{i}")
+                out[name][key].append(ms)
+                out[name]["stats"].append({"trial": i, "request": which, **stats})
+            c.log(f"trial {i + 1}: {name} cold {out[name]['cold_ms'][-1]:.0f} ms, "
+                  f"reused {out[name]['reused_ms'][-1]:.0f} ms")  # fmt: skip
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         "repack": ctx.repack, "statistic": "median over trials",
     })  # fmt: skip
     trials = make_trials(model, args.prefix, args.suffix, args.trials)
-    ours = sipp_side(ctx, model, trials) if ctx.wants("sipp") else {}
-    peer = server_side(ctx, model, trials) if ctx.wants("llama-server") else {}
+    with contextlib.ExitStack() as stack:
+        sides: dict[str, Completer] = {}
+        if ctx.wants("sipp"):
+            sides["sipp"] = stack.enter_context(sipp_completer(ctx, model))
+        if ctx.wants("llama-server"):
+            sides["llama-server"] = stack.enter_context(server_completer(ctx, model))
+        measured = measure(sides, trials)
+    ours, peer = measured.get("sipp", {}), measured.get("llama-server", {})
 
     def med(side: dict[str, Any], key: str) -> float | None:
         return c.median(side[key]) if side.get(key) else None

@@ -128,11 +128,13 @@ def convert(directory: Path, out_path: Path, outtype: str = "f32") -> Path:
         raise ValueError(f"outtype must be one of {', '.join(OUTTYPES)}; got {outtype!r}")
     config = json.loads((directory / "config.json").read_text())
     if config.get("model_type") != "bert":
-        raise ValueError(f"{directory}/config.json: model_type must be 'bert', "
-                         f"got {config.get('model_type')!r}")
+        raise ValueError(
+            f"{directory}/config.json: model_type must be 'bert', got {config.get('model_type')!r}"
+        )
     if config.get("hidden_act", "gelu") != "gelu":
-        raise ValueError(f"{directory}/config.json: hidden_act must be 'gelu', "
-                         f"got {config.get('hidden_act')!r}")
+        raise ValueError(
+            f"{directory}/config.json: hidden_act must be 'gelu', got {config.get('hidden_act')!r}"
+        )
     pooling_config = directory / "1_Pooling" / "config.json"
     if pooling_config.is_file() and not json.loads(pooling_config.read_text()).get(
         "pooling_mode_mean_tokens", False
@@ -144,14 +146,16 @@ def convert(directory: Path, out_path: Path, outtype: str = "f32") -> Path:
     )
     vocab = read_vocab(directory)
     if len(vocab) != config["vocab_size"]:
-        raise ValueError(f"vocab.txt has {len(vocab)} tokens, config.json vocab_size is "
-                         f"{config['vocab_size']}")
+        raise ValueError(
+            f"vocab.txt has {len(vocab)} tokens, config.json vocab_size is {config['vocab_size']}"
+        )
     index = {token: i for i, token in enumerate(vocab)}
 
     writer = gguf.GGUFWriter(out_path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.BERT])
     writer.add_name(MODEL_NAME)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if outtype == "f32"
-                         else gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_file_type(
+        gguf.LlamaFileType.ALL_F32 if outtype == "f32" else gguf.LlamaFileType.MOSTLY_F16
+    )
     writer.add_context_length(config["max_position_embeddings"])
     writer.add_embedding_length(config["hidden_size"])
     writer.add_feed_forward_length(config["intermediate_size"])
@@ -164,10 +168,12 @@ def convert(directory: Path, out_path: Path, outtype: str = "f32") -> Path:
     writer.add_tokenizer_model("bert")
     writer.add_tokenizer_pre("default")
     writer.add_token_list([wordpiece_to_gguf(token) for token in vocab])
-    writer.add_token_types([
-        gguf.TokenType.CONTROL if token in SPECIAL_TOKENS else gguf.TokenType.NORMAL
-        for token in vocab
-    ])
+    writer.add_token_types(
+        [
+            gguf.TokenType.CONTROL if token in SPECIAL_TOKENS else gguf.TokenType.NORMAL
+            for token in vocab
+        ]
+    )
     writer.add_token_type_count(config["type_vocab_size"])
     writer.add_unk_token_id(index["[UNK]"])
     writer.add_sep_token_id(index["[SEP]"])
@@ -179,8 +185,9 @@ def convert(directory: Path, out_path: Path, outtype: str = "f32") -> Path:
     lowercase = bool(tokenizer_config.get("do_lower_case", True))
     strip_accents = tokenizer_config.get("strip_accents")
     writer.add_bool(_NORMALIZER_LOWERCASE, lowercase)
-    writer.add_bool(_NORMALIZER_STRIP_ACCENTS,
-                    lowercase if strip_accents is None else bool(strip_accents))
+    writer.add_bool(
+        _NORMALIZER_STRIP_ACCENTS, lowercase if strip_accents is None else bool(strip_accents)
+    )
 
     for hf_name, data in _tensors(directory):
         name = gguf_tensor_name(hf_name)
@@ -238,8 +245,12 @@ def ensure_minilm_gguf(cache_dir: Path | str | None = None, outtype: str = "f32"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outtype", choices=OUTTYPES, default="f32")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="base directory (default: <sipp build cache>/minilm)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="base directory (default: <sipp build cache>/minilm)",
+    )
     args = parser.parse_args(argv)
     print(ensure_minilm_gguf(args.cache_dir, args.outtype))
     return 0

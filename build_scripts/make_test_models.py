@@ -129,11 +129,16 @@ class _Field:
 
 
 _SCALARS: dict[gguf.GGUFValueType, str] = {
-    gguf.GGUFValueType.UINT8: "B", gguf.GGUFValueType.INT8: "b",
-    gguf.GGUFValueType.UINT16: "H", gguf.GGUFValueType.INT16: "h",
-    gguf.GGUFValueType.UINT32: "I", gguf.GGUFValueType.INT32: "i",
-    gguf.GGUFValueType.FLOAT32: "f", gguf.GGUFValueType.BOOL: "?",
-    gguf.GGUFValueType.UINT64: "Q", gguf.GGUFValueType.INT64: "q",
+    gguf.GGUFValueType.UINT8: "B",
+    gguf.GGUFValueType.INT8: "b",
+    gguf.GGUFValueType.UINT16: "H",
+    gguf.GGUFValueType.INT16: "h",
+    gguf.GGUFValueType.UINT32: "I",
+    gguf.GGUFValueType.INT32: "i",
+    gguf.GGUFValueType.FLOAT32: "f",
+    gguf.GGUFValueType.BOOL: "?",
+    gguf.GGUFValueType.UINT64: "Q",
+    gguf.GGUFValueType.INT64: "q",
     gguf.GGUFValueType.FLOAT64: "d",
 }
 
@@ -152,7 +157,7 @@ class _KVReader:
 
     def string(self) -> str:
         n = self.take("Q")
-        text = self.data[self.pos:self.pos + n].decode("utf-8")
+        text = self.data[self.pos : self.pos + n].decode("utf-8")
         self.pos += n
         return text
 
@@ -323,8 +328,9 @@ def _write_t5(writer: gguf.GGUFWriter, source: Path) -> None:
     writer.add_layer_norm_rms_eps(1e-6)
     writer.add_layer_norm_eps(1e-6)
     writer.add_relative_attn_buckets_count(T5_REL_BUCKETS)
-    writer.add_uint32(gguf.Keys.LLM.DECODER_START_TOKEN_ID.format(arch=arch),
-                      T5_DECODER_START_TOKEN_ID)
+    writer.add_uint32(
+        gguf.Keys.LLM.DECODER_START_TOKEN_ID.format(arch=arch), T5_DECODER_START_TOKEN_ID
+    )
     n_vocab = _add_vocab(writer, _read_vocab(source / "models" / "ggml-vocab-llama-spm.gguf"))
     writer.add_vocab_size(n_vocab)
 
@@ -342,8 +348,12 @@ def _write_t5(writer: gguf.GGUFWriter, source: Path) -> None:
     rel_bias(T.ENC_ATTN_REL_B, "enc_rel")
     for i in range(N_LAYER):
         norm(T.ENC_ATTN_NORM, f"ean{i}", i)
-        for kind, tag in ((T.ENC_ATTN_Q, "eq"), (T.ENC_ATTN_K, "ek"), (T.ENC_ATTN_V, "ev"),
-                          (T.ENC_ATTN_OUT, "eo")):
+        for kind, tag in (
+            (T.ENC_ATTN_Q, "eq"),
+            (T.ENC_ATTN_K, "ek"),
+            (T.ENC_ATTN_V, "ev"),
+            (T.ENC_ATTN_OUT, "eo"),
+        ):
             lin(kind, f"{tag}{i}", i, N_EMBD, N_EMBD)
         norm(T.ENC_FFN_NORM, f"efn{i}", i)
         lin(T.ENC_FFN_GATE, f"eg{i}", i, N_EMBD, N_FF)
@@ -353,12 +363,20 @@ def _write_t5(writer: gguf.GGUFWriter, source: Path) -> None:
     rel_bias(T.DEC_ATTN_REL_B, "dec_rel")
     for i in range(N_LAYER):
         norm(T.DEC_ATTN_NORM, f"dan{i}", i)
-        for kind, tag in ((T.DEC_ATTN_Q, "dq"), (T.DEC_ATTN_K, "dk"), (T.DEC_ATTN_V, "dv"),
-                          (T.DEC_ATTN_OUT, "do")):
+        for kind, tag in (
+            (T.DEC_ATTN_Q, "dq"),
+            (T.DEC_ATTN_K, "dk"),
+            (T.DEC_ATTN_V, "dv"),
+            (T.DEC_ATTN_OUT, "do"),
+        ):
             lin(kind, f"{tag}{i}", i, N_EMBD, N_EMBD)
         norm(T.DEC_CROSS_ATTN_NORM, f"dcn{i}", i)
-        for kind, tag in ((T.DEC_CROSS_ATTN_Q, "cq"), (T.DEC_CROSS_ATTN_K, "ck"),
-                          (T.DEC_CROSS_ATTN_V, "cv"), (T.DEC_CROSS_ATTN_OUT, "co")):
+        for kind, tag in (
+            (T.DEC_CROSS_ATTN_Q, "cq"),
+            (T.DEC_CROSS_ATTN_K, "ck"),
+            (T.DEC_CROSS_ATTN_V, "cv"),
+            (T.DEC_CROSS_ATTN_OUT, "co"),
+        ):
             lin(kind, f"{tag}{i}", i, N_EMBD, N_EMBD)
         norm(T.DEC_FFN_NORM, f"dfn{i}", i)
         lin(T.DEC_FFN_GATE, f"dg{i}", i, N_EMBD, N_FF)
@@ -377,8 +395,9 @@ def _write_gemma3(writer: gguf.GGUFWriter, source: Path) -> None:
     writer.add_layer_norm_rms_eps(1e-6)
     writer.add_rope_freq_base(1000000.0)
     writer.add_sliding_window(GEMMA3_SLIDING_WINDOW)
-    writer.add_uint32(gguf.Keys.Attention.SLIDING_WINDOW_PATTERN.format(arch=writer.arch),
-                      GEMMA3_SWA_PATTERN)
+    writer.add_uint32(
+        gguf.Keys.Attention.SLIDING_WINDOW_PATTERN.format(arch=writer.arch), GEMMA3_SWA_PATTERN
+    )
     n_vocab = _add_vocab(writer, _read_vocab(source / "models" / "ggml-vocab-llama-spm.gguf"))
     writer.add_vocab_size(n_vocab)
 
@@ -510,8 +529,12 @@ def ensure_test_models(cache_dir: Path | str | None = None) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="base directory (default: <sipp build cache>/test-models)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="base directory (default: <sipp build cache>/test-models)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON object")
     args = parser.parse_args(argv)
     paths = ensure_test_models(args.cache_dir)
