@@ -108,14 +108,16 @@ def test_close_fails_pending_runs_and_refuses_new_ones(engine_factory: Any,
 def test_engine_death_fails_every_pending_and_future_run(engine_factory: Any,
                                                          tiny_llama_path: Path) -> None:
     engine = engine_factory(tiny_llama_path)
-    started = threading.Event()
+    all_queued = threading.Event()
 
     def broken_decode(batch: Any) -> int:
-        started.set()
+        # Fail only once every run is queued, so each of them is pending at death.
+        all_queued.wait(10)
         raise RuntimeError("simulated native failure")
 
     engine.ctx.decode = broken_decode
     runs = [query(engine, p, max_tokens=8) for p in PROMPTS[:3]]
+    all_queued.set()
     for run in runs:
         error = run.exception(10)
         assert isinstance(error, EngineDeadError)
