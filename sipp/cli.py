@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -100,12 +101,19 @@ def generate(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sipp`` command; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "doctor":
-        return doctor(args[1:])
-    if not args or args[0] in ("-h", "--help"):
-        print(__doc__.strip() if __doc__ else "sipp")
-        return 0 if args else 2
-    return generate(args)
+    try:
+        if args and args[0] == "doctor":
+            return doctor(args[1:])
+        if not args or args[0] in ("-h", "--help"):
+            print(__doc__.strip() if __doc__ else "sipp")
+            return 0 if args else 2
+        return generate(args)
+    except BrokenPipeError:
+        # The reader went away (`sipp ... | head`): stop quietly, as Unix tools do.
+        # Point stdout at devnull so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a killed pipe writer
 
 
 if __name__ == "__main__":

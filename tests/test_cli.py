@@ -133,3 +133,14 @@ def test_doctor_rejects_unknown_flags() -> None:
     with pytest.raises(SystemExit) as info:
         main(["doctor", "--frobnicate"])
     assert info.value.code == 2
+
+
+def test_a_reader_that_goes_away_ends_output_quietly(info: dict[str, Any]) -> None:
+    # `sipp doctor --json | head -1`: the pipe closes before sipp writes.
+    proc = subprocess.Popen([sys.executable, "-m", "sipp.cli", "doctor", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(60) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
