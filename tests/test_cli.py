@@ -141,6 +141,7 @@ def test_a_reader_that_goes_away_ends_output_quietly(info: dict[str, Any]) -> No
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
-    stderr = proc.stderr.read().decode()
+    with proc.stderr:
+        stderr = proc.stderr.read().decode()
     assert proc.wait(60) == 141
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
