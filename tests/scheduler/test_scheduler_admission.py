@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.scheduler.sched_sim import FakeEngine, expected_output
 
 from sipp.errors import ConfigurationError, QueueFullError, RequestTooLargeError
 from sipp.scheduler import Request, RequestStatus, Scheduler, SchedulerConfig
+from tests.scheduler.sched_sim import FakeEngine, expected_output
 
 
 def req(rid: int, n: int = 4, max_tokens: int = 4, **kw: object) -> Request:

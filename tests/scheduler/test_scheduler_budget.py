@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.scheduler.sched_sim import FakeEngine
-
 from sipp.scheduler import Request, Scheduler, SchedulerConfig, fair_shares, split_budget
+from tests.scheduler.sched_sim import FakeEngine
 
 
 def prompt(n: int, base: int = 1) -> list[int]:

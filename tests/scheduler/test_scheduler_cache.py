@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.scheduler.sched_sim import FakeEngine, expected_output
 
 from sipp.scheduler import (
     KvClear,
@@ -15,6 +14,7 @@ from sipp.scheduler import (
     SnapshotRestore,
     SnapshotStore,
 )
+from tests.scheduler.sched_sim import FakeEngine, expected_output
 
 
 def prompt(n: int, base: int = 1) -> list[int]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.scheduler.sched_sim import FakeEngine, expected_output
-
 from sipp.scheduler import KvClear, Request, RequestStatus, Scheduler, SchedulerConfig
+from tests.scheduler.sched_sim import FakeEngine, expected_output
 
 
 def prompt(n: int, base: int = 1) -> list[int]:

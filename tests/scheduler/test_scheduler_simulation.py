@@ -8,9 +8,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from tests.scheduler.sched_sim import FakeEngine, expected_output
 
 from sipp.scheduler import Request, RequestStatus, Scheduler, SchedulerConfig
+from tests.scheduler.sched_sim import FakeEngine, expected_output
 
 MODES = ["disabled", "context_key", "live_slot_prefix", "state_snapshot", "live_slot_and_snapshot"]
 
