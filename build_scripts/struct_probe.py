@@ -25,7 +25,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CDEF_FILE = REPO_ROOT / "sipp" / "native" / "_cdef.py"
-PROBE_HEADERS = ("llama.h", "mtmd.h")
+PROBE_HEADERS = ("llama.h", "mtmd.h", "mtmd-helper.h")
 
 
 @dataclass(frozen=True)

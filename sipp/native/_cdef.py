@@ -595,6 +595,30 @@ void mtmd_log_set(ggml_log_callback log_callback, void * user_data);
 size_t mtmd_helper_get_n_tokens(const mtmd_input_chunks * chunks);
 llama_pos mtmd_helper_get_n_pos(const mtmd_input_chunks * chunks);
 int32_t mtmd_helper_eval_chunks(mtmd_context * ctx, struct llama_context * lctx, const mtmd_input_chunks * chunks, llama_pos n_past, llama_seq_id seq_id, int32_t n_batch, bool logits_last, llama_pos * new_n_past);
+bool mtmd_bitmap_is_audio(const mtmd_bitmap * bitmap);
+
+struct mtmd_helper_video;
+typedef struct mtmd_helper_video mtmd_helper_video;
+
+struct mtmd_helper_video_init_params {
+    float fps_target;
+    const char * ffmpeg_bin_dir;
+    int64_t timestamp_interval_ms;
+};
+
+struct mtmd_helper_init_opt {
+    struct mtmd_helper_video_init_params video_params;
+};
+typedef struct mtmd_helper_init_opt mtmd_helper_init_opt;
+
+struct mtmd_helper_bitmap_wrapper {
+    mtmd_bitmap * bitmap;
+    mtmd_helper_video * video_ctx;
+};
+
+struct mtmd_helper_init_opt mtmd_helper_init_opt_default(void);
+struct mtmd_helper_bitmap_wrapper mtmd_helper_bitmap_init_from_buf(const mtmd_context * ctx, const unsigned char * buf, size_t len, bool placeholder, struct mtmd_helper_init_opt opt);
+void mtmd_helper_video_free(mtmd_helper_video * ctx);
 """
 
 CDEF: str = _GGML + _LLAMA + MTMD_CDEF
@@ -609,6 +633,9 @@ BY_VALUE_STRUCTS: tuple[str, ...] = (
     "llama_perf_context_data",
     "llama_perf_sampler_data",
     "mtmd_context_params",
+    "mtmd_helper_init_opt",
+    "mtmd_helper_video_init_params",
+    "mtmd_helper_bitmap_wrapper",
     # Not passed by value, but their fields are read or written through pointers, so their
     # layout must match too.
     "llama_logit_bias",
