@@ -83,7 +83,7 @@ def _round(engine: Engine, rng: random.Random, alone: dict[tuple[str, int], str]
     # other's KV cache would break most prompts, and from their first tokens.
     assert len({prompt for prompt, _, _ in diverged}) <= 2, diverged
     for _, got, expected in diverged:
-        shared = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b),
+        shared = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
                       min(len(got), len(expected)))
         assert got[:shared].count(" ") >= 2, (got, expected)
     for timer in timers:
