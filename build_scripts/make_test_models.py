@@ -17,6 +17,11 @@ Models (see ``MODEL_NAMES``):
 * ``tiny-t5.gguf``: T5 encoder-decoder, llama SPM vocab, ``decoder_start_token_id`` 0.
 * ``tiny-gemma3.gguf``: gemma3 with sliding-window attention (window 32, layers alternate
   SWA / full), llama SPM vocab.
+* ``tiny-gemma3-mmproj.gguf``: a Gemma 3 style vision projector (SigLIP tower, one layer,
+  64x64 images in 8x8 patches, 2x2 average pooling: 16 embeddings per image) whose output
+  size matches ``tiny-gemma3``.
+* ``tiny-gemma3-mmproj-mismatch.gguf``: the same projector with a 32-wide output, which
+  does not match any text model here (for load-error tests).
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ MODEL_NAMES = (
     "tiny-bert",
     "tiny-t5",
     "tiny-gemma3",
+    "tiny-gemma3-mmproj",
+    "tiny-gemma3-mmproj-mismatch",
 )
 SEED = 20240611
 MANIFEST = "manifest.json"
@@ -69,6 +76,15 @@ T5_DECODER_START_TOKEN_ID = 0
 # Gemma 3: small window so tests can exceed it with short prompts; layer 0 SWA, layer 1 full.
 GEMMA3_SLIDING_WINDOW = 32
 GEMMA3_SWA_PATTERN = 2
+# Gemma 3 vision projector: image side, patch side, pooling factor, tower dimensions.
+VISION_IMAGE_SIZE = 64
+VISION_PATCH_SIZE = 8
+VISION_MERGE = 2
+VISION_N_EMBD = 32
+VISION_N_HEAD = 4
+VISION_N_FF = 48
+VISION_N_LAYER = 1
+VISION_TOKENS_PER_IMAGE = (VISION_IMAGE_SIZE // VISION_PATCH_SIZE // VISION_MERGE) ** 2
 
 # A Llama-2 chat style template (system prompt folded into the first user turn).
 LLAMA_CHAT_TEMPLATE = (
@@ -426,6 +442,61 @@ def _write_gemma3(writer: gguf.GGUFWriter, source: Path) -> None:
     writer.add_tensor(_tensor_name(T.OUTPUT), w.normal("out", (n_vocab, N_EMBD), 0.5))
 
 
+def _write_gemma3_projector(writer: gguf.GGUFWriter, n_embd_text: int, tag: str) -> None:
+    """A Gemma 3 mmproj: SigLIP ViT, average pooling, RMS norm, projection to the text width."""
+    w = _Weights(tag)
+    v, ff = VISION_N_EMBD, VISION_N_FF
+    n_patches = (VISION_IMAGE_SIZE // VISION_PATCH_SIZE) ** 2
+    writer.add_name(f"sipp-{tag}")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_string(gguf.Keys.Clip.PROJECTOR_TYPE, "gemma3")
+    writer.add_bool(gguf.Keys.Clip.HAS_VISION_ENCODER, True)
+    writer.add_bool(gguf.Keys.ClipVision.USE_GELU, True)
+    writer.add_uint32(gguf.Keys.ClipVision.IMAGE_SIZE, VISION_IMAGE_SIZE)
+    writer.add_uint32(gguf.Keys.ClipVision.PATCH_SIZE, VISION_PATCH_SIZE)
+    writer.add_uint32(gguf.Keys.ClipVision.EMBEDDING_LENGTH, v)
+    writer.add_uint32(gguf.Keys.ClipVision.FEED_FORWARD_LENGTH, ff)
+    writer.add_uint32(gguf.Keys.ClipVision.BLOCK_COUNT, VISION_N_LAYER)
+    writer.add_uint32(gguf.Keys.ClipVision.PROJECTION_DIM, n_embd_text)
+    writer.add_uint32(gguf.Keys.ClipVision.Attention.HEAD_COUNT, VISION_N_HEAD)
+    writer.add_float32(gguf.Keys.ClipVision.Attention.LAYERNORM_EPS, 1e-6)
+    writer.add_array(gguf.Keys.ClipVision.IMAGE_MEAN, [0.5, 0.5, 0.5])
+    writer.add_array(gguf.Keys.ClipVision.IMAGE_STD, [0.5, 0.5, 0.5])
+    writer.add_uint32(gguf.Keys.ClipVision.Projector.SCALE_FACTOR, VISION_MERGE)
+
+    def norm(name: str, n: int = v) -> None:
+        writer.add_tensor(f"{name}.weight", w.vector(name + "w", n, 1.0, 0.1))
+        writer.add_tensor(f"{name}.bias", w.vector(name + "b", n, 0.0, 0.1))
+
+    def linear(name: str, n_in: int, n_out: int) -> None:
+        writer.add_tensor(f"{name}.weight", w.linear(name + "w", n_in, n_out))
+        writer.add_tensor(f"{name}.bias", w.vector(name + "b", n_out, 0.0, 0.1))
+
+    p = VISION_PATCH_SIZE
+    writer.add_tensor("v.patch_embd.weight", w.normal("patch", (v, 3, p, p), 0.1))
+    writer.add_tensor("v.patch_embd.bias", w.vector("patchb", v, 0.0, 0.1))
+    writer.add_tensor("v.position_embd.weight", w.normal32("pos", (n_patches, v), 0.1))
+    for i in range(VISION_N_LAYER):
+        norm(f"v.blk.{i}.ln1")
+        for part in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            linear(f"v.blk.{i}.{part}", v, v)
+        norm(f"v.blk.{i}.ln2")
+        linear(f"v.blk.{i}.ffn_up", v, ff)
+        linear(f"v.blk.{i}.ffn_down", ff, v)
+    norm("v.post_ln")
+    # ggml shape {n_embd_text, v}: the projector multiplies by its transpose.
+    writer.add_tensor("mm.input_projection.weight", w.normal("proj", (v, n_embd_text), 0.5))
+    writer.add_tensor("mm.soft_emb_norm.weight", w.vector("softnorm", v, 1.0, 0.1))
+
+
+def _write_gemma3_mmproj(writer: gguf.GGUFWriter, source: Path) -> None:
+    _write_gemma3_projector(writer, N_EMBD, "tiny-gemma3-mmproj")
+
+
+def _write_gemma3_mmproj_mismatch(writer: gguf.GGUFWriter, source: Path) -> None:
+    _write_gemma3_projector(writer, N_EMBD // 2, "tiny-gemma3-mmproj-mismatch")
+
+
 _Writer = Callable[[gguf.GGUFWriter, Path], None]
 _GENERATORS: dict[str, tuple[gguf.MODEL_ARCH, _Writer]] = {
     "tiny-llama": (gguf.MODEL_ARCH.LLAMA, _write_llama_template),
@@ -433,6 +504,8 @@ _GENERATORS: dict[str, tuple[gguf.MODEL_ARCH, _Writer]] = {
     "tiny-bert": (gguf.MODEL_ARCH.BERT, _write_bert),
     "tiny-t5": (gguf.MODEL_ARCH.T5, _write_t5),
     "tiny-gemma3": (gguf.MODEL_ARCH.GEMMA3, _write_gemma3),
+    "tiny-gemma3-mmproj": (gguf.MODEL_ARCH.MMPROJ, _write_gemma3_mmproj),
+    "tiny-gemma3-mmproj-mismatch": (gguf.MODEL_ARCH.MMPROJ, _write_gemma3_mmproj_mismatch),
 }
 
 
