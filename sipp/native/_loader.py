@@ -175,6 +175,24 @@ def _module_manifest(module: ModuleType) -> dict[str, Any]:
     return manifest
 
 
+def _open_runtime(ffi: Any, module: ModuleType) -> list[Any]:
+    """Open the runtime libraries a backend package names (CUDA runtime, cuBLAS) globally."""
+    getter = getattr(module, "runtime_libraries", None)
+    paths = [Path(p) for p in getter()] if callable(getter) else []
+    handles: list[Any] = []
+    try:
+        for path in paths:
+            if sys.platform == "win32":
+                import os
+
+                os.add_dll_directory(str(path.parent))
+            handles.append(ffi.dlopen(str(path), ffi.RTLD_GLOBAL | ffi.RTLD_NOW))
+    except OSError as exc:
+        _close_handles(ffi, handles)
+        raise BackendError(f"cannot open the runtime library {path}: {exc}") from exc
+    return handles
+
+
 def _open_package(
     ffi: Any, name: str, ep: metadata.EntryPoint, prepare: Callable[[Any], None]
 ) -> LoadedBackend:
@@ -188,7 +206,13 @@ def _open_package(
     manifest = _module_manifest(module)
     check_manifest(manifest, ffi, source=f"{name} ({module.__name__})")
     library_dir = Path(module.library_dir())
-    lib, handles = _open_libraries(ffi, library_dir)
+    runtime = _open_runtime(ffi, module)
+    try:
+        lib, handles = _open_libraries(ffi, library_dir)
+    except BackendError:
+        _close_handles(ffi, runtime)
+        raise
+    handles[:0] = runtime
     build = manifest.get("build") or {}
     prepare(lib)
     dl = _ensure_devices(lib, ffi, library_dir, bool(build.get("ggml_backend_dl")))
