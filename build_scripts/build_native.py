@@ -35,7 +35,7 @@ from typing import Any
 if not __package__:  # run as a script or loaded by path (the backend packages' build hooks)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from build_scripts import backend_options, llama_source, struct_probe
+from build_scripts import backend_options, cuda_toolkit, llama_source, struct_probe
 
 BUILD_SCRIPT_VERSION = "1"
 PACKAGE_VERSION = "0.1.0"
@@ -146,6 +146,8 @@ def find_cmake() -> str:
 def plan_build(backend: str, mode: str = "native", *, tools: bool = False) -> BuildPlan:
     """Resolve options and toolchain for one build, without building anything."""
     options = backend_options.resolve_options(backend, mode, tools=tools)
+    if backend == "cuda":
+        options = dict(sorted({**options, **cuda_toolkit.extra_cmake_options()}.items()))
     return BuildPlan(
         backend=backend,
         mode=mode,
