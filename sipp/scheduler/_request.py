@@ -67,7 +67,8 @@ class Request:
     ``prompt + output_tokens`` (``all_tokens``); ``num_computed_tokens`` of them are in KV.
     While decoding, exactly one token (the last sampled) is pending. ``num_cached_tokens``
     counts prompt tokens reused from a cache at (the last) admission. The engine may hang its
-    own per-request state on ``payload``.
+    own per-request state on ``payload``. ``media_spans`` are sorted ``(start, end)`` prompt
+    ranges (images) that a chunk or a reused prefix must never split.
     """
 
     request_id: int
@@ -86,6 +87,7 @@ class Request:
     cache_source: CacheSource = "none"
     num_preemptions: int = 0
     error: str | None = None
+    media_spans: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.request_id, bool) or not isinstance(self.request_id, int):
@@ -105,6 +107,14 @@ class Request:
             raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
         if self.context_key is not None and not isinstance(self.context_key, str):
             raise ValueError(f"context_key must be a str or None, got {self.context_key!r}")
+        last = 0
+        for start, end in self.media_spans:
+            if not last <= start < end <= self.prompt_tokens.shape[0]:
+                raise ValueError(
+                    f"media_spans must be sorted, disjoint ranges inside the prompt, got "
+                    f"{self.media_spans!r}"
+                )
+            last = end
         self.all_tokens = TokenBuffer(self.prompt_tokens, extra_capacity=self.max_tokens + 1)
         for token in self.output_tokens:
             self.all_tokens.append(token)

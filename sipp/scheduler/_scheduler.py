@@ -23,6 +23,7 @@ from sipp.scheduler._queue import WaitQueue
 from sipp.scheduler._request import Request, RequestStatus
 from sipp.scheduler._slots import Slot, SlotState
 from sipp.scheduler._snapshots import SnapshotEntry, SnapshotStore
+from sipp.scheduler._spans import cut_end, fit_end
 from sipp.scheduler._tokens import common_prefix_len, prefix_hashes
 from sipp.types import FinishReason
 
@@ -283,6 +284,12 @@ class Scheduler:
             entry = self.snapshot_store.find_longest(tokens, limit if whole else tokens.shape[0])
             if entry is not None and min(entry.n_tokens, limit) > best.tokens:
                 best = _Reuse(min(entry.n_tokens, limit), None, entry)
+        spans = request.media_spans
+        if spans and best.tokens and cut_end(spans, best.tokens) != best.tokens:
+            cut = cut_end(spans, best.tokens)  # never resume inside an image
+            if whole:
+                return _Reuse()
+            best = _Reuse(cut, best.live_slot, best.snapshot) if cut else _Reuse()
         return best
 
     def _plan_snapshots(self, request: Request) -> None:
@@ -294,6 +301,8 @@ class Scheduler:
             return
         step = cfg.snapshot_interval_tokens
         bounds = [*range((start // step + 1) * step, n_prompt, step), n_prompt]
+        if request.media_spans:
+            bounds = [b for b in bounds if cut_end(request.media_spans, b) == b]
         digests = prefix_hashes(request.all_tokens.view(0, n_prompt), bounds)
         store = self.snapshot_store
         request._snapshot_plan = [(b, digests[b]) for b in bounds if digests[b] not in store]
@@ -347,7 +356,10 @@ class Scheduler:
         self._prefill_rr += 1
         order = prefills[start:] + prefills[:start]
         caps = [self._prefill_cap(r) for r in order]
-        for request, n in zip(order, fair_shares(remaining, caps), strict=True):
+        shares = fair_shares(remaining, caps)
+        if any(r.media_spans for r in order):
+            shares = _fit_media_shares(order, caps, shares)
+        for request, n in zip(order, shares, strict=True):
             if n:
                 pos = request.num_computed_tokens
                 chunks.append(
@@ -366,6 +378,9 @@ class Scheduler:
             cap = min(cap, self.config.prefill_chunk_size)
         if request._snapshot_plan:
             cap = min(cap, request._snapshot_plan[0][0] - request.num_computed_tokens)
+        if request.media_spans:
+            pos = request.num_computed_tokens
+            cap = fit_end(request.media_spans, pos, pos + cap) - pos
         return cap
 
     def _record_step(self, out: SchedulerOutput) -> None:
@@ -533,3 +548,26 @@ class Scheduler:
             self._finish(request, status)
         self._inflight = None
         return requests
+
+
+def _fit_media_shares(order: list[Request], caps: list[int], shares: list[int]) -> list[int]:
+    """Cut prefill shares that would end inside an image back to the image start, then
+    hand the freed tokens, in order, to requests that can then take a whole image."""
+    out: list[int] = []
+    spare = 0
+    for request, n in zip(order, shares, strict=True):
+        pos = request.num_computed_tokens
+        fitted = cut_end(request.media_spans, pos + n) - pos if request.media_spans else n
+        spare += n - fitted
+        out.append(fitted)
+    for i, request in enumerate(order):
+        if spare <= 0:
+            break
+        want = min(caps[i] - out[i], spare)
+        if want <= 0 or not request.media_spans:
+            continue
+        pos = request.num_computed_tokens + out[i]
+        gained = cut_end(request.media_spans, pos + want) - pos
+        out[i] += gained
+        spare -= gained
+    return out
