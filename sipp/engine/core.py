@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -31,6 +31,7 @@ import numpy.typing as npt
 from sipp.config import DEFAULT_MAX_TOKENS, NativeRuntimeConfig, ResolvedRuntimeConfig
 from sipp.endpoints.base import EmbedRequest, TextRequest
 from sipp.engine._llama import Batch, ContextSettings, LlamaContext, LlamaModel, SamplerChain
+from sipp.engine.media import MediaPrompt, Vision, marked_messages, place_markers
 from sipp.engine.metrics import RuntimeMetrics
 from sipp.engine.sampling import history_length, plan_chain, resolve_grammar, resolve_sampling
 from sipp.engine.text import TextStream
@@ -39,6 +40,7 @@ from sipp.errors import (
     EngineDeadError,
     EngineError,
     InvalidRequestError,
+    KvCacheFullError,
     ModelLoadError,
     RequestTooLargeError,
     SippError,
@@ -92,6 +94,8 @@ class ModelInfo:
     cache_mode: str
     kv_unified: bool
     swa_full: bool
+    vision: bool = False
+    media_marker: str | None = None
 
     @property
     def can_generate(self) -> bool:
@@ -123,10 +127,25 @@ class _Run:
     gaps: list[float] | None = None
     embedding: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    media: MediaPrompt | None = None
+
+
+@dataclass(eq=False)
+class _MediaJob:
+    """A request with images waiting for the engine thread to tokenize and encode them."""
+
+    run: _Run
+    text: str
+    bitmaps: list[Any]
+    max_tokens: int
+    context_key: str | None
+    history: int
 
 
 class Engine:
     """One loaded model and the thread that runs it. Create with :meth:`Engine.load`."""
+
+    info: ModelInfo
 
     def __init__(self) -> None:  # use Engine.load
         self._inbox: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -142,6 +161,10 @@ class Engine:
         self.decode_calls = 0
         self.decoded_tokens = 0
         self.runtime_metrics: RuntimeMetrics | None = None
+        self.vision: Vision | None = None
+        self._media_jobs: list[_MediaJob] = []
+        self._predecoded: dict[int, int] = {}  # id(chunk) -> position decoded up to
+        self._indexes: list[int] = []  # logits index of each chunk in the last batch
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -203,9 +226,24 @@ class Engine:
         self.model = model
         try:
             self._open_context(model, raw, cfg, chat_template)
+            if cfg.multimodal.projector_path is not None:
+                self._open_vision(cfg)
         except BaseException:
             model.close()
             raise
+
+    def _open_vision(self, cfg: ResolvedRuntimeConfig) -> None:
+        info = self.info
+        if not info.can_generate or info.model_class != "decoder":
+            raise ModelLoadError(
+                f"multimodal.projector_path needs a text-generating decoder model; "
+                f"{info.path} is a {info.model_class} model"
+                + (" with embeddings enabled" if info.embeddings else "")
+            )
+        vision = Vision(self.model.native, cfg.multimodal, n_batch=info.n_batch,
+                        n_ubatch=info.n_ubatch, n_threads=cfg.context.n_threads_batch)
+        self.vision = vision
+        self.info = replace(info, vision=True, media_marker=vision.marker)
 
     def _open_context(self, model: LlamaModel, raw: NativeRuntimeConfig,
                       cfg: ResolvedRuntimeConfig, chat_template: str | None) -> None:
@@ -336,12 +374,17 @@ class Engine:
                 f"({info.architecture}) does not generate text"
                 + (" (embeddings are enabled)" if info.embeddings else "")
             )
-        if request.local is not None and request.local.media:
+        media = request.local.media if request.local is not None else None
+        if media and self.vision is None:
             raise UnsupportedOperationError(
-                "unsupported operation: media input needs a multimodal projector "
-                "(multimodal.projector_path), which this engine does not load"
+                "unsupported operation: local.media needs a vision model loaded with its "
+                "projector (multimodal.projector_path on the LocalModelDescriptor config)"
             )
-        prompt = self._prompt_tokens(request)
+        if media:
+            text, bitmaps = self._media_prompt(request, media)
+            prompt = np.zeros(0, dtype=np.int32)
+        else:
+            prompt = self._prompt_tokens(request)
         opts, local = request.options, request.local
         max_tokens = opts.max_tokens if opts.max_tokens is not None else DEFAULT_MAX_TOKENS
         params = resolve_sampling(
@@ -365,6 +408,12 @@ class Engine:
             source = prompt
             prompt = np.array([self.model.decoder_start], dtype=np.int32)
         hist = history_length(params) if not grammar else 0
+        if media:
+            run = _Run(sink=sink, kind="generate", n_input=0, t_arrival=time.perf_counter(),
+                       chain=chain, stream=TextStream(opts.stop))
+            self._queue_media(_MediaJob(run, text, bitmaps, max_tokens,
+                                        local.context_key if local else None, hist))
+            return
         history = (source if source is not None else prompt)[-hist:] if hist else None
         run = _Run(
             sink=sink, kind="generate",
@@ -424,6 +473,64 @@ class Engine:
         self.scheduler.cancel(request_id, reason)
         self._inbox.put(_WAKE)
 
+    def _media_prompt(self, request: TextRequest, media: Sequence[Any]) -> tuple[str, list[Any]]:
+        """The prompt text with one marker per image, and the decoded images (caller thread:
+        bad media raise ``MediaError`` naming ``local.media[i]`` at once)."""
+        vision = self.vision
+        assert vision is not None
+        marker = vision.marker
+        if request.operation == "query":
+            assert request.prompt is not None
+            text = place_markers(request.prompt, len(media), marker)
+        else:
+            assert request.messages is not None
+            messages = marked_messages(request.messages, len(media), marker)
+            text = self._render_chat(replace(request, messages=messages))
+            place_markers(text, len(media), marker)  # the template kept every marker
+        return text, vision.load(media)
+
+    def _queue_media(self, job: _MediaJob) -> None:
+        with self._lock:
+            if self._dead is not None or self._closed:
+                for bitmap in job.bitmaps:
+                    bitmap.close()
+                assert job.run.chain is not None
+                job.run.chain.close()
+                self._check_usable()
+            self._media_jobs.append(job)
+        self._inbox.put(_WAKE)
+
+    def _admit_media(self) -> None:
+        """Tokenize and encode queued image requests, then hand them to the scheduler
+        (engine thread)."""
+        with self._lock:
+            jobs, self._media_jobs = self._media_jobs, []
+        vision = self.vision
+        for job in jobs:
+            run = job.run
+            assert vision is not None and run.chain is not None
+            model = self.model
+            try:
+                try:
+                    prepared = vision.prepare(job.text, job.bitmaps,
+                                              bos=model.bos if model.add_bos else None)
+                finally:
+                    for bitmap in job.bitmaps:
+                        bitmap.close()
+                run.media = prepared
+                run.n_input = int(prepared.tokens.shape[0])
+                if job.history:
+                    hist = prepared.tokens[-job.history:]
+                    run.history = hist[hist < model.n_vocab]
+                self._enqueue(Request(
+                    request_id=0, prompt_tokens=prepared.tokens, max_tokens=job.max_tokens,
+                    context_key=job.context_key, kind="generate", payload=run,
+                    media_spans=prepared.bounds,
+                ), run.sink)
+            except SippError as exc:
+                run.chain.close()
+                run.sink.fail(exc)
+
     def _prompt_tokens(self, request: TextRequest) -> npt.NDArray[np.int32]:
         model = self.model
         if request.operation == "query":
@@ -466,7 +573,7 @@ class Engine:
         try:
             while True:
                 with self._lock:
-                    busy = self.scheduler.has_work
+                    busy = self.scheduler.has_work or bool(self._media_jobs)
                 command = self._inbox.get() if not busy else _WAKE
                 closing = command == _CLOSE
                 while not closing:
@@ -491,6 +598,13 @@ class Engine:
             except Exception:  # keep failing the runs even if the scheduler is broken
                 _log.exception("scheduler abort failed")
             runs, self._runs = list(self._runs.values()), {}
+            jobs, self._media_jobs = self._media_jobs, []
+        for job in jobs:
+            job.run.sink.fail(error)
+            for bitmap in job.bitmaps:
+                bitmap.close()
+            if job.run.chain is not None:
+                job.run.chain.close()
         for request in runs:
             run: _Run = request.payload  # type: ignore[assignment]
             run.sink.fail(error)
@@ -499,6 +613,8 @@ class Engine:
         with self._lock:  # no caller may still be using the model
             self._idle_submitters.wait_for(lambda: self._submitting == 0)
         try:
+            if self.vision is not None:
+                self.vision.close()
             self.ctx.close()
             self.model.close()
         except Exception:
@@ -506,6 +622,8 @@ class Engine:
 
     def step(self) -> None:
         """One scheduler step on the engine thread: KV ops, one decode, sampling, results."""
+        if self._media_jobs:
+            self._admit_media()
         with self._lock:
             out = self.scheduler.schedule()
         for request in out.finished:
@@ -558,13 +676,30 @@ class Engine:
         self.ctx.encode(batch)
 
     def _fill(self, out: SchedulerOutput) -> list[int]:
-        """Write ``out.chunks`` into the batch; return the logits index of each chunk."""
+        """Write ``out.chunks`` into the batch; return the logits index of each chunk.
+        Leading positions already decoded with their images (:meth:`_predecode`) are
+        skipped."""
         batch = self.batch
         tok, pos, seq, logits = batch.token, batch.pos, batch.seq, batch.logits
         offset = 0
         indexes: list[int] = []
+        predecoded = self._predecoded
         for chunk in out.chunks:
             n = chunk.n_tokens
+            if predecoded and id(chunk) in predecoded:
+                skip = predecoded[id(chunk)] - chunk.start_pos
+                n -= skip
+                end = offset + n
+                if n:
+                    tok[offset:end] = chunk.tokens[skip:]
+                    pos[offset:end] = np.arange(chunk.start_pos + skip,
+                                                chunk.start_pos + chunk.n_tokens, dtype=np.int32)
+                    seq[offset:end] = chunk.slot
+                    logits[offset:end] = 0
+                    logits[end - 1] = chunk.sample
+                indexes.append(end - 1)
+                offset = end
+                continue
             end = offset + n
             if n == 1:
                 tok[offset] = chunk.tokens[0]
@@ -584,10 +719,19 @@ class Engine:
         return indexes
 
     def _decode(self, out: SchedulerOutput) -> SchedulerOutput | None:
+        try:
+            return self._decode_step(out)
+        finally:
+            self._predecoded.clear()
+
+    def _decode_step(self, out: SchedulerOutput) -> SchedulerOutput | None:
         while True:
-            self._fill(out)
-            rc = self.ctx.decode(self.batch)
-            self.decode_calls += 1
+            rc = self._predecode(out) if self.vision is not None else 0
+            if rc == 0:
+                self._indexes = self._fill(out)
+                if self.batch.native.n_tokens:
+                    rc = self.ctx.decode(self.batch)
+                    self.decode_calls += 1
             if rc == 0:
                 self.decoded_tokens += out.n_tokens
                 if self.runtime_metrics is not None:
@@ -613,6 +757,50 @@ class Engine:
                 return None
             out = retry
 
+    def _predecode(self, out: SchedulerOutput) -> int:
+        """Decode every image of this step (and the text before it) ahead of the batch, in
+        position order: a batch carries either tokens or embeddings. Returns a decode
+        status; progress survives a KV-full retry of the same step."""
+        for chunk in out.chunks:
+            run: _Run = chunk.request.payload  # type: ignore[assignment]
+            media = run.media
+            if media is None:
+                continue
+            start = chunk.start_pos
+            last = media.last_image_end(start, start + chunk.n_tokens)
+            done = self._predecoded.get(id(chunk), start)
+            for a, b, span in media.segments(done, last) if last > done else ():
+                if span is None:
+                    batch = self.batch
+                    n = b - a
+                    batch.token[:n] = chunk.tokens[a - start:b - start]
+                    batch.pos[:n] = np.arange(a, b, dtype=np.int32)
+                    batch.seq[:n] = chunk.slot
+                    batch.logits[:n] = 0
+                    batch.set_size(n)
+                    rc = self.ctx.decode(batch)
+                else:
+                    rc = self._decode_image(span, chunk.slot)
+                self.decode_calls += 1
+                if rc != 0:
+                    return rc
+                self._predecoded[id(chunk)] = b
+        return 0
+
+    def _decode_image(self, span: Any, slot: int) -> int:
+        from sipp.native import DecodeAbortedError, InvalidBatchError
+
+        assert self.vision is not None
+        try:
+            self.vision.decode_span(self.ctx.native, span, slot)
+        except KvCacheFullError:
+            return 1
+        except DecodeAbortedError:
+            return 2
+        except InvalidBatchError:
+            return -1
+        return 0
+
     def _fail_chunks(self, out: SchedulerOutput, message: str) -> None:
         finished: dict[int, FinishReason] = {c.request.request_id: "error" for c in out.chunks}
         for chunk in out.chunks:
@@ -627,10 +815,8 @@ class Engine:
         sampled: dict[int, int] = {}
         finished: dict[int, FinishReason] = {}
         emitted: list[tuple[_Run, str]] = []
-        offset = 0
         now = time.perf_counter()
-        for chunk in out.chunks:
-            offset += chunk.n_tokens
+        for chunk, index in zip(out.chunks, self._indexes, strict=True):
             if not chunk.sample:
                 continue
             request = chunk.request
@@ -645,7 +831,7 @@ class Engine:
                 for token in run.history.tolist():
                     chain.accept(token)
                 run.history = None
-            token = chain.sample(ctx, offset - 1)
+            token = chain.sample(ctx, index)
             if run.t_first is None:
                 run.t_first = now
             elif run.gaps is not None and run.t_last is not None:
@@ -750,7 +936,16 @@ class Engine:
             "decode_tokens_per_second": rate(n_out - 1, decode_ms),
             "e2e_tokens_per_second": rate(n_out, e2e_ms),
             "preemptions": request.num_preemptions,
+            **self._image_stats(run),
         }
+
+    @staticmethod
+    def _image_stats(run: _Run) -> dict[str, int]:
+        media = run.media
+        if media is None:
+            return {}
+        return {"images": len(media.spans), "images_encoded": media.images_encoded,
+                "images_cached": media.images_cached}
 
     # ------------------------------------------------------------------ introspection
     def slot_states(self) -> Sequence[tuple[str, int, str | None]]:
@@ -770,6 +965,9 @@ class Engine:
         out["scheduler"] = scheduler
         out["requests_running"], out["requests_queued"] = running, queued
         out["decode_calls"], out["decoded_tokens"] = self.decode_calls, self.decoded_tokens
+        if self.vision is not None:
+            cache = self.vision.cache
+            out["images_encoded"], out["images_cached"] = cache.images_encoded, cache.images_cached
         if self.config.observability.backend_profiling and not self._closed:
             out["backend"] = self.ctx.perf()
         return out
