@@ -20,7 +20,10 @@ class LocalEndpoint(Endpoint):
 
     Capabilities come from the loaded model: ``query`` needs a decoder (and embeddings off),
     ``chat`` additionally a chat template (GGUF ``tokenizer.chat_template`` or the
-    descriptor's override), ``embed`` pooled embedding output.
+    descriptor's override), ``embed`` pooled embedding output. ``local.media`` (images) on
+    query and chat needs a projector (``multimodal.projector_path``), which loads with the
+    model: :attr:`supports_media` and :attr:`media_marker` tell whether one is loaded and
+    which marker stands for an image in a prompt.
     """
 
     kind = "local"
@@ -40,6 +43,16 @@ class LocalEndpoint(Endpoint):
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    @property
+    def supports_media(self) -> bool:
+        """Whether query and chat accept ``local.media`` (a vision projector is loaded)."""
+        return self._engine.info.vision
+
+    @property
+    def media_marker(self) -> str | None:
+        """The text that places one image in a prompt (``<__media__>``), or None."""
+        return self._engine.info.media_marker
 
     def capability(self, operation: Operation) -> Capability:
         info = self._engine.info
