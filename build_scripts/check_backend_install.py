@@ -1,6 +1,6 @@
 """Check an installed backend wheel: payload complete, versions agree, libraries load.
 
-    python build_scripts/check_backend_install.py cpu [--load]
+    python build_scripts/check_backend_install.py cpu [--mode release] [--load]
 
 Used as cibuildwheel's ``test-command`` and by ``scripts/build_wheels.sh``. Without ``--load``
 it needs only the backend package (GPU wheels are checked on machines without a GPU);
@@ -21,7 +21,7 @@ from pathlib import Path
 BACKENDS = ("cpu", "cuda", "vulkan", "metal")
 
 
-def payload_problems(backend: str) -> list[str]:
+def payload_problems(backend: str, mode: str = "release") -> list[str]:
     """Everything wrong with the installed ``sipppy-backend-<backend>`` (empty when fine)."""
     dist = f"sipppy-backend-{backend}"
     try:
@@ -39,8 +39,9 @@ def payload_problems(backend: str) -> list[str]:
     ):
         if value != dist_version:
             problems.append(f"{label} is {value!r} but the distribution is {dist_version!r}")
-    if manifest.get("build", {}).get("mode") != "release":
-        problems.append(f"built in mode {manifest.get('build', {}).get('mode')!r}, not release")
+    built = manifest.get("build", {}).get("mode")
+    if built != mode:
+        problems.append(f"built in mode {built!r}, expected {mode!r}")
     lib_dir = Path(module.library_dir())
     for name in manifest.get("libraries", []):
         if not (lib_dir / name).is_file():
@@ -68,9 +69,10 @@ def load_problems(backend: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("backend", choices=BACKENDS)
+    parser.add_argument("--mode", default="release", help="expected build mode (release)")
     parser.add_argument("--load", action="store_true", help="also load it through sipp")
     args = parser.parse_args(argv)
-    problems = payload_problems(args.backend)
+    problems = payload_problems(args.backend, args.mode)
     if not problems and args.load:
         problems = load_problems(args.backend)
     for problem in problems:
