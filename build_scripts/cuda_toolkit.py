@@ -30,6 +30,7 @@ if not __package__:
 from build_scripts import llama_source
 
 CUBLAS_DISTRIBUTION = "nvidia-cublas"
+SYSTEM_LIBRARY_DIRS = (Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib64"), Path("/usr/lib"))
 log = llama_source.log
 
 
@@ -70,8 +71,7 @@ def has_cublas(dirs: Sequence[Path]) -> bool:
 
 def has_driver_stub(dirs: Sequence[Path]) -> bool:
     stubs = [d / "stubs" for d in dirs] + list(dirs)
-    system = [Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib64"), Path("/usr/lib")]
-    return _has(stubs, ("libcuda.so", "cuda.lib")) or _has(system, ("libcuda.so",))
+    return _has(stubs, ("libcuda.so", "cuda.lib")) or _has(SYSTEM_LIBRARY_DIRS, ("libcuda.so",))
 
 
 def cublas_from_pypi(major: int, cache: Path | None = None) -> Path:
@@ -83,12 +83,13 @@ def cublas_from_pypi(major: int, cache: Path | None = None) -> Path:
         return Path(marker.read_text().strip())
     cache.mkdir(parents=True, exist_ok=True)
     spec = f"{CUBLAS_DISTRIBUTION}>={major},<{major + 1}"
-    log(f"toolkit has no cuBLAS: downloading {spec} from PyPI into {cache}")
-    wheel: Path | None = None
-    for pip in llama_source._pip_commands():
+    wheel = max(cache.glob(f"nvidia_cublas-{major}.*.whl"), default=None)
+    if wheel is None:
+        log(f"toolkit has no cuBLAS: downloading {spec} from PyPI into {cache}")
+    for pip in [] if wheel is not None else llama_source._pip_commands():
         cmd = [*pip, "download", "--no-deps", "--only-binary", ":all:", "-d", str(cache), spec]
         if subprocess.run(cmd, check=False).returncode == 0:
-            wheel = max(cache.glob("nvidia_cublas-*.whl"), default=None)
+            wheel = max(cache.glob(f"nvidia_cublas-{major}.*.whl"), default=None)
             break
     if wheel is None:
         raise RuntimeError(
@@ -113,13 +114,13 @@ def _library(root: Path, stem: str) -> Path:
     raise FileNotFoundError(f"lib{stem}.so not found under {root / 'lib'}")
 
 
-def extra_cmake_options(nvcc: Path | None = None) -> dict[str, str]:
+def extra_cmake_options(nvcc: Path | None = None, cache: Path | None = None) -> dict[str, str]:
     """CMake options that make a CUDA configure succeed with this toolkit (maybe none)."""
     nvcc = nvcc or nvcc_path()
     dirs = toolkit_library_dirs(nvcc)
     options: dict[str, str] = {}
     if not has_cublas(dirs):
-        root = cublas_from_pypi(nvcc_major(nvcc))
+        root = cublas_from_pypi(nvcc_major(nvcc), cache)
         options["CUDA_cublas_LIBRARY"] = str(_library(root, "cublas"))
         options["CUDA_cublasLt_LIBRARY"] = str(_library(root, "cublasLt"))
         options["CMAKE_CUDA_FLAGS"] = f"-I{root / 'include'}"
