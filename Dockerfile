@@ -29,14 +29,16 @@ RUN set -eux; \
       *) echo "SIPP_GATEWAY_BACKEND must be cpu, cuda or vulkan, got '$SIPP_GATEWAY_BACKEND'" >&2; exit 2;; \
     esac; \
     apt-get update; \
-    apt-get install -y --no-install-recommends build-essential cmake ninja-build git \
-        ca-certificates python3 python3-venv python3-pip; \
+    apt-get install -y --no-install-recommends build-essential git ca-certificates \
+        python3 python3-venv python3-pip; \
     if [ "$SIPP_GATEWAY_BACKEND" = vulkan ]; then \
         apt-get install -y --no-install-recommends libvulkan-dev glslc; \
     fi; \
     rm -rf /var/lib/apt/lists/*; \
     python3 -m venv /opt/build; \
-    /opt/build/bin/pip install --no-cache-dir build
+    /opt/build/bin/pip install --no-cache-dir build "cmake>=3.31.8" ninja
+# A recent CMake from PyPI whatever the base image (CUDA "120a-real" needs CMake >= 3.31.8).
+ENV PATH=/opt/build/bin:$PATH
 
 WORKDIR /src
 COPY . .
