@@ -37,7 +37,8 @@ RUN set -eux; \
     rm -rf /var/lib/apt/lists/*; \
     python3 -m venv /opt/build; \
     /opt/build/bin/pip install --no-cache-dir build "cmake>=3.31.8" ninja
-# A recent CMake from PyPI whatever the base image (CUDA "120a-real" needs CMake >= 3.31.8).
+# A recent CMake from PyPI whatever the base image (distro CMake may predate the CUDA
+# architecture suffixes of the portable list, e.g. 120a-real).
 ENV PATH=/opt/build/bin:$PATH
 
 WORKDIR /src
