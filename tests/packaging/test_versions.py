@@ -78,3 +78,26 @@ def test_each_backend_registers_its_entry_point() -> None:
         project = _pyproject(ROOT / f"sipp_backend_{backend}" / "pyproject.toml")["project"]
         assert project["name"] == f"sipppy-backend-{backend}"
         assert project["entry-points"]["sipp.backends"] == {backend: f"sipp_backend_{backend}"}
+
+
+def test_set_version_moves_every_version_string_together(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    files = ["pyproject.toml", "sipp/_version.py", "build_scripts/build_native.py"]
+    files += [f"sipp_backend_{b}/pyproject.toml" for b in BACKENDS]
+    files += [f"sipp_backend_{b}/sipp_backend_{b}/__init__.py" for b in BACKENDS]
+    for rel in [*files, "scripts/set_version.py"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, tmp_path / rel)
+    script = tmp_path / "scripts" / "set_version.py"
+    done = subprocess.run([sys.executable, str(script), "7.8.9"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    changed = {rel: (tmp_path / rel).read_text() for rel in files}
+    for rel, text in changed.items():
+        assert "7.8.9" in text, rel
+        assert _version() not in re.findall(r'"(\d+\.\d+\.\d+)"', text), rel
+    pins = re.findall(r'"sipppy-backend-\w+==([^"]+)"', changed["pyproject.toml"])
+    assert pins == ["7.8.9"] * len(BACKENDS)
+    bad = subprocess.run([sys.executable, str(script), "next"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "version must look like 1.2.3" in bad.stderr
