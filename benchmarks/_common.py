@@ -587,6 +587,7 @@ def sipp_text(
     *,
     context_key: str | None = None,
     ignore_eos: bool = True,
+    emit_tokens: bool = False,
 ) -> Any:
     """Start one greedy completion through the public API; returns the run."""
     import sipp
@@ -596,4 +597,5 @@ def sipp_text(
         sampling=sipp.SamplingRuntimeConfig(ignore_eos=ignore_eos) if ignore_eos else None,
     )
     options = sipp.SippTextOptions(max_tokens=max_tokens, temperature=0)
-    return client.query(prompt, endpoint=ref, options=options, local=local)
+    return client.query(prompt, endpoint=ref, options=options, local=local,
+                        emit_tokens=emit_tokens)
