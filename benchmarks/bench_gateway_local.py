@@ -8,7 +8,7 @@ distinct prompts; aggregate tokens/s = generated tokens / wall time. Sides run o
 other, in the order ABBA over two repeats, so drift on a shared machine hits both alike.
 Target: ours >= 1.0x llama-server.
 
-    python benchmarks/bench_gateway_local.py --native-dir /tmp/lbuild2/bin
+    python benchmarks/bench_gateway_local.py [--clients 8] [--native-dir DIR] [--json]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from benchmarks._common import (
     machine_state,
     median,
     repack_enabled,
+    resolve_native,
     word_text,
 )
 from benchmarks.bench_gateway_provider import _pct, _wait_http, process
@@ -189,8 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.client:
         client_main(args.client)
         return 0
-    raw = args.native_dir or os.environ.get("SIPP_BENCH_NATIVE_DIR") or "/tmp/lbuild2/bin"
-    build = NativeBuild(Path(raw).expanduser().resolve())
+    build = resolve_native(args.native_dir, build=args.setup_peers)
     repack = repack_enabled(args.repack)
     model = gemma_path()
     n = args.clients
