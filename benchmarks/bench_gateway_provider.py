@@ -381,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--skip-litellm", action="store_true")
     p.add_argument("--json", action="store_true", help="print only the JSON report")
+    p.add_argument("--out", type=Path, help="also write the JSON report to this file")
     args = p.parse_args(argv)
     if args.client:
         client_main(args.client)
@@ -514,6 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report.table())
         print("targets:", json.dumps(report.figures["targets"]))
     print(json.dumps(report.as_dict(), indent=None if args.json else 2, default=str))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
     return 0
 
 
