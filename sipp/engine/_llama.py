@@ -209,17 +209,23 @@ class _Greedy:
     as the native stages: biases added in float32, first index of the maximum wins.
     """
 
-    __slots__ = ("bias", "ids", "unique")
+    __slots__ = ("bans", "bias", "ids", "only_bans", "unique")
 
     def __init__(self, bias: Sequence[tuple[int, float]]) -> None:
         self.ids = np.array([t for t, _ in bias], dtype=np.intp)
         self.bias = np.array([b for _, b in bias], dtype=np.float32)
         self.unique = len(set(self.ids.tolist())) == self.ids.shape[0]
+        # bans (huge negative biases, e.g. every EOG token under ignore_eos) can only lose
+        # against a finite maximum elsewhere: a set lookup settles them
+        self.bans = frozenset(t for t, b in bias if b <= _BAN_LIMIT)
+        self.only_bans = self.unique and len(self.bans) == self.ids.shape[0]
 
     def select(self, logits: npt.NDArray[np.float32]) -> int:
         ids = self.ids
         best = int(np.argmax(logits))
         if not ids.shape[0]:
+            return best
+        if self.only_bans and best not in self.bans and abs(logits[best]) < _FINITE_LIMIT:
             return best
         if not self.unique or best in ids:  # rare: the raw maximum is a biased token
             row = logits.copy()
@@ -235,6 +241,10 @@ class _Greedy:
             return best
         first = int(ids[biased == top].min())
         return first if top > logits[best] or first < best else best
+
+
+_BAN_LIMIT = -1.0e37  # a bias at most this large in magnitude bans its token ...
+_FINITE_LIMIT = 1.0e36  # ... against any maximum logit smaller than this in magnitude
 
 
 def _greedy_plan(specs: Sequence[tuple[str, Mapping[str, Any]]]) -> _Greedy | None:

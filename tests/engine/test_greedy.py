@@ -54,6 +54,9 @@ def test_a_banned_maximum_gives_the_runner_up() -> None:
     assert _Greedy([(1, BAN), (2, BAN)]).select(row) == 3
     assert _Greedy([(0, 5.0)]).select(row) == 0  # a boost to a tie at a lower index wins
     assert _Greedy([(2, 1.0)]).select(row) == 1  # a tie at a higher index does not
+    huge = np.array([-3.0e38, 3.0e37, 3.0e37], dtype=np.float32)  # beyond the ban shortcut
+    for bias in ([(1, BAN)], [(0, BAN)], [(2, BAN), (1, BAN)]):
+        assert _Greedy(bias).select(huge) == reference(huge, bias)
 
 
 @pytest.fixture
