@@ -75,8 +75,9 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     set -eux; \
     extras=gateway; \
     if [ "$SIPP_GATEWAY_BACKEND" != cpu ]; then extras="gateway,$SIPP_GATEWAY_BACKEND"; fi; \
-    version=$(ls /wheels/sipppy-*.whl | sed -E 's/.*sipppy-([^-]+)-.*/\1/'); \
-    pip install --no-cache-dir --find-links /wheels "sipppy[$extras]==$version"; \
+    # The wheel files by path: PyPI also serves distributions named sipppy*, and pip would
+    # prefer theirs over a --find-links candidate of the same version.
+    pip install --no-cache-dir "$(ls /wheels/sipppy-*.whl)[$extras]" /wheels/sipppy_backend_*.whl; \
     useradd --system --uid 10001 --create-home --home-dir /var/lib/sipp sipp; \
     mkdir -p /etc/sipp /models
 
