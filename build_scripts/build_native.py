@@ -38,7 +38,7 @@ if not __package__:  # run as a script or loaded by path (the backend packages' 
 from build_scripts import backend_options, cuda_toolkit, llama_source, struct_probe
 
 BUILD_SCRIPT_VERSION = "1"
-PACKAGE_VERSION = "0.1.0"
+PACKAGE_VERSION = "0.2.0"
 LIBRARY_TARGETS = ("llama", "mtmd", "ggml", "ggml-base")
 TOOL_TARGETS = ("llama-bench", "llama-batched-bench", "llama-server")
 PUBLIC_HEADERS = ("llama.h", "mtmd.h")

@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 NAME = "cuda"
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _HERE = Path(__file__).resolve().parent
 # The CUDA runtime libraries libggml-cuda needs, in load order (cuBLAS needs cuBLASLt).

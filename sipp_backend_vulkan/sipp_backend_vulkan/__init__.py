@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["NAME", "__version__", "include_dir", "library_dir", "manifest"]
 
 NAME = "vulkan"
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _HERE = Path(__file__).resolve().parent
 

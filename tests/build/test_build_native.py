@@ -69,7 +69,7 @@ def test_install_fills_a_backend_package(
 
     manifest = package.manifest()
     assert manifest["backend"] == "cpu"
-    assert manifest["package_version"] == "0.1.0"
+    assert manifest["package_version"] == build_native.PACKAGE_VERSION
     assert manifest["llama_cpp"]["version"] == "0.3.36"
     assert manifest["build"]["mode"] == "native"
     assert manifest["build"]["ggml_backend_dl"] is False

@@ -40,7 +40,9 @@ def test_each_backend_package_registers_its_entry_point(backend: str) -> None:
     with (folder / "pyproject.toml").open("rb") as handle:
         project = backend_options.tomllib.load(handle)["project"]
     assert project["name"] == f"sipppy-backend-{backend}"
-    assert project["version"] == "0.1.0"
+    from sipp._version import __version__
+
+    assert project["version"] == __version__
     group = project["entry-points"]["sipp.backends"]
     assert group == {backend: f"sipp_backend_{backend}"}
     hook = (folder / "hatch_build.py").read_text()
