@@ -8,6 +8,7 @@ version, opens its libraries and records why other backends were skipped.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import sys
 from collections.abc import Callable
@@ -38,6 +39,32 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "sipp.backends"
 _GPU_REG_NAMES = {"cuda": ("cuda",), "vulkan": ("vulkan",), "metal": ("metal", "mtl")}
+# The system library each GPU backend needs from the driver, per platform. Checked before a
+# GPU package's libraries are opened: once opened, its ggml stays mapped (registries keep
+# their modules), and a CPU package loaded after it would share that ggml.
+_DRIVER_LIBRARIES: dict[str, dict[str, tuple[str, ...]]] = {
+    "cuda": {"linux": ("libcuda.so.1",), "win32": ("nvcuda.dll",)},
+    "vulkan": {"linux": ("libvulkan.so.1",), "win32": ("vulkan-1.dll",)},
+}
+
+
+class NoDeviceError(BackendError):
+    """A GPU backend is installed and intact, but this machine has no driver or device."""
+
+
+def missing_driver(backend: str, platform: str | None = None) -> str | None:
+    """Why ``backend`` cannot reach a GPU here, found without opening its libraries; or None."""
+    plat = platform or sys.platform
+    names = _DRIVER_LIBRARIES.get(backend, {}).get("linux" if plat.startswith("linux") else plat)
+    if not names:
+        return None
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            continue
+        return None
+    return f"no {backend} driver on this machine ({' or '.join(names)} cannot be loaded)"
 
 
 @dataclass
@@ -205,6 +232,9 @@ def _open_package(
         raise BackendError(f"cannot import {ep.value}: {exc}") from exc
     manifest = _module_manifest(module)
     check_manifest(manifest, ffi, source=f"{name} ({module.__name__})")
+    reason = missing_driver(name)
+    if reason is not None:
+        raise NoDeviceError(reason)
     library_dir = Path(module.library_dir())
     runtime = _open_runtime(ffi, module)
     try:
@@ -218,7 +248,7 @@ def _open_package(
     dl = _ensure_devices(lib, ffi, library_dir, bool(build.get("ggml_backend_dl")))
     if name != "cpu" and not _gpu_present(lib, ffi, name):
         _close_handles(ffi, handles)
-        raise BackendError(
+        raise NoDeviceError(
             f"the {name} libraries loaded but found no {name} device (driver or GPU missing)"
         )
     return LoadedBackend(
@@ -297,6 +327,11 @@ def load_backend(
             )
         try:
             loaded = _open_package(ffi, requested, ep, prepare)
+        except NoDeviceError as exc:
+            raise BackendError(
+                f"{requested} backend is not usable: {exc}. Unset SIPP_PYTHON_BACKEND (or "
+                f"choose cpu) to run without it"
+            ) from exc
         except BackendError as exc:
             raise BackendError(
                 f"{requested} backend is not usable: {exc}. "

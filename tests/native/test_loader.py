@@ -20,6 +20,7 @@ import pytest
 
 from sipp._version import __version__
 from sipp.errors import BackendError, ConfigurationError
+from sipp.native import _loader
 from sipp.native._cdef import BY_VALUE_STRUCTS, cdef_sha256
 from sipp.native._env import auto_order, requested_backend
 from sipp.native._lib import get_ffi
@@ -85,6 +86,9 @@ def _forget_backend_modules() -> None:
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "site"
     root.mkdir()
+    # Fake GPU packages hold CPU libraries: act as if the GPU driver were present, so the
+    # loader opens them and finds no device (tests below cover a missing driver).
+    monkeypatch.setattr(_loader, "missing_driver", lambda backend, platform=None: None)
     _forget_backend_modules()
     monkeypatch.syspath_prepend(str(root))
     yield root
@@ -256,3 +260,59 @@ def test_explicit_backend_with_bad_manifest_is_not_loaded(site: Path, lib_dir: P
     make_backend(site, "cpu", lib_dir, {**good_manifest(), "cdef_sha256": "f" * 64})
     with pytest.raises(BackendError, match=r"cpu backend is not usable: .*different cdef"):
         load_backend(get_ffi(), lambda lib: None, environ={"SIPP_PYTHON_BACKEND": "cpu"})
+
+
+def test_auto_skips_a_gpu_package_without_its_driver_before_opening_it(
+    site: Path, lib_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if _really_installed("vulkan"):
+        pytest.skip("a real vulkan backend is installed")
+    opened: list[str] = []
+    real_open = _loader._open_libraries
+
+    def spy(ffi: Any, library_dir: Path) -> Any:
+        opened.append(str(library_dir))
+        return real_open(ffi, library_dir)
+
+    monkeypatch.setattr(_loader, "_open_libraries", spy)
+    monkeypatch.setattr(_loader, "missing_driver", lambda backend, platform=None:
+                        "no cuda driver on this machine (libcuda.so.1 cannot be loaded)"
+                        if backend == "cuda" else None)
+    cuda_dir = site / "cuda-libs"
+    cuda_dir.mkdir()
+    make_backend(site, "cuda", cuda_dir, good_manifest("cuda"))
+    make_backend(site, "cpu", lib_dir, good_manifest())
+    loaded = load_backend(get_ffi(), lambda lib: None, environ={}, platform="linux")
+    assert loaded.name == "cpu"
+    assert loaded.warnings[0] == (
+        "cuda: no cuda driver on this machine (libcuda.so.1 cannot be loaded)"
+    )
+    assert opened == [str(lib_dir)]
+
+
+def test_explicit_gpu_backend_without_driver_says_how_to_run_without_it(
+    site: Path, lib_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_loader, "missing_driver", lambda backend, platform=None:
+                        f"no {backend} driver on this machine")
+    make_backend(site, "cuda", lib_dir, good_manifest("cuda"))
+    with pytest.raises(BackendError, match="no cuda driver on this machine") as info:
+        load_backend(get_ffi(), lambda lib: None, environ={"SIPP_PYTHON_BACKEND": "cuda"})
+    assert "Reinstall" not in str(info.value) and "SIPP_PYTHON_BACKEND" in str(info.value)
+
+
+@pytest.mark.parametrize(("backend", "platform", "expect_none"), [
+    ("cpu", "linux", True), ("metal", "darwin", True), ("cuda", "darwin", True),
+    ("cuda", "linux", False), ("vulkan", "win32", False),
+])
+def test_missing_driver_checks_only_gpu_backends_with_a_driver_library(
+    backend: str, platform: str, expect_none: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(name: str) -> None:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(_loader.ctypes, "CDLL", refuse)
+    reason = _loader.missing_driver(backend, platform)
+    assert (reason is None) == expect_none
+    if reason is not None:
+        assert backend in reason and "cannot be loaded" in reason

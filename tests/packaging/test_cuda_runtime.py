@@ -106,10 +106,15 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     sys.modules.update(saved)
 
 
-def test_a_missing_runtime_library_is_a_clear_backend_error(native: object, site: Path) -> None:
+def test_a_missing_runtime_library_is_a_clear_backend_error(
+    native: object, site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sipp.native import _loader
     from sipp.native._lib import get_ffi
     from sipp.native._loader import load_backend
 
+    # As on a machine with the NVIDIA driver, so the loader gets as far as the runtime.
+    monkeypatch.setattr(_loader, "missing_driver", lambda backend, platform=None: None)
     lib_dir = Path(native.backend.library_dir)  # type: ignore[attr-defined]
     missing = site / "nvidia" / "cu13" / "lib" / "libcublas.so.13"
     _fake_backend(site, "cuda", lib_dir, [missing])
