@@ -23,6 +23,9 @@ BACKENDS_FILE = REPO_ROOT / "native" / "backends.toml"
 BACKENDS = ("cpu", "cuda", "vulkan", "metal")
 MODES = ("native", "release")
 CUDA_ARCH_ENV = "SIPP_CUDA_ARCHITECTURES"
+# Vulkan-Headers newer than the system's (the pinned ggml-vulkan needs VK_EXT_layer_settings,
+# Vulkan 1.3.261+; Debian bookworm ships 1.3.239): a folder holding vulkan/vulkan.hpp.
+VULKAN_INCLUDE_ENV = "SIPP_VULKAN_INCLUDE_DIR"
 
 
 def load_table(path: Path = BACKENDS_FILE) -> dict[str, Any]:
@@ -98,6 +101,14 @@ def resolve_options(
     arch = environ.get(CUDA_ARCH_ENV, "").strip()
     if backend == "cuda" and arch:
         options["CMAKE_CUDA_ARCHITECTURES"] = arch
+    vulkan_include = environ.get(VULKAN_INCLUDE_ENV, "").strip()
+    if backend == "vulkan" and vulkan_include:
+        if not (Path(vulkan_include) / "vulkan" / "vulkan.hpp").is_file():
+            raise ValueError(
+                f"{VULKAN_INCLUDE_ENV} must be a folder holding vulkan/vulkan.hpp; "
+                f"got {vulkan_include!r}"
+            )
+        options["Vulkan_INCLUDE_DIR"] = str(Path(vulkan_include).resolve())
     return dict(sorted(options.items()))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,6 +57,22 @@ def test_cuda_architectures_default_to_the_portable_list_and_follow_the_env() ->
         "cuda", "release", environ={"SIPP_CUDA_ARCHITECTURES": "90"}
     )
     assert narrowed["CMAKE_CUDA_ARCHITECTURES"] == "90"
+
+
+def test_vulkan_headers_folder_comes_from_the_env_and_is_checked(tmp_path: Path) -> None:
+    assert "Vulkan_INCLUDE_DIR" not in backend_options.resolve_options(
+        "vulkan", "release", environ={})
+    with pytest.raises(ValueError, match="SIPP_VULKAN_INCLUDE_DIR must be a folder holding"):
+        backend_options.resolve_options(
+            "vulkan", "release", environ={"SIPP_VULKAN_INCLUDE_DIR": str(tmp_path)})
+    (tmp_path / "vulkan").mkdir()
+    (tmp_path / "vulkan" / "vulkan.hpp").write_text("// headers\n")
+    options = backend_options.resolve_options(
+        "vulkan", "release", environ={"SIPP_VULKAN_INCLUDE_DIR": str(tmp_path)})
+    assert options["Vulkan_INCLUDE_DIR"] == str(tmp_path.resolve())
+    cpu = backend_options.resolve_options(
+        "cpu", "release", environ={"SIPP_VULKAN_INCLUDE_DIR": str(tmp_path)})
+    assert "Vulkan_INCLUDE_DIR" not in cpu
 
 
 @pytest.mark.parametrize(
