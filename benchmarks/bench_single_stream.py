@@ -6,7 +6,10 @@ and ``tg128`` (128 single-token decodes) separately; Sipp mirrors that with a 51
 prompt and ``max_tokens=1`` (prefill = prompt tokens / time to first token, measured from
 the request's arrival in the engine) and a 4-token prompt with ``max_tokens=129`` and
 ``ignore_eos`` (decode = 128 / time from the first to the last token). KV reuse is off and
-every sample uses a fresh prompt. Rounds alternate the two sides so load drift hits both.
+every sample uses a fresh prompt. Each side warms up like llama-bench (one full-size prompt,
+then one generated token) before its first sample. Each round runs the prefill test on both
+sides, then the decode test on both sides (llama-bench once with ``-n 0``, once with
+``-p 0``), so the samples compared were taken seconds apart and load drift hits both.
 
     python benchmarks/bench_single_stream.py [--rounds 3] [--reps 3] [--json] [--out F]
 """
@@ -26,7 +29,8 @@ import _common as c
 def llama_bench(
     ctx: c.Context, model: Path, n_prompt: int, n_gen: int, reps: int
 ) -> dict[str, Any]:
-    """One llama-bench run; returns the per-sample tokens/s of pp and tg."""
+    """One llama-bench run (``n_prompt`` or ``n_gen`` may be 0 to skip that test); returns the
+    per-sample tokens/s of pp and tg."""
     out = c.run_tool(
         [
             ctx.build.tool("llama-bench"),
@@ -72,22 +76,30 @@ class SippSide:
         self.ref = self.client.add("bench", sipp.LocalModelDescriptor(model, config=config))
         self.seed = 1000
         self.stats: list[dict[str, Any]] = []
-        c.sipp_text(self.client, self.ref, self.tok.prompt(32, 1), 8).result()  # warm-up
+        # warm-up like llama-bench's: one full-size prompt, then one generated token
+        c.sipp_text(self.client, self.ref, self.tok.prompt(n_prompt, 1), 2).result()
 
-    def sample(self, reps: int) -> dict[str, list[float]]:
-        pp: list[float] = []
-        tg: list[float] = []
+    def sample_pp(self, reps: int) -> list[float]:
+        """``reps`` prefill samples: prompt tokens / time to first token."""
+        out: list[float] = []
         for _ in range(reps):
             self.seed += 1
             prompt = self.tok.prompt(self.n_prompt, self.seed)
             st = c.sipp_text(self.client, self.ref, prompt, 1).result()["local_stats"]
-            pp.append(st["input_tokens"] * 1000.0 / st["ttft_ms"])
+            out.append(st["input_tokens"] * 1000.0 / st["ttft_ms"])
             self.stats.append({"test": "pp", **st})
+        return out
+
+    def sample_tg(self, reps: int) -> list[float]:
+        """``reps`` decode samples: n_gen tokens after the first / their time."""
+        out: list[float] = []
+        for _ in range(reps):
+            self.seed += 1
             short = self.tok.prompt(4, self.seed)
             st = c.sipp_text(self.client, self.ref, short, self.n_gen + 1).result()["local_stats"]
-            tg.append(st["decode_tokens_per_second"])
+            out.append(st["decode_tokens_per_second"])
             self.stats.append({"test": "tg", **st})
-        return {"pp": pp, "tg": tg}
+        return out
 
     def close(self) -> None:
         self.client.close()
@@ -125,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for r in range(args.rounds):
             c.log(f"round {r + 1}/{args.rounds}")
-            if ctx.wants("llama-bench"):
-                for k, v in llama_bench(ctx, model, args.n_prompt, args.n_gen, args.reps).items():
-                    peer[k].extend(v)
-            if side is not None:
-                for k, v in side.sample(args.reps).items():
-                    ours[k].extend(v)
+            for key, n_prompt, n_gen in (("pp", args.n_prompt, 0), ("tg", 0, args.n_gen)):
+                if ctx.wants("llama-bench"):
+                    peer[key].extend(llama_bench(ctx, model, n_prompt, n_gen, args.reps)[key])
+                if side is not None:
+                    sample = side.sample_pp if key == "pp" else side.sample_tg
+                    ours[key].extend(sample(args.reps))
     finally:
         if side is not None:
             side.close()
@@ -150,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         "llama_bench_samples": peer,
         "sipp_stdev": {k: c.stdev(v) for k, v in ours.items()},
         "llama_bench_stdev": {k: c.stdev(v) for k, v in peer.items()},
+        "sipp_median": {k: c.median(v) for k, v in ours.items() if v},
+        "llama_bench_median": {k: c.median(v) for k, v in peer.items() if v},
         "sipp_prefill_engine_tokens_per_s": [
             s["prefill_tokens_per_second"]
             for s in (side.stats if side else [])
