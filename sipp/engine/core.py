@@ -752,6 +752,8 @@ class Engine:
             for request in retry.preempted:
                 run: _Run = request.payload  # type: ignore[assignment]
                 run.extra["preemptions"] = run.extra.get("preemptions", 0) + 1
+            if self.runtime_metrics is not None and retry.preempted:
+                self.runtime_metrics.inc("preemptions", len(retry.preempted))
             self._apply_kv_ops(retry)
             if not retry.chunks:
                 return None

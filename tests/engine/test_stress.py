@@ -89,7 +89,7 @@ def _round(engine: Engine, rng: random.Random, alone: dict[tuple[str, int], str]
     for timer in timers:
         timer.join()
     assert engine.scheduler.num_running == 0 and engine.scheduler.num_waiting == 0
-    assert all(state != "running" for state, _, _ in engine.scheduler.slot_states())
+    assert all(state != "busy" for state, _, _ in engine.scheduler.slot_states())
     return n_cancelled
 
 
