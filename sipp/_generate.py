@@ -78,6 +78,7 @@ def run_generate(args: argparse.Namespace, out: TextIO = sys.stdout,
         return 2
 
     with sipp.SippClient() as client:
+        run: sipp.SippTextRun | None = None
         try:
             ref = client.add("cli", sipp.LocalModelDescriptor(str(model_path), config))
             if args.chat:
@@ -88,23 +89,22 @@ def run_generate(args: argparse.Namespace, out: TextIO = sys.stdout,
                 run = client.chat(messages, endpoint=ref, options=options, emit_tokens=True)
             else:
                 run = client.query(args.prompt, endpoint=ref, options=options, emit_tokens=True)
-        except sipp.SippError as exc:
-            print(f"sipp: error: {exc}", file=err)
-            return 1
-        try:
             for batch in run.tokens():
                 out.write(batch.text)
                 out.flush()
             response = run.result()
         except KeyboardInterrupt:
-            run.cancel("caller_cancelled")
-            response = run.result()
+            # Ctrl-C: stop the run at the engine's next step (or the load), keep the text.
             out.write("\n")
+            out.flush()
             print("sipp: cancelled", file=err)
-            _print_stats(response.get("local_stats"), args.stats, err)
+            if run is not None:
+                run.cancel("caller_cancelled")
+                _print_stats(run.result().get("local_stats"), args.stats, err)
             return 130
         except sipp.SippError as exc:
-            print(f"\nsipp: error: {exc}", file=err)
+            newline = "\n" if run is not None else ""  # end the partial output first
+            print(f"{newline}sipp: error: {exc}", file=err)
             return 1
     out.write("\n")
     out.flush()

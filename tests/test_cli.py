@@ -145,3 +145,71 @@ def test_a_reader_that_goes_away_ends_output_quietly(info: dict[str, Any]) -> No
         stderr = proc.stderr.read().decode()
     assert proc.wait(60) == 141
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+def test_chat_renders_the_template_and_streams(info: dict[str, Any],
+                                               tiny_llama_path: Path) -> None:
+    proc = _run(str(tiny_llama_path), "Hello", "--chat", "--system", "Be brief.",
+                "--max-tokens", "6", "--temperature", "0", "--stats", "basic")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    # the rendered template (system + user turn) is longer than the bare prompt
+    plain = _run(str(tiny_llama_path), "Hello", "--max-tokens", "6", "--stats", "basic")
+    def tokens_in(stderr: str) -> int:
+        return int(next(line.split(":")[1] for line in stderr.splitlines()
+                        if line.strip().startswith("input_tokens")))
+    assert tokens_in(proc.stderr) > tokens_in(plain.stderr) + 3
+
+
+def test_ctx_size_bounds_the_context(info: dict[str, Any], tiny_llama_path: Path) -> None:
+    long_prompt = "hello " * 400  # about 400 tokens
+    fits = _run(str(tiny_llama_path), long_prompt, "--max-tokens", "2")
+    assert fits.returncode == 0, fits.stderr
+    refused = _run(str(tiny_llama_path), long_prompt, "--max-tokens", "2", "--ctx-size", "256")
+    assert refused.returncode == 1
+    assert "sipp: error:" in refused.stderr and "n_ctx" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_stats_profile_adds_the_detailed_keys(info: dict[str, Any],
+                                              tiny_llama_path: Path) -> None:
+    basic = _run(str(tiny_llama_path), "Hello", "--max-tokens", "4", "--stats", "basic")
+    profile = _run(str(tiny_llama_path), "Hello", "--max-tokens", "4", "--stats", "profile")
+    assert basic.returncode == profile.returncode == 0, profile.stderr
+    assert "cache_mode:" in profile.stderr and "cache_mode:" not in basic.stderr
+    off = _run(str(tiny_llama_path), "Hello", "--max-tokens", "4")
+    assert "stats:" not in off.stderr
+
+
+def test_backend_flag_selects_like_the_environment_variable(info: dict[str, Any],
+                                                            tiny_llama_path: Path) -> None:
+    if info["backend"] == "vulkan":
+        pytest.skip("the Vulkan backend is installed here")
+    proc = _run(str(tiny_llama_path), "Hello", "--max-tokens", "2", "--backend", "vulkan",
+                SIPP_PYTHON_BACKEND="")
+    assert proc.returncode == 1
+    assert "vulkan" in proc.stderr and info["backend"] in proc.stderr  # names what is installed
+    assert "Traceback" not in proc.stderr
+    same = _run(str(tiny_llama_path), "Hello", "--max-tokens", "2",
+                "--backend", info["backend"])
+    assert same.returncode == 0, same.stderr
+
+
+def test_ctrl_c_cancels_the_run_cleanly(info: dict[str, Any], tiny_llama_path: Path) -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "sipp.cli", str(tiny_llama_path), "Once upon a time",
+         "--ctx-size", "4096", "--max-tokens", "4000", "--stats", "basic"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout is not None
+    first = proc.stdout.read(1)  # the first streamed text
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    stderr = err.decode()
+    assert first, stderr
+    assert proc.returncode == 130, stderr
+    assert "sipp: cancelled" in stderr and "Traceback" not in stderr
+    output_tokens = int(next(line.split(":")[1] for line in stderr.splitlines()
+                             if line.strip().startswith("output_tokens")))
+    assert 0 < output_tokens < 4000
