@@ -52,3 +52,20 @@ def test_cache_root_follows_the_environment(
 ) -> None:
     monkeypatch.setenv("SIPP_BUILD_CACHE", str(tmp_path / "c"))
     assert llama_source.cache_root() == (tmp_path / "c").resolve()
+
+
+def test_a_download_with_the_wrong_sha256_is_refused_and_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pin = dict(llama_source.read_pin())
+    tampered = tmp_path / "fetched" / pin["filename"]
+
+    def fake_pip(_pin: dict[str, str], tmp: Path) -> Path:
+        tampered.parent.mkdir(exist_ok=True)
+        tampered.write_bytes(b"not the pinned sdist")
+        return tampered
+
+    monkeypatch.setattr(llama_source, "_download_with_pip", fake_pip)
+    with pytest.raises(RuntimeError, match=f"sha256 mismatch.*expected {pin['sha256']}"):
+        llama_source._download(pin, tmp_path)
+    assert not (tmp_path / pin["filename"]).exists()

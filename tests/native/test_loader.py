@@ -316,3 +316,22 @@ def test_missing_driver_checks_only_gpu_backends_with_a_driver_library(
     assert (reason is None) == expect_none
     if reason is not None:
         assert backend in reason and "cannot be loaded" in reason
+
+
+def test_requesting_an_absent_cuda_backend_in_a_fresh_process_names_the_installed_ones() -> None:
+    # The issue's own check: SIPP_PYTHON_BACKEND=cuda python -c "import sipp; sipp.backend_info()"
+    if _really_installed("cuda"):
+        pytest.skip("a real cuda backend is installed")
+    installed = sorted(n for n in ("cpu", "vulkan", "metal") if _really_installed(n))
+    if not installed:
+        pytest.skip("no real backend package is installed")
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sipp; sipp.backend_info()"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "SIPP_PYTHON_BACKEND": "cuda"},
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("sipp.errors.BackendError"), proc.stderr
+    assert "cuda backend is not installed" in last
+    assert f"installed backends: {', '.join(installed)}" in last
