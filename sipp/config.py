@@ -584,7 +584,9 @@ class SamplingRuntimeConfig(_Group):
     ``repeat_penalty=1.05``. ``seed`` 4294967295 (or unset) means a random seed.
     ``repeat_last_n`` / ``dry_penalty_last_n`` of -1 mean the whole context.
     ``logit_bias`` takes ``[token_id, bias]`` pairs (or a ``{token_id: bias}`` dict);
-    a bias of ``-inf`` bans the token.
+    a bias of ``-inf`` bans the token. ``temperature=0`` is greedy: the argmax after
+    grammar and logit bias, and after the ``penalties`` / ``dry`` stages only when they
+    differ from Sipp's defaults (the default repeat_penalty 1.05 applies when sampling).
     """
 
     _PATH: ClassVar[str] = "sampling"

@@ -9,7 +9,8 @@ request's ``LocalTextOptions.sampling`` override (only the fields it sets) ← t
 tuple of :class:`Stage` values (pure Python, testable without a model); :func:`build_chain` creates
 the native ``llama_sampler`` chain from a plan. Every stage runs in C:
 
-* ``temperature == 0`` → greedy argmax (with logit bias and grammar only);
+* ``temperature == 0`` → greedy argmax (after grammar and logit bias, and after the
+  ``penalties`` / ``dry`` stages when they differ from Sipp's defaults);
 * mirostat 1 / 2 → temperature then the mirostat sampler (it picks the token);
 * otherwise the configured ``samplers`` in order, then ``dist(seed)``. On large vocabularies
   ``top_k`` moves ahead of ``penalties`` and ``dry`` so those run on k candidates instead of
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 _EXPENSIVE_ON_FULL_VOCAB = frozenset({"penalties", "dry"})
+# Sipp's default repeat penalty: neutral for greedy chains (see _greedy_keeps)
+_DEFAULT_REPEAT_PENALTY = SamplingRuntimeConfig().resolve().repeat_penalty
+
 LARGE_VOCAB = 32_768
 DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a random seed per chain
 
@@ -102,7 +106,9 @@ class Stage:
 
 def history_length(params: ResolvedSamplingConfig) -> int:
     """How many prompt tokens to feed the chain before sampling (repeat/DRY windows)."""
-    if is_greedy(params) or params.mirostat:
+    if params.mirostat:
+        return 0
+    if is_greedy(params) and not any(_greedy_keeps(s, params) for s in params.samplers):
         return 0
     n = 0
     if "penalties" in params.samplers and _penalties_active(params):
@@ -110,6 +116,18 @@ def history_length(params: ResolvedSamplingConfig) -> int:
     if "dry" in params.samplers and params.dry_multiplier > 0:
         n = max(n, params.dry_penalty_last_n if params.dry_penalty_last_n >= 0 else 1 << 30)
     return n
+
+
+def _greedy_keeps(stage: str, p: ResolvedSamplingConfig) -> bool:
+    """Whether a temperature-0 chain keeps this repetition stage: only when the caller
+    changed it from Sipp's defaults (repeat_penalty 1.05 shapes sampling at temperature
+    > 0; greedy stays a plain argmax unless penalties or DRY were asked for)."""
+    if stage == "penalties":
+        return _penalties_active(p) and (
+            p.repeat_penalty != _DEFAULT_REPEAT_PENALTY or p.frequency_penalty != 0.0
+            or p.presence_penalty != 0.0
+        )
+    return stage == "dry" and p.dry_multiplier > 0
 
 
 def _penalties_active(p: ResolvedSamplingConfig) -> bool:
@@ -142,6 +160,13 @@ def plan_chain(
         stages.append(Stage("logit_bias", {"bias": tuple(bias)}))
     seed = DEFAULT_SEED if params.seed is None else params.seed
     if is_greedy(params):
+        # Repetition stages the caller asked for still apply at temperature 0: they
+        # change which token is the maximum.
+        for kept in params.samplers:
+            if _greedy_keeps(kept, params):
+                stage = _stage(kept, params, n_vocab, n_ctx)
+                if stage is not None:
+                    stages.append(stage)
         stages.append(Stage("greedy"))
         return tuple(stages)
     if params.mirostat == 1:

@@ -110,3 +110,17 @@ def test_history_covers_repeat_window() -> None:
     assert history_length(resolve_sampling(BASE)) == 64
     no_penalty = resolve_sampling(BASE, SamplingRuntimeConfig(repeat_penalty=1.0))
     assert history_length(no_penalty) == 0
+
+
+def test_greedy_keeps_repetition_stages_only_when_asked() -> None:
+    default = resolve_sampling(BASE, temperature=0.0)
+    assert names(plan_chain(default, n_vocab=SMALL, n_ctx=512)) == ["greedy"]
+    for override in (SamplingRuntimeConfig(repeat_penalty=1.3),
+                     SamplingRuntimeConfig(presence_penalty=0.5)):
+        params = resolve_sampling(BASE, override, temperature=0.0)
+        assert names(plan_chain(params, n_vocab=SMALL, n_ctx=512)) == ["penalties", "greedy"]
+        assert history_length(params) == 64
+    dry = resolve_sampling(BASE, SamplingRuntimeConfig(dry_multiplier=0.8,
+                                                       samplers=["dry", "temperature"]),
+                           temperature=0.0)
+    assert names(plan_chain(dry, n_vocab=SMALL, n_ctx=512)) == ["dry", "greedy"]
