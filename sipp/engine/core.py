@@ -279,6 +279,12 @@ class Engine:
         n_ubatch = c.n_ubatch or min(512, n_batch)
         if model_class != "decoder" or embeddings:
             n_ubatch = n_batch  # non-causal / pooled: a whole sequence in one ubatch
+            if embeddings and n_par > 1:
+                # libllama reserves its pooled-output graph for min(n_ctx, n_ubatch) tokens
+                # split evenly over n_seq_max sequences and aborts the process
+                # (GGML_ASSERT ggml_can_mul_mat) when they do not divide: use the largest
+                # multiple of n_parallel that fits both.
+                n_ubatch = n_batch = max(min(n_batch, n_ctx) // n_par * n_par, n_par)
         settings = ContextSettings(
             n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch, n_seq_max=n_par,
             n_threads=c.n_threads, n_threads_batch=c.n_threads_batch,

@@ -321,3 +321,20 @@ def test_every_sampler_stage_builds_and_is_seed_deterministic(
         return SippTextRun(sink).result(30)["text"]
 
     assert run() == run()
+
+
+@pytest.mark.parametrize("n_parallel,n_ctx", [(3, None), (5, None), (6, None), (7, 1000),
+                                              (12, None)])
+def test_embedding_contexts_with_any_slot_count_load_and_batch(
+    engine_factory: Any, tiny_bert_path: Path, n_parallel: int, n_ctx: int | None
+) -> None:
+    # libllama aborts the whole process while reserving the pooled graph when its token
+    # count does not divide by n_seq_max; the engine must size the batch so it does.
+    context: dict[str, Any] = {"n_parallel": n_parallel}
+    if n_ctx is not None:
+        context["n_ctx"] = n_ctx
+    engine = engine_factory(tiny_bert_path, context=context)
+    assert engine.info.n_ubatch % n_parallel == 0
+    runs = [embed(engine, f"sentence number {i}") for i in range(n_parallel + 1)]
+    vectors = [run.result(30)["values"] for run in runs]
+    assert len({len(v) for v in vectors}) == 1 and len(vectors[0]) == engine.info.embedding_size
