@@ -71,3 +71,27 @@ def test_similar_sentences_rank_first(client_and_ref: tuple[SippClient, Endpoint
     ranking = sorted(range(len(CANDIDATES)), key=lambda i: -scores[i])
     assert set(ranking[:2]) == {0, 1}, scores
     assert min(scores[0], scores[1]) > max(scores[2], scores[3]) + 0.2, scores
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "last"])
+def test_pooling_override_picks_the_right_hidden_states(
+    minilm_gguf_path: Path, reference: MiniLMWeights, pooling: str
+) -> None:
+    from sipp.native import LlamaModel
+    from tests.reference.minilm_numpy import hidden_states
+
+    sentence = "Pooling decides which hidden states become the vector."
+    config = NativeRuntimeConfig(context=ContextRuntimeConfig(embeddings=True, pooling=pooling))
+    with SippClient() as client:
+        ref = client.add("pooled", LocalModelDescriptor(str(minilm_gguf_path), config))
+        result = client.embed(sentence, endpoint=ref,
+                              local=LocalEmbedOptions(normalize=False)).result(60)
+    assert result["pooling"] == pooling
+    with LlamaModel(minilm_gguf_path) as model:
+        states = hidden_states(reference, model.tokenize(sentence, add_special=True))
+    want = {"mean": states.mean(axis=0), "cls": states[0], "last": states[-1]}
+    got = np.asarray(result["values"])
+    assert cosine(got, want[pooling]) >= 0.999
+    for other, vector in want.items():
+        if other != pooling:
+            assert cosine(got, vector) < 0.99, other
