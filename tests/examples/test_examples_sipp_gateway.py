@@ -177,3 +177,36 @@ def test_gateway_examples_reach_a_local_target(
         assert out[2].startswith("[") and "finish_reason=length" in out[2]
         chat = run_example("gateway_chat.py", env=env_for(gateway, "tiny"))
         assert chat.stdout.strip()
+
+
+def test_sigterm_drains_an_in_flight_stream_then_exits_cleanly(
+    native_backend: None, provider: LoopbackServer, tiny_llama_path: Path
+) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    with start(provider, tiny_llama_path) as gateway:
+        host = urlsplit(gateway.url)
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+        body = json.dumps({"model": "tiny", "prompt": "Once upon a time", "max_tokens": 400,
+                           "stream": True})
+        conn.request("POST", "/v1/query", body=body,
+                     headers={"authorization": f"Bearer {TOKEN}",
+                              "content-type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200
+        first = response.readline()  # the stream has started
+        assert first.startswith(b"event:") or first.startswith(b"data:")
+        gateway.proc.send_signal(signal.SIGTERM)
+        rest = response.read().decode()  # the stream runs to its end during the drain
+        conn.close()
+        events = [line.split(":", 1)[1].strip() for line in (first.decode() + rest).splitlines()
+                  if line.startswith("event:")]
+        assert events[-1] == "done", events[-3:]
+        assert "error" not in events
+        finish = [json.loads(line[5:]) for line in rest.splitlines()
+                  if line.startswith("data:") and "finish_reason" in line][-1]
+        assert finish["finish_reason"] in ("length", "stop"), finish  # not cancelled
+        assert gateway.proc.wait(30) == 0, "".join(gateway.log[-20:])
+        log = "".join(gateway.log)
+        assert TOKEN not in log
