@@ -5,7 +5,8 @@ The engine thread owns the ``llama_context`` and drives one :class:`Scheduler`::
     sched = Scheduler(SchedulerConfig(n_slots=4, n_ctx_per_slot=2048, token_budget=512))
     sched.add(Request(request_id=7, prompt_tokens=ids, max_tokens=64, context_key="chat-1"))
     # raises QueueFullError (queue at max_queued_requests) or RequestTooLargeError
-    # (prompt + max_tokens > n_ctx_per_slot, or an embed prompt > token_budget)
+    # (prompt >= n_ctx_per_slot; with media spans prompt + max_tokens > n_ctx_per_slot;
+    # an embed prompt > token_budget)
     while sched.has_work:
         out = sched.schedule()
         for op in out.kv_ops:            # apply IN ORDER before the decode
@@ -13,6 +14,7 @@ The engine thread owns the ``llama_context`` and drives one :class:`Scheduler`::
                                          # SnapshotSave (then sched.snapshot_saved(key, n, data))
         for req in out.finished:         # ended by the scheduler (cancelled, error): notify
             ...
+        out.shifted                      # requests whose context shifted (count them)
         if not out.chunks:
             continue
         # one llama_batch: for chunk in out.chunks, tokens at positions
@@ -47,6 +49,13 @@ multiples of ``snapshot_interval_tokens`` and at the prompt end, restored for th
 stored prefix); ``live_slot_and_snapshot`` (the longer of both). A full-prompt hit leaves
 the last prompt token to decode. Idle slots keep their KV until needed (LRU eviction).
 Positions equal token indexes: ``Request.all_tokens[:num_computed_tokens]`` is the KV.
+
+Context shift: when a generation's pending token would not fit ``n_ctx_per_slot``, the
+request's KV view (``all_tokens``) becomes its first ``config.shift_keep_tokens`` tokens
+(``retained_prefix_tokens`` in live modes, else 0) plus the newer half of the rest; the
+slot loses ``[n_keep, end)`` (``KvRemove``; ``KvClear`` when nothing is kept) and the tail is
+re-prefilled at its new positions. No cell is ever position-shifted, so KV shared with
+other sequences is untouched and slot mirrors stay exact. ``output_tokens`` are unchanged.
 With ``partial_kv_edits=False`` (recurrent/hybrid memories) only a whole cached sequence
 that prefixes the prompt is reused, so no partial ``KvRemove``/``KvCopy`` is ever emitted:
 the engine must not "fall back" to clearing a slot behind the scheduler's back.

@@ -26,7 +26,9 @@ class SchedulerConfig:
     field; ``cache_mode="off"`` is accepted as an alias of ``"disabled"``.
 
     - ``n_slots``: parallel sequences (llama ``n_seq_max``); slot ids are ``0..n_slots-1``.
-    - ``n_ctx_per_slot``: KV cells one sequence may use; ``prompt + max_tokens`` must fit.
+    - ``n_ctx_per_slot``: KV cells one sequence may use. A prompt must leave at least one
+      free cell; a generation that outgrows the window shifts its context (below). Requests
+      with media spans cannot shift, so their ``prompt + max_tokens`` must fit.
     - ``token_budget``: tokens per ``llama_decode`` (``n_batch``).
     - ``prefill_chunk_size``: prompt tokens per request per step (0 = only the budget caps).
     - ``max_running_requests`` (None = ``n_slots``), ``max_queued_requests`` (bounded queue).
@@ -34,6 +36,20 @@ class SchedulerConfig:
       equals).
     - ``mode`` and ``decode_token_reserve``: see :func:`sipp.scheduler.split_budget`.
     - ``cache_mode``, ``retained_prefix_tokens`` and the snapshot limits.
+      ``retained_prefix_tokens`` is ``n_keep`` of a context shift, applied in the live modes
+      only (``shift_keep_tokens``; 0 otherwise, as in the original runtime): when the
+      pending token would not fit, the first ``n_keep`` tokens stay, half of the rest
+      (``(n_past - n_keep) // 2``, the oldest) is dropped and the tail is re-prefilled at
+      its new positions. Nothing to drop (``n_keep >= n_past - 1``) clears the sequence
+      down to the pending token.
+    - ``continuous_batching``: True (default) admits waiting requests whenever a slot is
+      free, joining the running ones; False admits only while nothing runs, so requests
+      start together in one batch and run to completion before the next batch starts.
+    - ``adaptive_prefill_chunking``: chunks follow decode pressure: while no request is
+      decoding, prompts prefill with the whole budget (``prefill_chunk_size`` is not
+      applied); while some are, one step's prefill tokens are capped at
+      ``prefill_chunk_size`` (or, when that is 0, ``max(16, token_budget // 8)``) in all,
+      shared fairly among the prefilling requests.
     - ``partial_kv_edits``: False for memories that cannot remove or copy part of a
       sequence (recurrent / hybrid models): reuse then needs a cached sequence that is a
       whole prefix of the prompt, so no ``KvRemove`` trim or partial ``KvCopy`` is emitted.
@@ -54,6 +70,8 @@ class SchedulerConfig:
     max_snapshot_bytes: int = 256 * 1024 * 1024
     snapshot_interval_tokens: int = 128
     partial_kv_edits: bool = True
+    continuous_batching: bool = True
+    adaptive_prefill_chunking: bool = False
 
     def __post_init__(self) -> None:
         if self.cache_mode == "off":  # type: ignore[comparison-overlap]
@@ -106,6 +124,11 @@ class SchedulerConfig:
     def live_reuse(self) -> bool:
         """Whether finished requests leave their KV in their slot for reuse."""
         return self.cache_mode in _LIVE_MODES
+
+    @property
+    def shift_keep_tokens(self) -> int:
+        """Tokens a context shift keeps at the start of a sequence (``n_keep``)."""
+        return self.retained_prefix_tokens if self.live_reuse else 0
 
     @property
     def snapshots(self) -> bool:

@@ -97,13 +97,16 @@ class SchedulerOutput:
 
     ``finished`` lists requests the scheduler ended itself (cancelled, failed) that the
     engine must notify; ``preempted`` lists requests sent back to the queue (their KV is
-    already covered by a ``KvClear`` in ``kv_ops``).
+    already covered by a ``KvClear`` in ``kv_ops``); ``shifted`` lists requests whose
+    context window overflowed this step: old tokens were dropped from their KV view (the
+    ``KvRemove`` / ``KvClear`` is in ``kv_ops``) and the recent tail is re-prefilled.
     """
 
     kv_ops: list[KvOp] = field(default_factory=list)
     chunks: list[ScheduledChunk] = field(default_factory=list)
     finished: list[Request] = field(default_factory=list)
     preempted: list[Request] = field(default_factory=list)
+    shifted: list[Request] = field(default_factory=list)
 
     @property
     def n_tokens(self) -> int:
@@ -113,4 +116,6 @@ class SchedulerOutput:
     @property
     def is_empty(self) -> bool:
         """True when there is nothing for the engine to do."""
-        return not (self.kv_ops or self.chunks or self.finished or self.preempted)
+        return not (
+            self.kv_ops or self.chunks or self.finished or self.preempted or self.shifted
+        )

@@ -16,6 +16,8 @@ from sipp.types import FinishReason
 
 __all__ = ["CacheSource", "Request", "RequestKind", "RequestStatus"]
 
+_MAX_EXTRA_CAPACITY = 4096
+
 RequestKind = Literal["generate", "embed"]
 CacheSource = Literal["none", "live", "snapshot"]
 
@@ -64,7 +66,10 @@ class Request:
     """One generate or embed sequence as the scheduler sees it.
 
     ``prompt_tokens`` is stored as an int32 array. The sequence the slot's KV must hold is
-    ``prompt + output_tokens`` (``all_tokens``); ``num_computed_tokens`` of them are in KV.
+    ``all_tokens``: ``prompt + output_tokens`` until a context shift, then the kept prefix
+    plus the most recent tokens (``num_context_shifts`` shifts so far, ``num_discarded_tokens``
+    dropped in all); ``num_computed_tokens`` of them are in KV, at positions equal to their
+    index. ``output_tokens`` (what the caller sees) never changes on a shift.
     While decoding, exactly one token (the last sampled) is pending. ``num_cached_tokens``
     counts prompt tokens reused from a cache at (the last) admission. The engine may hang its
     own per-request state on ``payload``. ``media_spans`` are sorted ``(start, end)`` prompt
@@ -86,6 +91,8 @@ class Request:
     status: RequestStatus = RequestStatus.WAITING
     cache_source: CacheSource = "none"
     num_preemptions: int = 0
+    num_context_shifts: int = 0
+    num_discarded_tokens: int = 0
     error: str | None = None
     media_spans: tuple[tuple[int, int], ...] = ()
 
@@ -115,7 +122,9 @@ class Request:
                     f"{self.media_spans!r}"
                 )
             last = end
-        self.all_tokens = TokenBuffer(self.prompt_tokens, extra_capacity=self.max_tokens + 1)
+        # max_tokens may exceed the window (context shift): grow on demand past a cap
+        extra = min(self.max_tokens, _MAX_EXTRA_CAPACITY) + 1
+        self.all_tokens = TokenBuffer(self.prompt_tokens, extra_capacity=extra)
         for token in self.output_tokens:
             self.all_tokens.append(token)
         # scheduler bookkeeping

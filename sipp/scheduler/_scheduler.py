@@ -6,6 +6,8 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from sipp.errors import QueueFullError, RequestTooLargeError
 from sipp.scheduler._budget import fair_shares, split_budget
 from sipp.scheduler._config import SchedulerConfig
@@ -24,7 +26,7 @@ from sipp.scheduler._request import Request, RequestStatus
 from sipp.scheduler._slots import Slot, SlotState
 from sipp.scheduler._snapshots import SnapshotEntry, SnapshotStore
 from sipp.scheduler._spans import cut_end, fit_end
-from sipp.scheduler._tokens import common_prefix_len, prefix_hashes
+from sipp.scheduler._tokens import TokenBuffer, common_prefix_len, prefix_hashes
 from sipp.types import FinishReason
 
 __all__ = ["Scheduler", "SchedulerStats"]
@@ -47,6 +49,8 @@ class SchedulerStats:
     cancelled: int = 0
     failed: int = 0
     preemptions: int = 0
+    context_shifts: int = 0
+    discarded_tokens: int = 0
     kv_full_events: int = 0
     idle_evictions: int = 0
     cache_hits: int = 0
@@ -82,6 +86,7 @@ class Scheduler:
         self._running: dict[int, Request] = {}
         self._ops: list[KvOp] = []
         self._finished_out: list[Request] = []
+        self._shifted: list[Request] = []
         self._inflight: SchedulerOutput | None = None
         self._cancel_lock = threading.Lock()
         self._cancels: dict[int, str] = {}
@@ -145,11 +150,18 @@ class Scheduler:
                     f"{limit} (n_ctx_per_slot={cfg.n_ctx_per_slot}, "
                     f"token_budget={cfg.token_budget})"
                 )
-        elif n_prompt + request.max_tokens > cfg.n_ctx_per_slot:
+        elif request.media_spans and n_prompt + request.max_tokens > cfg.n_ctx_per_slot:
             raise RequestTooLargeError(
                 f"prompt of {n_prompt} tokens plus max_tokens={request.max_tokens} needs "
                 f"{n_prompt + request.max_tokens} tokens but a sequence holds "
-                f"n_ctx_per_slot={cfg.n_ctx_per_slot}"
+                f"n_ctx_per_slot={cfg.n_ctx_per_slot} (a prompt with images cannot shift "
+                "its context)"
+            )
+        elif n_prompt >= cfg.n_ctx_per_slot:
+            raise RequestTooLargeError(
+                f"prompt of {n_prompt} tokens leaves no room to generate: a sequence holds "
+                f"n_ctx_per_slot={cfg.n_ctx_per_slot} tokens, and a prompt must be shorter "
+                "(generation past the window shifts the context; the prompt cannot)"
             )
         if len(self._queue) >= cfg.max_queued_requests:
             raise QueueFullError(
@@ -170,9 +182,11 @@ class Scheduler:
             raise RuntimeError("schedule() called again before update_from_output()")
         self._tick += 1
         self._apply_cancels()
+        self._shift_overflowing()
         self._admit()
-        out = SchedulerOutput(finished=self._finished_out)
+        out = SchedulerOutput(finished=self._finished_out, shifted=self._shifted)
         self._finished_out = []
+        self._shifted = []
         self._plan(out)
         out.kv_ops = self._ops
         self._ops = []
@@ -199,6 +213,8 @@ class Scheduler:
         if self._admission_blocked and self._running:
             return
         self._admission_blocked = False
+        if not cfg.continuous_batching and self._running:
+            return  # static batching: the next batch starts once this one has finished
         while len(self._running) < cfg.running_limit:
             request = self._queue.peek()
             if request is None or not self._place(request):
@@ -210,6 +226,8 @@ class Scheduler:
         free = [s for s in self._slots if s.owner is None]
         if not free:
             return False
+        if request.num_tokens > self.config.n_ctx_per_slot:  # defensive: shift before reuse
+            self._shift_context(request)
         reuse = self._find_reuse(request)
         ops = self._ops
         source = reuse.live_slot
@@ -297,7 +315,12 @@ class Scheduler:
         cfg = self.config
         n_prompt = request.num_prompt_tokens
         start = request.num_computed_tokens
-        if not cfg.snapshots or request.kind != "generate" or start >= n_prompt:
+        if (
+            not cfg.snapshots
+            or request.kind != "generate"
+            or start >= n_prompt
+            or request.num_context_shifts  # the KV view no longer starts with the prompt
+        ):
             return
         step = cfg.snapshot_interval_tokens
         bounds = [*range((start // step + 1) * step, n_prompt, step), n_prompt]
@@ -306,6 +329,63 @@ class Scheduler:
         digests = prefix_hashes(request.all_tokens.view(0, n_prompt), bounds)
         store = self.snapshot_store
         request._snapshot_plan = [(b, digests[b]) for b in bounds if digests[b] not in store]
+
+    # ------------------------------------------------------------------ context shift
+    def _shift_overflowing(self) -> None:
+        """Shift every running request whose pending token would not fit in its window."""
+        limit = self.config.n_ctx_per_slot
+        for request in list(self._running.values()):
+            if request.kind == "generate" and request.num_tokens > limit:
+                self._shift_context(request)
+
+    def _shift_context(self, request: Request) -> None:
+        """Drop old tokens from ``request``'s KV view until it fits ``n_ctx_per_slot``.
+
+        Keeps ``shift_keep_tokens`` at the start and discards half of the rest (the oldest
+        first, as llama.cpp's server does); nothing discardable clears the view down to the
+        pending token. The slot's KV loses ``[n_keep, end)`` (``KvRemove``, or ``KvClear``
+        when nothing is kept or the memory cannot remove part of a sequence) and the tail is
+        re-prefilled at its new positions, so a cell that another sequence shares (live
+        prefix reuse) is never edited and the slot's mirror stays exactly the KV. Positions
+        are never shifted in place (``llama_memory_seq_add`` would move shared cells too).
+        Requests with media spans cannot shift: they fail.
+        """
+        cfg = self.config
+        limit = cfg.n_ctx_per_slot
+        if request.media_spans:
+            request.error = (
+                f"context window full: {request.num_tokens} tokens do not fit "
+                f"n_ctx_per_slot={limit}, and a prompt with images cannot shift its context"
+            )
+            self._finish(request, RequestStatus.FINISHED_ERROR)
+            self._finished_out.append(request)
+            return
+        view = request.all_tokens.view()
+        n_same = view.shape[0]  # leading tokens the shift leaves in place
+        while view.shape[0] > limit:
+            n_past = view.shape[0] - 1  # all but the pending token
+            n_keep = min(cfg.shift_keep_tokens, n_past)
+            n_discard = (n_past - n_keep) // 2
+            if n_discard == 0:  # nothing discardable: clear the sequence
+                n_keep, n_discard = 0, n_past
+            n_same = min(n_same, n_keep)
+            view = np.concatenate([view[:n_keep], view[n_keep + n_discard :]])
+            request.num_discarded_tokens += n_discard
+            self.stats.discarded_tokens += n_discard
+        left = request.max_tokens - len(request.output_tokens)
+        request.all_tokens = TokenBuffer(view, extra_capacity=min(max(left, 0), limit) + 1)
+        request.num_context_shifts += 1
+        request._snapshot_plan = []
+        self.stats.context_shifts += 1
+        self._shifted.append(request)
+        kept = min(request.num_computed_tokens, n_same)
+        if request.slot is not None and kept < request.num_computed_tokens:
+            if kept == 0 or not cfg.partial_kv_edits:
+                self._ops.append(KvClear(request.slot))
+                kept = 0
+            else:
+                self._ops.append(KvRemove(request.slot, kept, -1))
+        request.num_computed_tokens = kept
 
     def _plan(self, out: SchedulerOutput) -> None:
         cfg = self.config
@@ -326,6 +406,7 @@ class Scheduler:
         starved = [r for r in embeds if r._skipped_steps >= _STARVED_EMBED_STEPS]
         if starved:
             n_dec = min(n_dec, max(budget - starved[0].num_prompt_tokens, 0))
+        decoding = len(decodes)
         if n_dec < len(decodes):
             start = self._decode_rr % len(decodes)
             decodes = (decodes[start:] + decodes[:start])[:n_dec]
@@ -355,7 +436,12 @@ class Scheduler:
         start = self._prefill_rr % len(prefills)
         self._prefill_rr += 1
         order = prefills[start:] + prefills[:start]
-        caps = [self._prefill_cap(r) for r in order]
+        chunk = cfg.prefill_chunk_size
+        if cfg.adaptive_prefill_chunking:
+            if decoding:  # protect the decoding requests: a small shared prefill slice
+                remaining = min(remaining, chunk or max(16, budget // 8))
+            chunk = 0  # otherwise nothing to protect: the whole budget goes to prefill
+        caps = [self._prefill_cap(r, chunk) for r in order]
         shares = fair_shares(remaining, caps)
         if any(r.media_spans for r in order):
             shares = _fit_media_shares(order, caps, shares)
@@ -372,10 +458,10 @@ class Scheduler:
                     )
                 )
 
-    def _prefill_cap(self, request: Request) -> int:
+    def _prefill_cap(self, request: Request, chunk: int) -> int:
         cap = request.num_pending_tokens
-        if self.config.prefill_chunk_size:
-            cap = min(cap, self.config.prefill_chunk_size)
+        if chunk:
+            cap = min(cap, chunk)
         if request._snapshot_plan:
             cap = min(cap, request._snapshot_plan[0][0] - request.num_computed_tokens)
         if request.media_spans:

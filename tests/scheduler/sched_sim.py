@@ -31,11 +31,33 @@ def next_token(sequence: Sequence[int]) -> int:
     return 10 + acc % 5000
 
 
-def expected_output(prompt: Sequence[int], max_tokens: int, stop: bool = False) -> list[int]:
-    """What a request produces when run alone."""
+def shifted(seq: list[int], n_ctx: int, n_keep: int) -> list[int]:
+    """The reference context shift: while the sequence (its last token pending) does not
+    fit ``n_ctx``, keep ``n_keep`` tokens and drop half of the others before the pending
+    one; with nothing to drop keep only the pending token."""
+    while len(seq) > n_ctx:
+        n_past = len(seq) - 1
+        keep = min(n_keep, n_past)
+        drop = (n_past - keep) // 2
+        if drop == 0:
+            keep, drop = 0, n_past
+        seq = seq[:keep] + seq[keep + drop :]
+    return seq
+
+
+def expected_output(
+    prompt: Sequence[int],
+    max_tokens: int,
+    stop: bool = False,
+    n_ctx: int | None = None,
+    n_keep: int = 0,
+) -> list[int]:
+    """What a request produces when run alone (in a window of ``n_ctx`` that shifts)."""
     seq = list(prompt)
     out: list[int] = []
     while len(out) < max_tokens:
+        if n_ctx is not None:
+            seq = shifted(seq, n_ctx, n_keep)
         tok = next_token(seq)
         if stop and tok % 13 == 0:
             break
@@ -117,6 +139,9 @@ class FakeEngine:
                 f"but the sequence holds {len(seq)} tokens"
             )
             seq.extend(int(t) for t in chunk.tokens)
+            assert len(seq) <= self.sched.config.n_ctx_per_slot, (
+                f"slot {chunk.slot} holds {len(seq)} tokens, more than n_ctx_per_slot"
+            )
             if chunk.sample and chunk.request.kind == "generate":
                 tok = next_token(seq)
                 if self.stops and tok % 13 == 0:

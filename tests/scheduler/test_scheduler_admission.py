@@ -31,11 +31,21 @@ def test_queue_frees_up_after_admission() -> None:
     assert sched.num_waiting == 1 and sched.num_running == 1
 
 
-def test_prompt_plus_max_tokens_too_large_names_both_numbers() -> None:
+def test_prompt_that_fills_the_window_is_refused_naming_n_ctx_per_slot() -> None:
     sched = Scheduler(SchedulerConfig(n_ctx_per_slot=100))
-    with pytest.raises(RequestTooLargeError, match=r"90 tokens plus max_tokens=20.*=100"):
-        sched.add(req(1, n=90, max_tokens=20))
-    sched.add(req(2, n=80, max_tokens=20))  # exactly fits
+    with pytest.raises(RequestTooLargeError, match=r"100 tokens leaves no room.*=100"):
+        sched.add(req(1, n=100, max_tokens=1))
+    with pytest.raises(RequestTooLargeError, match=r"101 tokens leaves no room.*=100"):
+        sched.add(req(2, n=101))
+    sched.add(req(3, n=99, max_tokens=1))  # one cell left for the first decode
+    sched.add(req(4, n=90, max_tokens=500))  # generation past the window shifts the context
+
+
+def test_media_prompt_plus_max_tokens_must_fit_since_it_cannot_shift() -> None:
+    sched = Scheduler(SchedulerConfig(n_ctx_per_slot=100))
+    with pytest.raises(RequestTooLargeError, match=r"90 tokens plus max_tokens=20.*=100.*images"):
+        sched.add(req(1, n=90, max_tokens=20, media_spans=((2, 10),)))
+    sched.add(req(2, n=80, max_tokens=20, media_spans=((2, 10),)))  # exactly fits
 
 
 def test_embed_larger_than_one_batch_is_refused() -> None:
