@@ -18,7 +18,7 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     ├── EndpointNotFoundError (LookupError)        endpoint_not_found
     ├── AmbiguousEndpointError (LookupError)       ambiguous_endpoint
     ├── TargetNotFoundError (LookupError)          target_not_found
-    ├── TargetNotReadyError                        target_not_ready
+    ├── TargetNotReadyError                        target_not_ready, target_disabled
     ├── BackendError (ImportError)                 backend_unavailable
     ├── ModelLoadError                             model_load
     ├── QueueFullError                             queue_full
@@ -336,6 +336,10 @@ def _all_subclasses(cls: type[SippError]) -> list[type[SippError]]:
 
 
 _SIMPLE_CLASSES: dict[str, type[SippError]] = {}
+# Codes a gateway sends for a variant of a class, besides each class's ``default_code``.
+_VARIANT_CODES: dict[str, type[SippError]] = {
+    "target_disabled": TargetNotReadyError,  # a target an administrator disabled
+}
 
 
 def error_from_code(code: str, message: str, **extra: Any) -> SippError:
@@ -349,7 +353,7 @@ def error_from_code(code: str, message: str, **extra: Any) -> SippError:
             if sub in (EndpointError, ProviderError):
                 continue
             _SIMPLE_CLASSES.setdefault(sub.default_code, sub)
-    cls = _SIMPLE_CLASSES.get(code)
+    cls = _SIMPLE_CLASSES.get(code) or _VARIANT_CODES.get(code)
     if cls is None:
         return SippError(message, code=code)
     if issubclass(cls, RateLimitedError):

@@ -19,13 +19,20 @@ from sipp import (
     TimeoutPolicy,
 )
 from sipp.errors import (
+    AdmissionError,
     AuthenticationError,
     AuthorizationError,
+    BlockedError,
     EndpointError,
+    EngineDeadError,
     InvalidRequestError,
+    ProviderError,
+    QueueFullError,
     RateLimitedError,
     RequestTooLargeError,
+    SippError,
     TargetNotFoundError,
+    TargetNotReadyError,
 )
 from sipp.gateway import profile
 from sipp.types import EndpointRef
@@ -198,6 +205,12 @@ def test_cancel_of_finite_call_does_not_wait_for_the_server(client: SippClient) 
         (404, "target_not_found", TargetNotFoundError),
         (404, "resolution", TargetNotFoundError),
         (413, "request_too_large", RequestTooLargeError),
+        (403, "blocked", BlockedError),
+        (429, "admission", AdmissionError),
+        (429, "queue_full", QueueFullError),
+        (503, "target_not_ready", TargetNotReadyError),
+        (503, "target_disabled", TargetNotReadyError),
+        (500, "engine_dead", EngineDeadError),
     ],
 )
 def test_profile_error_bodies_come_back_as_the_same_class(
@@ -210,6 +223,27 @@ def test_profile_error_bodies_come_back_as_the_same_class(
         run = client.query("x", endpoint=add(client, server.url))
         with pytest.raises(expected, match=f"nope {code}"):
             run.result(timeout=10)
+
+
+def _codes() -> list[tuple[type[SippError], str]]:
+    """Every (public class, code) a Sipp gateway can put in an error body: each class's
+    default code and the variant codes it is raised with. (Private subclasses elsewhere
+    share their public base's code and come back as that base.)"""
+    found: list[tuple[type[SippError], str]] = []
+    todo = list(SippError.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__ == "sipp.errors" and cls not in (EndpointError, ProviderError):
+            found.append((cls, cls.default_code))
+    return [*found, (TargetNotReadyError, "target_disabled")]
+
+
+@pytest.mark.parametrize(("cls", "code"), _codes(), ids=lambda v: getattr(v, "__name__", v))
+def test_every_gateway_error_code_rebuilds_its_class(cls: type[SippError], code: str) -> None:
+    status, body = profile.error_response(cls("m", code=code))
+    rebuilt = profile.decode_error_body(status, json.dumps(body).encode())
+    assert type(rebuilt) is cls and rebuilt.code == code
 
 
 def test_rate_limit_carries_retry_after(client: SippClient) -> None:

@@ -5,9 +5,10 @@ Public pipeline, in order: client IP → blocklist (403 ``blocked``) → CORS pr
 method → rate limit (429) → body size (413) → bearer auth (401) → JSON decode (400) →
 token allowlist (403) → target (404; 503 while loading or disabled) → tokens-per-minute
 budgets of caller and target (429) → admission (429) → run on the gateway's SippClient
-(errors by their ``http_status``/``code``) → JSON or SSE. Every finished request is
-recorded in the metrics and the dashboard's :class:`Activity`, and its tokens are charged
-to the caller's and the target's budgets.
+(errors by their ``http_status``/``code``; an upstream rate limit is 429
+``rate_limited`` with its ``Retry-After``, see :func:`caller_error`) → JSON or SSE. Every
+finished request is recorded in the metrics and the dashboard's :class:`Activity`, and its
+tokens are charged to the caller's and the target's budgets.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sipp.errors import (
     AuthenticationError,
     AuthorizationError,
     BlockedError,
+    ProviderError,
     RateLimitedError,
     RequestTooLargeError,
     SippError,
@@ -51,7 +53,7 @@ from sipp.gateway.server.traffic import TokenBudgets
 from sipp.runs import SippEmbeddingRun, SippTextRun
 from sipp.types import TokenBatch
 
-__all__ = ["ClientGone", "GatewayState", "ManagementApp", "PublicApp"]
+__all__ = ["ClientGone", "GatewayState", "ManagementApp", "PublicApp", "caller_error"]
 
 
 
@@ -119,6 +121,22 @@ class ErrorStyle(Protocol):
 
 def profile_error(exc: SippError) -> tuple[int, Any]:
     return profile.error_response(exc)
+
+
+def caller_error(exc: SippError) -> SippError:
+    """The error as the gateway's caller sees it.
+
+    A target's upstream rate limit (a :class:`ProviderError` of kind ``rate_limited``:
+    HTTP 429 or a rate-limit error code from the provider) becomes 429 ``rate_limited``
+    with the upstream's ``Retry-After``. Every other provider failure, an upstream 401 or
+    403 included, stays a target failure (500 ``provider``): the gateway's caller did
+    authenticate, the gateway's own key was refused."""
+    if isinstance(exc, ProviderError) and exc.kind == "rate_limited":
+        limited = RateLimitedError(f"target is rate limited by its upstream: {exc.message}",
+                                   retry_after=exc.retry_after)
+        limited.__cause__ = exc
+        return limited
+    return exc
 
 
 def _error_headers(exc: SippError) -> list[tuple[bytes, bytes]]:
@@ -256,6 +274,7 @@ class PublicApp:
     async def _fail(self, ex: Exchange, route: Route, exc: SippError) -> None:
         if ex.status:  # response already started: nothing more to say in this shape
             return
+        exc = caller_error(exc)
         status, body = route.error_style(exc)
         await ex.json(status, body, _error_headers(exc))
 
@@ -341,7 +360,7 @@ class PublicApp:
         except SippError as exc:
             if not ex.status:
                 raise
-            await ex.body(encode.error(exc), more=False)
+            await ex.body(encode.error(caller_error(exc)), more=False)
             return None
         finally:
             watcher.cancel()
