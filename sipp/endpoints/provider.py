@@ -6,6 +6,11 @@ completions or one Anthropic user message, chat → chat completions or Anthropi
 embed → embeddings (Anthropic: unsupported). ``emit_tokens=True`` uses the provider's SSE
 stream. Failures are :class:`~sipp.errors.ProviderError` keeping provider, kind, status,
 the (redacted) body and ``retry_after``.
+
+A correlation header (:meth:`ProviderEndpoint.set_correlation_header`) is off by default;
+when set, every call sends the run's ``request_id`` under that header name. The gateway
+server turns it on for its provider targets (OpenAI: ``x-client-request-id``;
+OpenAI-compatible: the target's ``correlation_header``; Anthropic: none).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from sipp.providers._http import (
     RunDriver,
     retry_after_seconds,
 )
+from sipp.providers._validate import RESERVED_CORRELATION_HEADERS, check_header_name
 from sipp.providers.sse import SseError, SseParser
 from sipp.runs import RunSink
 from sipp.types import ChatMessage, EndpointRef
@@ -67,6 +73,29 @@ class ProviderEndpoint(Endpoint):
         self._headers = self._static_headers()
         self._secrets = self._secret_values()
         self._http = HttpClient(descriptor.timeouts)
+        self.correlation_header: str | None = None
+
+    def set_correlation_header(self, name: str | None) -> None:
+        """Send each run's ``request_id`` upstream under header ``name`` (None: stop).
+
+        The name must be a valid HTTP header name that is not a transport or
+        authentication header of this endpoint (``authorization``, ``content-type``, ...).
+        """
+        if name is None:
+            self.correlation_header = None
+            return
+        check_header_name("correlation_header", name)
+        taken = {key.lower() for key in self._headers} | RESERVED_CORRELATION_HEADERS
+        if name.lower() in taken:
+            raise ConfigurationError(
+                f"correlation_header must not replace the {name.lower()} header")
+        self.correlation_header = name
+
+    def _correlation(self, request_id: str) -> dict[str, str] | None:
+        header = self.correlation_header
+        if header is None or not request_id:
+            return None
+        return {header: request_id}
 
     def capability(self, operation: Operation) -> Capability:
         if operation == "embed" and self.provider == "anthropic":
@@ -122,6 +151,7 @@ class ProviderEndpoint(Endpoint):
             )
             path, parse = openai.CHAT_PATH, openai.parse_chat
         payload = _encode(body)
+        extra = self._correlation(request.request_id)
         driver = RunDriver(sink, self._new_call(), text=True)
         if stream:
             decoder = (
@@ -129,11 +159,13 @@ class ProviderEndpoint(Endpoint):
                 if self.provider == "anthropic"
                 else openai.OpenAIStream(request.operation)
             )
-            self._http.start(driver.call, self._stream(driver, path, payload, decoder))
+            self._http.start(driver.call,
+                             self._stream(driver, path, payload, decoder, extra))
         else:
             self._http.start(
                 driver.call,
-                self._finite(driver, path, payload, lambda obj: _text_payload(parse(obj))),
+                self._finite(driver, path, payload, lambda obj: _text_payload(parse(obj)),
+                             extra),
             )
 
     def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
@@ -153,6 +185,7 @@ class ProviderEndpoint(Endpoint):
             self._finite(
                 driver, openai.EMBEDDING_PATH, payload,
                 lambda obj: _embed_payload(openai.parse_embedding(obj)),
+                self._correlation(request.request_id),
             ),
         )
 
@@ -192,9 +225,12 @@ class ProviderEndpoint(Endpoint):
     def _url(self, path: str) -> str:
         return self._base + path
 
-    async def _post(self, call: HttpCall, path: str, payload: bytes, *, stream: bool) -> Response:
+    async def _post(self, call: HttpCall, path: str, payload: bytes, *, stream: bool,
+                    extra: dict[str, str] | None) -> Response:
         headers = dict(self._headers)
         headers["Accept"] = "text/event-stream" if stream else _JSON
+        if extra:
+            headers.update(extra)
         response = await call.post(self._url(path), headers, payload, stream=stream)
         status: int = response.status
         if not 200 <= status < 300:
@@ -209,11 +245,12 @@ class ProviderEndpoint(Endpoint):
         return response
 
     async def _finite(
-        self, driver: RunDriver, path: str, payload: bytes, build: Callable[[Any], dict[str, Any]]
+        self, driver: RunDriver, path: str, payload: bytes,
+        build: Callable[[Any], dict[str, Any]], extra: dict[str, str] | None = None,
     ) -> None:
         call = driver.call
         try:
-            response = await self._post(call, path, payload, stream=False)
+            response = await self._post(call, path, payload, stream=False, extra=extra)
             body, truncated = await call.read_body(response, MAX_RESPONSE_BYTES)
             if truncated:
                 raise ProviderFormatError(f"response exceeded {MAX_RESPONSE_BYTES} bytes")
@@ -232,10 +269,11 @@ class ProviderEndpoint(Endpoint):
     async def _stream(
         self, driver: RunDriver, path: str, payload: bytes,
         decoder: openai.OpenAIStream | anthropic.AnthropicStream,
+        extra: dict[str, str] | None = None,
     ) -> None:
         call = driver.call
         try:
-            response = await self._post(call, path, payload, stream=True)
+            response = await self._post(call, path, payload, stream=True, extra=extra)
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith("text/event-stream"):
                 body, _ = await call.read_body(response, MAX_ERROR_BODY_BYTES)

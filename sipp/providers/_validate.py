@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from sipp.errors import ConfigurationError
 
 __all__ = [
+    "RESERVED_CORRELATION_HEADERS",
     "check_base_url",
     "check_header_name",
     "check_header_value",
@@ -22,6 +23,12 @@ __all__ = [
 ]
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+# Header names a request-correlation header may not take: transport and auth headers.
+RESERVED_CORRELATION_HEADERS = frozenset({
+    "accept", "accept-encoding", "anthropic-version", "authorization", "connection",
+    "content-length", "content-type", "host", "transfer-encoding", "user-agent", "x-api-key",
+})
 
 
 def is_loopback_host(host: str) -> bool:

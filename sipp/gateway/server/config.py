@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sipp.errors import ConfigurationError
+from sipp.providers._validate import RESERVED_CORRELATION_HEADERS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -316,15 +317,18 @@ class _Reader:
         return tuple(out)
 
     def url(self, data: Mapping[str, Any], path: str, key: str, *, required: bool) -> str | None:
+        """A provider base URL, checked exactly as ``serve`` checks it: absolute http(s),
+        no credentials, query or fragment, and https unless the host is loopback."""
+        from sipp.providers._validate import check_base_url
+
         value = self.text(data, path, key, required=required)
         if value is None:
             return None
-        match = re.match(r"^(https?)://([^/?#@\s]+)(/[^?#\s]*)?$", value)
-        if not match:
-            self.fail(_join(path, key), "must be an absolute http(s) URL without credentials, "
-                                        f"query or fragment, got {value!r}")
+        try:
+            return check_base_url(key, value, https_unless_loopback=True)
+        except ConfigurationError as exc:
+            self.fail(_join(path, key), exc.message.removeprefix(f"{key} "))
             return None
-        return value.rstrip("/")
 
 
 def _join(path: str, key: str) -> str:
@@ -575,8 +579,27 @@ def _target(r: _Reader, item: Any, path: str) -> Target | None:
     header = r.text(table, path, "correlation_header", required=False)
     if header is not None and not _HEADER_NAME.match(header):
         r.fail(f"{path}.correlation_header", f"must be an HTTP header name, got {header!r}")
+        header = None
+    elif header is not None and header.lower() in RESERVED_CORRELATION_HEADERS:
+        r.fail(f"{path}.correlation_header",
+               f"must not replace the {header.lower()} header the gateway sends")
+        header = None
     return OpenAICompatibleTarget(name, model, r.url(table, path, "base_url", required=True) or "",
                                   r.env_name(table, path, "token_env"), header, timeout)
+
+
+def _serve_checks(r: _Reader, target: Target, path: str) -> None:
+    """Build what ``serve`` builds from ``target`` (its endpoint descriptor, with a
+    placeholder secret; no model is loaded) so ``check`` refuses whatever ``serve`` would."""
+    from sipp.gateway.server.targets import descriptor_for, local_runtime
+
+    try:
+        if isinstance(target, LocalTarget):
+            local_runtime(target)
+        else:
+            descriptor_for(target, "check-placeholder-secret")
+    except ConfigurationError as exc:
+        r.fail(path, exc.message)
 
 
 def _targets(r: _Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:
@@ -590,9 +613,12 @@ def _targets(r: _Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:
     targets: list[Target] = []
     names: set[str] = set()
     for index, item in enumerate(raw):
+        before = len(r.issues)
         target = _target(r, item, f"targets[{index}]")
         if target is None:
             continue
+        if len(r.issues) == before:
+            _serve_checks(r, target, f"targets[{index}]")
         if target.name and target.name in names:
             r.fail(f"targets[{index}].name", f"duplicate target: {target.name}")
         names.add(target.name)

@@ -43,7 +43,7 @@ class Exchange:
         self.usage: Any = None  # the run's usage mapping, once known (for accounting)
         self.streaming = False
         rid = self.header(b"x-request-id")
-        if rid is None or not rid or len(rid) > 128 or not rid.isascii():
+        if rid is None or not rid or len(rid) > 128 or not all(0x21 <= b <= 0x7E for b in rid):
             self.request_id = "gw-" + os.urandom(8).hex()
         else:
             self.request_id = rid.decode("ascii")

@@ -24,9 +24,12 @@ from sipp.gateway.server.config import (
 from sipp.gateway.server.logging import logger
 from sipp.types import EndpointRef
 
-__all__ = ["TargetRegistry", "TargetState", "descriptor_for"]
+__all__ = ["OPENAI_CORRELATION_HEADER", "TargetRegistry", "TargetState", "correlation_header",
+           "descriptor_for", "local_runtime"]
 
 _BACKEND_ENV = "SIPP_PYTHON_BACKEND"
+# The header OpenAI reads a caller's request id from.
+OPENAI_CORRELATION_HEADER = "x-client-request-id"
 
 
 def _timeout(seconds: float | None) -> TimeoutPolicy | None:
@@ -35,7 +38,9 @@ def _timeout(seconds: float | None) -> TimeoutPolicy | None:
     return TimeoutPolicy(connect=min(10.0, seconds), request=seconds, stream_read=seconds)
 
 
-def _local_runtime(target: LocalTarget) -> Any:
+def local_runtime(target: LocalTarget) -> Any:
+    """The local target's ``NativeRuntimeConfig`` (its ``runtime`` table plus ``stats`` and
+    the cpu backend's placement)."""
     from sipp.config import NativeRuntimeConfig
 
     data: dict[str, Any] = copy.deepcopy(dict(target.runtime or {}))
@@ -53,7 +58,7 @@ def descriptor_for(target: Target, key: str | None) -> Any:
         path = Path(target.model)
         if not path.is_absolute():
             path = Path.cwd() / path
-        return LocalModelDescriptor(str(path), _local_runtime(target))
+        return LocalModelDescriptor(str(path), local_runtime(target))
     if isinstance(target, OpenAITarget):
         return ProviderDescriptor("openai", target.model, api_key=key, base_url=target.base_url,
                                   timeout=_timeout(target.timeout_seconds))
@@ -64,6 +69,17 @@ def descriptor_for(target: Target, key: str | None) -> Any:
     assert isinstance(target, OpenAICompatibleTarget)
     return ProviderDescriptor("openai_compatible", target.model, api_key=key,
                               base_url=target.base_url, timeout=_timeout(target.timeout_seconds))
+
+
+def correlation_header(target: Target) -> str | None:
+    """The header that carries the gateway request id to ``target``'s upstream: OpenAI's
+    ``x-client-request-id``, an OpenAI-compatible target's ``correlation_header``, none
+    for Anthropic and local targets."""
+    if isinstance(target, OpenAITarget):
+        return OPENAI_CORRELATION_HEADER
+    if isinstance(target, OpenAICompatibleTarget):
+        return target.correlation_header
+    return None
 
 
 def _select_backend(config: GatewayConfig) -> None:
@@ -121,6 +137,7 @@ class TargetRegistry:
             try:
                 self.client.add(state.target.name,
                                 descriptor_for(state.target, self._keys.get(state.target.name)))
+                self._correlate(state)
             except (SippError, OSError, ImportError) as exc:
                 state.status = "failed"
                 state.error = str(exc)
@@ -131,6 +148,16 @@ class TargetRegistry:
             logger.info("target loaded", extra={"target": state.target.name,
                                                 "type": state.target.type})
         self.ready = True
+
+    def _correlate(self, state: TargetState) -> None:
+        header = correlation_header(state.target)
+        if header is None:
+            return
+        from sipp.endpoints.provider import ProviderEndpoint
+
+        endpoint = self.client.endpoint(state.ref)
+        if isinstance(endpoint, ProviderEndpoint):
+            endpoint.set_correlation_header(header)
 
     async def load_all(self) -> None:
         await asyncio.to_thread(self.load_all_sync)

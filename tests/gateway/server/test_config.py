@@ -113,7 +113,15 @@ BAD = [
     ("targets.1.name", "alpha", "targets[1].name", "duplicate target: alpha"),
     ("targets.0.type", "ollama", "targets[0].type", "one of: local, openai"),
     ("targets.0.model", " m ", "targets[0].model", "non-empty trimmed string"),
-    ("targets.0.base_url", "ftp://x", "targets[0].base_url", "absolute http(s) URL"),
+    ("targets.0.base_url", "ftp://x", "targets[0].base_url", "absolute HTTP(S) URL"),
+    # serve refuses plain http to a non-loopback host; check must say so too
+    ("targets.0.base_url", "http://api.example.com/v1", "targets[0].base_url",
+     "must use https unless the host is loopback"),
+    ("targets.1.base_url", "http://localhost:8000/v1", None, None),
+    ("targets.0.base_url", "https://u:p@api.example.com/v1", "targets[0].base_url",
+     "must not contain user credentials"),
+    ("targets.0.base_url", "https://api.example.com:99999/v1", "targets[0].base_url",
+     "invalid port"),
     ("targets.0.timeout_seconds", 0, "targets[0].timeout_seconds", "greater than zero"),
     ("targets.0.version", "2023-06-01", "targets[0].version", "unknown field"),
     ("targets.1.api_key_env", _DEL, "targets[1].api_key_env", "is required"),
@@ -130,6 +138,12 @@ BAD = [
     ("targets.0", {"name": "c", "type": "openai_compatible", "model": "m", "token_env": "KEY_A",
                    "base_url": "https://x.example/v1", "correlation_header": "bad header"},
      "targets[0].correlation_header", "HTTP header name"),
+    ("targets.0", {"name": "c", "type": "openai_compatible", "model": "m", "token_env": "KEY_A",
+                   "base_url": "http://10.0.0.5:8000/v1"},
+     "targets[0].base_url", "must use https unless the host is loopback"),
+    ("targets.0", {"name": "c", "type": "openai_compatible", "model": "m", "token_env": "KEY_A",
+                   "base_url": "https://x.example/v1", "correlation_header": "Authorization"},
+     "targets[0].correlation_header", "must not replace the authorization header"),
 ]
 
 
@@ -147,6 +161,24 @@ def test_bad_configs_name_the_field(path: str, value: Any, field: str | None,
     found = {issue.path: issue.message for issue in info.value.issues}
     assert field in found, found
     assert message is not None and message in found[field], found
+
+
+@pytest.mark.parametrize("url", ["http://api.example.com/v1", "http://10.1.2.3/v1",
+                                 "https://u:p@api.example.com", "https://x.example/v1?a=1"])
+def test_check_refuses_what_serve_refuses(url: str) -> None:
+    """``check`` and ``serve`` (which builds the target's ProviderDescriptor) agree."""
+    from sipp.gateway.server.config import OpenAITarget
+    from sipp.gateway.server.targets import descriptor_for
+
+    cfg = copy.deepcopy(BASE_CONFIG)
+    cfg["targets"][0]["base_url"] = url
+    with pytest.raises(GatewayConfigError) as info:
+        parse_config(cfg)
+    issue = {i.path: i.message for i in info.value.issues}["targets[0].base_url"]
+    target = OpenAITarget("alpha", "m-a", "KEY_A", url, None)
+    with pytest.raises(ConfigurationError) as served:
+        descriptor_for(target, "sk-a")
+    assert served.value.message == f"base_url {issue}"
 
 
 def test_all_problems_are_reported_at_once() -> None:

@@ -1,4 +1,8 @@
-"""A mock OpenAI upstream on a loopback port (threaded stdlib HTTP server)."""
+"""A mock OpenAI upstream on a loopback port (threaded stdlib HTTP server).
+
+It answers with the OpenAI wire format (finite JSON and SSE) when the bearer key is
+``sk-a`` (401 otherwise), or with ``reply`` when a test sets one; ``seen`` records every
+request's path, headers and body."""
 
 from __future__ import annotations
 
@@ -18,6 +22,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         self.server.seen.append((self.path, dict(self.headers), body))
+        if self.server.reply is not None:
+            status, obj, headers = self.server.reply
+            self._json(status, obj, headers)
+            return
         if self.headers.get("authorization") != "Bearer sk-a":
             self._json(401, {"error": {"message": "bad key", "type": "authentication_error"}})
             return
@@ -56,11 +64,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
-    def _json(self, status: int, obj: Any) -> None:
+    def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -71,6 +81,8 @@ class MockOpenAI(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.seen: list[tuple[str, dict[str, str], Any]] = []
+        # (status, JSON body, headers) to answer every request with, instead of the script.
+        self.reply: tuple[int, Any, dict[str, str]] | None = None
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
