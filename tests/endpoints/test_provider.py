@@ -238,6 +238,38 @@ def test_provider_options_cannot_override_typed_fields(client: SippClient, key: 
     assert server.requests == []
 
 
+@pytest.mark.parametrize("key", ["model", "prompt", "max_tokens", "temperature", "top_p",
+                                 "stop", "stream"])
+def test_provider_options_cannot_override_typed_query_fields(
+    client: SippClient, key: str
+) -> None:
+    with LoopbackServer(openai_handler) as server:
+        ref = add_openai(client, server.url)
+        run = client.query("p", endpoint=ref, provider_options={key: "x"})
+        with pytest.raises(ProviderError, match=f"cannot override typed field: {key}") as info:
+            run.result(timeout=10)
+    assert info.value.kind == "invalid_request"
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("key", ["model", "messages", "system", "max_tokens", "stop_sequences",
+                                 "stream"])
+@pytest.mark.parametrize("operation", ["query", "chat"])
+def test_anthropic_provider_options_cannot_override_typed_fields(
+    client: SippClient, key: str, operation: str
+) -> None:
+    with LoopbackServer(anthropic_handler) as server:
+        ref = add_anthropic(client, server.url)
+        if operation == "query":
+            run = client.query("p", endpoint=ref, provider_options={key: "x"})
+        else:
+            run = client.chat([ChatMessage("user", "u")], endpoint=ref,
+                              provider_options={key: "x"})
+        with pytest.raises(ProviderError, match=f"cannot override typed field: {key}"):
+            run.result(timeout=10)
+    assert server.requests == []
+
+
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [
@@ -324,6 +356,129 @@ def test_malformed_or_truncated_openai_stream(client: SippClient, events: Any) -
         with pytest.raises(ProviderError, match="invalid response") as info:
             run.result(timeout=10)
     assert info.value.kind == "provider"
+
+
+def _anthropic_delta(text: str) -> tuple[str, Any]:
+    return ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                    "delta": {"type": "text_delta", "text": text}})
+
+
+@pytest.mark.parametrize(
+    ("events", "message"),
+    [
+        ([("content_block_delta", "{broken")], "not valid JSON"),
+        ([("content_block_delta", "[1, 2]")], "must be a JSON object"),
+        ([("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                   "delta": {"type": "text_delta"}})], "missing text"),
+        ([_anthropic_delta("a")], "message_stop"),  # the stream ends without message_stop
+        ([("message_start", {"type": "message_start", "message": {
+            "usage": {"input_tokens": "many"}}})], "input_tokens"),
+    ],
+)
+def test_malformed_anthropic_stream(client: SippClient, events: Any, message: str) -> None:
+    with LoopbackServer(lambda ex: sse(ex, events)) as server:
+        ref = add_anthropic(client, server.url)
+        run = client.query("x", endpoint=ref, emit_tokens=True)
+        with pytest.raises(ProviderError, match="invalid response") as info:
+            run.result(timeout=10)
+    assert message in str(info.value)
+    assert info.value.kind == "provider"
+
+
+def _reset_after_first_event(first: bytes) -> Callable[[Exchange], None]:
+    def handle(ex: Exchange) -> None:
+        ex.start_stream()
+        ex.write(first)
+        time.sleep(0.1)
+        ex.reset()
+
+    return handle
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_connection_reset_mid_stream(client: SippClient, provider: str) -> None:
+    if provider == "openai":
+        first = b'data: {"id":"c","model":"m","choices":[{"index":0,"text":"par"}]}\n\n'
+        add = add_openai
+    else:
+        first = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                 b'"delta":{"type":"text_delta","text":"par"}}\n\n')
+        add = add_anthropic
+    with LoopbackServer(_reset_after_first_event(first)) as server:
+        ref = add(client, server.url)
+        run = client.query("x", endpoint=ref, emit_tokens=True)
+        batches: list[str] = []
+        started = time.monotonic()
+        with pytest.raises(ProviderError, match="connection") as info:
+            for batch in run.tokens():
+                batches.append(batch.text)
+        assert time.monotonic() - started < 5
+        with pytest.raises(ProviderError):
+            run.result(timeout=5)
+    assert batches == ["par"]
+    assert (info.value.provider, info.value.kind) == (provider, "transport")
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_stream_read_timeout(client: SippClient, provider: str) -> None:
+    release = threading.Event()
+
+    def handle(ex: Exchange) -> None:
+        ex.start_stream()
+        if provider == "openai":
+            ex.write(b'data: {"id":"c","model":"m","choices":[{"index":0,"text":"a"}]}\n\n')
+        else:
+            ex.write(b'event: ping\ndata: {"type":"ping"}\n\n')
+        release.wait(5)  # then silence: longer than stream_read
+
+    with LoopbackServer(handle) as server:
+        policy = TimeoutPolicy(connect=2, request=30, stream_read=0.3)
+        ref = (add_openai if provider == "openai" else add_anthropic)(
+            client, server.url, timeout=policy)
+        started = time.monotonic()
+        run = client.query("x", endpoint=ref, emit_tokens=True)
+        with pytest.raises(ProviderError, match="read timed out") as info:
+            run.result(timeout=10)
+        elapsed = time.monotonic() - started
+        release.set()
+    assert info.value.kind == "timeout"
+    assert 0.25 < elapsed < 5  # the read deadline, not the 30 s request deadline
+
+
+def test_correlation_header_is_off_by_default_and_carries_the_request_id(
+    client: SippClient,
+) -> None:
+    from sipp.endpoints.provider import ProviderEndpoint
+
+    with LoopbackServer(openai_handler) as server:
+        ref = add_openai(client, server.url)
+        client.query("x", endpoint=ref, request_id="rid-1").result(timeout=10)
+        endpoint = client.endpoint(ref)
+        assert isinstance(endpoint, ProviderEndpoint)
+        endpoint.set_correlation_header("X-Client-Request-Id")
+        client.query("x", endpoint=ref, request_id="rid-2").result(timeout=10)
+        run = client.chat([ChatMessage("user", "u")], endpoint=ref, request_id="rid-3",
+                          emit_tokens=True)
+        run.result(timeout=10)
+        client.embed("x", endpoint=ref, request_id="rid-4").result(timeout=10)
+        endpoint.set_correlation_header(None)
+        client.query("x", endpoint=ref, request_id="rid-5").result(timeout=10)
+    sent = [r.headers.get("x-client-request-id") for r in server.requests]
+    assert sent == [None, "rid-2", "rid-3", "rid-4", None]
+
+
+@pytest.mark.parametrize("name", ["Authorization", "content-type", "bad header", ""])
+def test_correlation_header_cannot_replace_transport_or_auth_headers(
+    client: SippClient, name: str
+) -> None:
+    from sipp.endpoints.provider import ProviderEndpoint
+
+    ref = add_openai(client, "http://127.0.0.1:9")
+    endpoint = client.endpoint(ref)
+    assert isinstance(endpoint, ProviderEndpoint)
+    with pytest.raises(ConfigurationError, match="correlation_header"):
+        endpoint.set_correlation_header(name)
+    assert endpoint.correlation_header is None
 
 
 def test_invalid_json_finite_response(client: SippClient) -> None:
