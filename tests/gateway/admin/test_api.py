@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 
+from sipp.gateway.server.admin.api import API_ROUTES, ApiRoute
 from tests.gateway.admin.conftest import (
     ADMIN_PASSWORD,
     CSRF_HEADER,
@@ -23,15 +24,29 @@ from tests.gateway.server.conftest import RunningGateway
 StartGateway = Callable[..., RunningGateway]
 MakeAdmin = Callable[..., Admin]
 
-MUTATING = [
-    ("PUT", "/api/security/rate-limit", {"enabled": True, "requestsPerMinute": 5, "burst": 1}),
-    ("POST", "/api/security/blocklist/203.0.113.9", None),
-    ("DELETE", "/api/security/blocklist/203.0.113.9", None),
-    ("PUT", "/api/controls/concurrency", {"limit": 3}),
-    ("PUT", "/api/controls/targets/alpha", {"enabled": False}),
-    ("PUT", "/api/controls/token-limits/caller/all", {"tokensPerMinute": 10}),
-    ("PUT", "/api/controls/token-limits/target/beta", {"tokensPerMinute": 10}),
-]
+# Logging in and out are the only state-changing admin routes without CSRF.
+CSRF_EXEMPT = {("POST", "session"), ("DELETE", "session")}
+# A valid request for each mutating route: the "*" segment and the JSON body.
+SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
+    ("PUT", "security/rate-limit"): ("", {"enabled": True, "requestsPerMinute": 5, "burst": 1}),
+    ("POST", "security/blocklist/*"): ("203.0.113.9", None),
+    ("DELETE", "security/blocklist/*"): ("203.0.113.9", None),
+    ("PUT", "controls/concurrency"): ("", {"limit": 3}),
+    ("PUT", "controls/targets/*"): ("alpha", {"enabled": False}),
+    ("PUT", "controls/token-limits/caller/*"): ("all", {"tokensPerMinute": 10}),
+    ("PUT", "controls/token-limits/target/*"): ("beta", {"tokensPerMinute": 10}),
+}
+# Every mutating route of the admin app's own route table, so none can skip the checks.
+MUTATING_ROUTES = [route for route in API_ROUTES
+                   if route.method != "GET" and (route.method, route.path) not in CSRF_EXEMPT]
+
+
+def _concrete(route: ApiRoute) -> tuple[str, str, Any]:
+    argument, body = SAMPLES.get((route.method, route.path), ("x", {}))
+    return route.method, "/api/" + route.path.replace("*", argument), body
+
+
+MUTATING = [_concrete(route) for route in MUTATING_ROUTES]
 VIEWS = ["/api/overview", "/api/timeseries", "/api/routes", "/api/targets", "/api/clients",
          "/api/security"]
 
@@ -102,10 +117,21 @@ def test_session_expires_after_ttl(admin_gateway: StartGateway, admin_client: Ma
     assert admin.get("/api/session").status_code == 401
 
 
-@pytest.mark.parametrize(("method", "path", "body"), MUTATING)
+def test_route_table_protects_every_mutating_route() -> None:
+    assert MUTATING_ROUTES, "the admin route table lists no mutating routes"
+    for route in API_ROUTES:
+        if route.method == "GET" or (route.method, route.path) in CSRF_EXEMPT:
+            assert not route.csrf or route.method != "GET", route
+            continue
+        assert route.session and route.csrf, f"{route} must need a session and CSRF"
+        assert (route.method, route.path) in SAMPLES, f"add a valid sample request for {route}"
+
+
+@pytest.mark.parametrize("route", MUTATING_ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_mutating_routes_need_session_and_csrf(admin_gateway: StartGateway,
-                                               admin_client: MakeAdmin, method: str,
-                                               path: str, body: Any) -> None:
+                                               admin_client: MakeAdmin,
+                                               route: ApiRoute) -> None:
+    method, path, body = _concrete(route)
     gw = admin_gateway()
     state = gw.server.state
     anonymous = admin_client(gw)
@@ -241,6 +267,9 @@ def test_token_per_minute_limits(admin_gateway: StartGateway, admin_client: Make
     assert r.status_code in (403, 429)  # limited caller may not use beta at all
     r = public(gw, model="beta")
     assert r.status_code == 429 and "target beta" in r.json()["error"]["message"]
+    assert r.json()["error"]["code"] == "rate_limited"
+    # beta had 5 tokens, used 5; one more token at 5/60 per second is 12 s away
+    assert r.headers["retry-after"] == "12"
     assert public(gw, model="alpha").status_code == 200
     limits = admin.get("/api/security").json()["security"]["tokenLimits"]
     assert limits[0]["available"] == 0

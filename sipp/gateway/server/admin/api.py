@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sipp.errors import RequestTooLargeError
 from sipp.gateway.server.admin import views
@@ -23,7 +23,7 @@ from sipp.gateway.server.logging import logger
 if TYPE_CHECKING:
     from sipp.gateway.server.app import GatewayState
 
-__all__ = ["COOKIE_NAME", "CSRF_HEADER", "AdminApp"]
+__all__ = ["API_ROUTES", "COOKIE_NAME", "CSRF_HEADER", "AdminApp", "ApiRoute"]
 
 COOKIE_NAME = "sipp_gateway_admin"
 CSRF_HEADER = "x-sipp-admin-csrf"
@@ -51,6 +51,42 @@ def _unauthorized() -> AdminError:
 View = Callable[[Exchange, Session | None, str], Awaitable[Any]]
 
 
+class ApiRoute(NamedTuple):
+    """One admin API route: ``path`` under ``<admin>/api/`` (``*`` matches a final
+    segment), the :class:`AdminApp` method serving it, and whether it needs a session and
+    the CSRF header."""
+
+    method: str
+    path: str
+    view: str
+    session: bool
+    csrf: bool
+
+
+# The admin API's route table. Every route that changes state needs session and CSRF,
+# except logging in and out (a test holds the table to that).
+API_ROUTES: tuple[ApiRoute, ...] = (
+    ApiRoute("GET", "session", "_session_get", session=False, csrf=False),
+    ApiRoute("POST", "session", "_session_post", session=False, csrf=False),
+    ApiRoute("DELETE", "session", "_session_delete", session=False, csrf=False),
+    ApiRoute("GET", "overview", "_overview", session=True, csrf=False),
+    ApiRoute("GET", "timeseries", "_timeseries", session=True, csrf=False),
+    ApiRoute("GET", "routes", "_routes_view", session=True, csrf=False),
+    ApiRoute("GET", "targets", "_targets", session=True, csrf=False),
+    ApiRoute("GET", "clients", "_clients", session=True, csrf=False),
+    ApiRoute("GET", "security", "_security", session=True, csrf=False),
+    ApiRoute("PUT", "security/rate-limit", "_set_rate_limit", session=True, csrf=True),
+    ApiRoute("POST", "security/blocklist/*", "_block", session=True, csrf=True),
+    ApiRoute("DELETE", "security/blocklist/*", "_unblock", session=True, csrf=True),
+    ApiRoute("PUT", "controls/concurrency", "_set_concurrency", session=True, csrf=True),
+    ApiRoute("PUT", "controls/targets/*", "_set_target", session=True, csrf=True),
+    ApiRoute("PUT", "controls/token-limits/caller/*", "_set_caller_limit", session=True,
+             csrf=True),
+    ApiRoute("PUT", "controls/token-limits/target/*", "_set_target_limit", session=True,
+             csrf=True),
+)
+
+
 class AdminApp:
     """Serves every path under the configured admin route ``base``."""
 
@@ -60,24 +96,9 @@ class AdminApp:
         self.sessions = SessionStore(state.clock)
         self.throttle = LoginThrottle(state.clock)
         self.static = StaticFiles(self.base + "/")
-        # (method, path) -> (view, needs session, needs CSRF); "*" matches a final segment.
         self._routes: dict[tuple[str, str], tuple[View, bool, bool]] = {
-            ("GET", "session"): (self._session_get, False, False),
-            ("POST", "session"): (self._session_post, False, False),
-            ("DELETE", "session"): (self._session_delete, False, False),
-            ("GET", "overview"): (self._overview, True, False),
-            ("GET", "timeseries"): (self._timeseries, True, False),
-            ("GET", "routes"): (self._routes_view, True, False),
-            ("GET", "targets"): (self._targets, True, False),
-            ("GET", "clients"): (self._clients, True, False),
-            ("GET", "security"): (self._security, True, False),
-            ("PUT", "security/rate-limit"): (self._set_rate_limit, True, True),
-            ("POST", "security/blocklist/*"): (self._block, True, True),
-            ("DELETE", "security/blocklist/*"): (self._unblock, True, True),
-            ("PUT", "controls/concurrency"): (self._set_concurrency, True, True),
-            ("PUT", "controls/targets/*"): (self._set_target, True, True),
-            ("PUT", "controls/token-limits/caller/*"): (self._set_caller_limit, True, True),
-            ("PUT", "controls/token-limits/target/*"): (self._set_target_limit, True, True),
+            (route.method, route.path): (getattr(self, route.view), route.session, route.csrf)
+            for route in API_ROUTES
         }
 
     def owns(self, path: str) -> bool:
