@@ -13,11 +13,12 @@ from sipp.native._owner import Owner
 from sipp.native.batch import LlamaBatch
 from sipp.native.model import LlamaModel
 
-__all__ = ["ATTENTION_TYPES", "FLASH_ATTN", "KV_TYPES", "POOLING", "LlamaContext"]
+__all__ = ["ATTENTION_TYPES", "FLASH_ATTN", "KV_TYPES", "POOLING", "ROPE_SCALING", "LlamaContext"]
 
 POOLING: dict[str, int] = {"unspecified": -1, "none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}  # fmt: skip  # noqa: E501
 ATTENTION_TYPES: dict[str, int] = {"unspecified": -1, "causal": 0, "non_causal": 1}
 FLASH_ATTN: dict[str, int] = {"auto": -1, "off": 0, "on": 1}
+ROPE_SCALING: dict[str, int] = {"unspecified": -1, "none": 0, "linear": 1, "yarn": 2, "longrope": 3}  # fmt: skip  # noqa: E501
 KV_TYPES: dict[str, int] = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20, "bf16": 30}  # fmt: skip  # noqa: E501
 
 _UINT_PARAMS = (
@@ -29,9 +30,19 @@ _UINT_PARAMS = (
     "n_outputs_max_per_seq",
 )
 _INT_PARAMS = ("n_threads", "n_threads_batch")
+_FLOAT_PARAMS = (
+    "rope_freq_base",
+    "rope_freq_scale",
+    "yarn_ext_factor",
+    "yarn_attn_factor",
+    "yarn_beta_fast",
+    "yarn_beta_slow",
+)
+_ORIG_CTX = "yarn_orig_ctx"
 _BOOL_PARAMS = ("embeddings", "offload_kqv", "no_perf", "op_offload", "swa_full", "kv_unified")
 _CHOICE_PARAMS: dict[str, tuple[str, dict[str, int]]] = {
     "pooling_type": ("pooling_type", POOLING),
+    "rope_scaling_type": ("rope_scaling_type", ROPE_SCALING),
     "attention_type": ("attention_type", ATTENTION_TYPES),
     "flash_attn": ("flash_attn_type", FLASH_ATTN),
     "type_k": ("type_k", KV_TYPES),
@@ -52,7 +63,11 @@ class LlamaContext(Owner):
     Booleans: ``embeddings``, ``offload_kqv``, ``no_perf``, ``op_offload``, ``swa_full``,
     ``kv_unified``. Choices: ``pooling_type`` (none, mean, cls, last, rank),
     ``attention_type`` (causal, non_causal), ``flash_attn`` (auto, on, off), ``type_k`` /
-    ``type_v`` (f16, q8_0...). All calls on one context must come from one thread.
+    ``type_v`` (f16, q8_0...), ``rope_scaling_type`` (none, linear, yarn, longrope).
+    RoPE numbers: ``rope_freq_base``, ``rope_freq_scale``, ``yarn_orig_ctx`` (0 = from the
+    model), ``yarn_ext_factor``, ``yarn_attn_factor``, ``yarn_beta_fast``,
+    ``yarn_beta_slow`` (negative = from the model). All calls on one context must come
+    from one thread.
     """
 
     _kind = "LlamaContext"
@@ -70,7 +85,15 @@ class LlamaContext(Owner):
         for key, value in params.items():
             if value is None:
                 continue
-            if key in _UINT_PARAMS or key in _INT_PARAMS:
+            if key in _FLOAT_PARAMS:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{key} must be a number, got {value!r}")
+                setattr(cparams, key, float(value))
+            elif key == _ORIG_CTX:
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"{key} must be an int >= 0, got {value!r}")
+                setattr(cparams, key, value)
+            elif key in _UINT_PARAMS or key in _INT_PARAMS:
                 low = 0 if key in _UINT_PARAMS else 1
                 if not isinstance(value, int) or isinstance(value, bool) or value < low:
                     raise ValueError(f"{key} must be an int >= {low}, got {value!r}")

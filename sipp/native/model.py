@@ -7,7 +7,7 @@ import os
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from sipp.native._gguf import GgufInfo, check_model_file
 from sipp.native._lib import get_native, recent_log_errors
 from sipp.native._owner import Owner
 
-__all__ = ["LOAD_MODES", "POOLING_TYPES", "SPLIT_MODES", "LlamaModel"]
+__all__ = ["LOAD_MODES", "POOLING_TYPES", "SPLIT_MODES", "Device", "LlamaModel", "list_devices"]
 
 SPLIT_MODES: dict[str, int] = {"none": 0, "layer": 1, "row": 2, "tensor": 3}
 LOAD_MODES: dict[str, int] = {
@@ -37,6 +37,54 @@ def _amx_weight_buffers_loaded(system_info: str) -> bool:
     return "AMX_INT8 = 1" in system_info
 
 
+_DEVICE_TYPES: dict[int, str] = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel", 4: "meta"}
+
+
+class Device(NamedTuple):
+    """One ggml device: its name, type (cpu, gpu, igpu, accel, meta) and memory in bytes."""
+
+    name: str
+    type: str
+    memory_free: int = 0
+    memory_total: int = 0
+
+
+def list_devices() -> list[Device]:
+    """Every ggml device the loaded backend sees, in ggml's order (opens the backend)."""
+    native = get_native()
+    ffi, lib = native.ffi, native.lib
+    free, total = ffi.new("size_t *"), ffi.new("size_t *")
+    out: list[Device] = []
+    for i in range(lib.ggml_backend_dev_count()):
+        dev = lib.ggml_backend_dev_get(i)
+        name = ffi.string(lib.ggml_backend_dev_name(dev)).decode("utf-8", "replace")
+        lib.ggml_backend_dev_memory(dev, free, total)
+        kind = _DEVICE_TYPES.get(int(lib.ggml_backend_dev_type(dev)), "unknown")
+        out.append(Device(name, kind, int(free[0]), int(total[0])))
+    return out
+
+
+def _device_handles(ffi: Any, lib: Any, names: Sequence[str]) -> Any:
+    """A NULL-terminated ``ggml_backend_dev_t[]`` for ``names`` (offload devices only)."""
+    by_name: dict[str, Any] = {}
+    for i in range(lib.ggml_backend_dev_count()):
+        dev = lib.ggml_backend_dev_get(i)
+        by_name[ffi.string(lib.ggml_backend_dev_name(dev)).decode("utf-8", "replace")] = dev
+    handles = []
+    for name in names:
+        dev = by_name.get(name)
+        if dev is None:
+            shown = ", ".join(by_name) or "none"
+            raise ValueError(f"unknown device {name!r}; this backend has: {shown}")
+        if int(lib.ggml_backend_dev_type(dev)) == 0:
+            raise ValueError(
+                f"device {name!r} is the CPU: it holds whatever is not offloaded and cannot "
+                "be listed as an offload device"
+            )
+        handles.append(dev)
+    return ffi.new("ggml_backend_dev_t[]", [*handles, ffi.NULL])
+
+
 def _choice(name: str, value: str, table: dict[str, int]) -> int:
     if not isinstance(value, str) or value not in table:
         raise ValueError(f"{name} must be one of {', '.join(table)}, got {value!r}")
@@ -46,6 +94,11 @@ def _choice(name: str, value: str, table: dict[str, int]) -> int:
 class LlamaModel(Owner):
     """A GGUF model loaded by libllama.
 
+    ``devices`` lists the offload devices by ggml name (``[]`` = none: everything stays on
+    the CPU; None = every GPU libllama finds); an unknown or CPU name raises ``ValueError``.
+    ``tensor_split`` gives each offload device's share of the layers (or rows), at most
+    ``llama_max_devices()`` entries. ``no_host`` skips the GPU's pinned host buffer for
+    CPU-resident weights (so extra buffer types can be used).
     ``use_extra_bufts`` (weight repacking buffers) defaults to on, except on AMX CPUs where
     the pinned ggml's AMX path crashes. The path is checked in Python first (exists, is a
     file, GGUF magic, header and tensor data complete, architecture known); every failure
@@ -62,6 +115,9 @@ class LlamaModel(Owner):
         n_gpu_layers: int | None = None,
         main_gpu: int | None = None,
         split_mode: str | None = None,
+        devices: Sequence[str] | None = None,
+        tensor_split: Sequence[float] | None = None,
+        no_host: bool = False,
         load_mode: str | None = None,
         vocab_only: bool = False,
         check_tensors: bool = False,
@@ -88,6 +144,23 @@ class LlamaModel(Owner):
             params.split_mode = _choice("split_mode", split_mode, SPLIT_MODES)
         if load_mode is not None:
             params.load_mode = _choice("load_mode", load_mode, LOAD_MODES)
+        # buffers libllama reads during the load; kept alive on the owner
+        self._param_buffers: list[Any] = []
+        if devices is not None:
+            dev_array = _device_handles(ffi, lib, devices)
+            self._param_buffers.append(dev_array)
+            params.devices = dev_array
+        if tensor_split:
+            limit = int(lib.llama_max_devices())
+            shares = [float(x) for x in tensor_split]
+            if len(shares) > limit or any(not x >= 0.0 for x in shares):
+                raise ValueError(
+                    f"tensor_split must hold at most {limit} non-negative numbers, got {shares}"
+                )
+            split = ffi.new("float[]", shares + [0.0] * (limit - len(shares)))
+            self._param_buffers.append(split)
+            params.tensor_split = split
+        params.no_host = bool(no_host)
         params.vocab_only = bool(vocab_only)
         params.check_tensors = bool(check_tensors)
         if use_extra_bufts is None:
