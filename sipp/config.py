@@ -73,7 +73,8 @@ __all__ = [
 ]
 
 DEFAULT_CONTEXT_KEY: Final = "default"
-"""The ``context_key`` of text requests that do not set one."""
+"""The ``context_key`` of text requests that do not set one (so, in ``context_key`` cache
+mode, requests without a key reuse each other's KV under this key)."""
 DEFAULT_MAX_TOKENS: Final = 64
 """Generated-token limit of text requests that do not set ``max_tokens``."""
 DEFAULT_MAX_QUEUED_REQUESTS: Final = 256
@@ -435,9 +436,33 @@ class _Group:
 class ModelPlacementConfig(_Group):
     """Where the model's weights live: devices, GPU offload, splitting, mmap and mlock.
 
-    ``gpu_layers`` is ``"auto"`` (default), ``"all"``, a layer count, or ``{"count": n}``.
-    ``fit_params`` lets libllama shrink settings to fit device memory, keeping at least
-    ``fit_params_min_ctx`` tokens of context and ``fit_params_target_bytes`` free per device.
+    Every field maps to libllama's ``llama_model_params``; "offload devices" below are the
+    GPUs the model uses (``devices``, or by default every discrete GPU the backend sees).
+
+    - ``devices``: offload devices by ggml name (``sipp.backend_info()["devices"]``, e.g.
+      ``"CUDA0"``); ``["none"]`` offloads nothing. An unknown name, or the CPU (it holds
+      whatever is not offloaded), is a ``ConfigurationError`` at load.
+    - ``gpu_layers``: ``"auto"`` (default), ``"all"``, a layer count, or ``{"count": n}``.
+    - ``split_mode`` (default ``layer``): ``none`` (the whole model on ``main_gpu``),
+      ``layer``, ``row``, ``tensor`` (every tensor across the offload devices; refused at
+      load when there is no GPU). With no offload device there is nothing to split: the
+      other modes then behave alike.
+    - ``main_gpu``: index into the offload devices of the one that holds the model with
+      ``split_mode="none"`` (libllama's default 0); out of range is refused at load. With
+      other split modes, and with no offload device (the CPU backend), it has no effect.
+    - ``tensor_split``: each offload device's share of the model (e.g. ``[3, 1]``); more
+      entries than offload devices (any entry on the CPU backend) is refused at load.
+    - ``use_mmap`` / ``use_mlock``: map the file (default) / lock the weights in RAM.
+    - ``fit_params``, ``fit_params_min_ctx``, ``fit_params_target_bytes``: refused (a
+      ``ConfigurationError`` when set): shrinking settings to fit device memory needs
+      ``llama_params_fit``, which the pinned llama.cpp library does not provide; set
+      ``gpu_layers`` and ``context.n_ctx`` yourself.
+    - ``check_tensors``: validate tensor data while loading.
+    - ``no_extra_bufts``: no weight-repacking buffer types (default: repack, except on AMX
+      CPUs where the pinned ggml crashes).
+    - ``no_host``: keep CPU-resident weights out of the GPU's pinned host buffer (so extra
+      buffer types can be used). Without an offload device there is no such buffer and it
+      has no effect.
     """
 
     _PATH: ClassVar[str] = "placement"
@@ -461,6 +486,21 @@ class ModelPlacementConfig(_Group):
     check_tensors: bool | None = field(default=None, metadata=_rule(_bool))
     no_extra_bufts: bool | None = field(default=None, metadata=_rule(_bool))
     no_host: bool | None = field(default=None, metadata=_rule(_bool))
+
+    def _check_together(self) -> None:
+        unavailable = (
+            "fitting settings to device memory needs llama_params_fit, which the pinned "
+            "llama.cpp library does not provide; set gpu_layers and context.n_ctx instead"
+        )
+        if self.fit_params:
+            raise ConfigurationError(f"placement.fit_params is not supported: {unavailable}")
+        for name in ("fit_params_min_ctx", "fit_params_target_bytes"):
+            value = getattr(self, name)
+            if value is not None and value != ():
+                raise ConfigurationError(
+                    f"placement.{name} is not supported (it only tunes fit_params): "
+                    f"{unavailable}"
+                )
 
     def resolve(self) -> ResolvedPlacementConfig:
         """Apply the defaults (``gpu_layers="auto"``, ``split_mode="layer"``, mmap on)."""
@@ -486,9 +526,23 @@ class ContextRuntimeConfig(_Group):
     """The llama context: window, batch sizes, parallel slots, threads, attention and KV.
 
     ``n_parallel`` is the number of slots (sequences) served at once (default 1).
-    ``n_ctx``, ``n_batch``, ``n_ubatch``, threads and the RoPE fields default to libllama's
-    values (``n_ctx``: the model's training context). ``embeddings`` is forced on for
+    ``n_ctx`` is the whole KV window shared by the slots; unset, it is
+    ``min(training context, 4096) * n_parallel``. ``n_batch`` defaults to 2048 and
+    ``n_ubatch`` to ``min(512, n_batch)`` (embedding and encoder models use one ubatch of
+    ``n_batch``); threads default to libllama's. ``embeddings`` is forced on for
     encoder-only models; ``pooling`` defaults to the GGUF's pooling type.
+
+    ``warmup`` (default True) runs BOS/EOS through the model once at load (then clears the
+    KV memory and the perf counters), so the first request does not pay for paging in the
+    weights and allocating compute buffers; False loads faster.
+
+    RoPE (all map to ``llama_context_params``; unset = the GGUF's values):
+    ``rope_scaling`` (``none`` also forces a frequency scale of 1), ``rope_freq_base``,
+    ``rope_freq_scale`` (e.g. 0.25 stretches positions 4x), ``yarn_orig_ctx`` (the original
+    training context YaRN scales from), ``yarn_ext_factor`` (extrapolation mix; unset =
+    1 with ``yarn`` scaling, else 0), ``yarn_attn_factor`` (libllama recomputes it from the
+    frequency scale whenever ``yarn_ext_factor`` is not 0), ``yarn_beta_fast``,
+    ``yarn_beta_slow``.
     """
 
     _PATH: ClassVar[str] = "context"
@@ -565,6 +619,16 @@ class ContextRuntimeConfig(_Group):
         )
 
 
+def _order(value: object, path: str) -> object:
+    order = _choice(get_args(SchedulerOrder))(value, path)
+    if order == "priority":
+        raise ConfigurationError(
+            f"{path}='priority' is not supported: no request option sets a priority "
+            "(LocalTextOptions has no priority field), so every request would tie; use 'fifo'"
+        )
+    return order
+
+
 def _samplers(value: object, path: str) -> tuple[object, ...]:
     stages = _list(_choice(get_args(SamplerStage)), "sampler stage names", unique=True)(value, path)
     if "adaptive_p" in stages and stages[-1] != "adaptive_p":
@@ -587,6 +651,19 @@ class SamplingRuntimeConfig(_Group):
     a bias of ``-inf`` bans the token. ``temperature=0`` is greedy: the argmax after
     grammar and logit bias, and after the ``penalties`` / ``dry`` stages only when they
     differ from Sipp's defaults (the default repeat_penalty 1.05 applies when sampling).
+
+    ``n_probs`` > 0 adds ``logprobs`` to text responses: per generated token, its id, text
+    and log-probability and the ``n_probs`` most likely tokens with theirs, under the
+    model's own distribution (softmax of the raw logits, before sampler stages).
+    ``grammar_lazy`` makes a request's grammar (``grammar`` / ``json_schema``) lazy: output
+    is free until one of ``preserved_tokens`` (the trigger token ids) is generated, and the
+    grammar constrains from that token on. A lazy grammar needs ``preserved_tokens``, and
+    ``preserved_tokens`` need ``grammar_lazy`` (either alone is an error when a request has
+    a grammar); requests without a grammar ignore both.
+    ``backend_sampling`` (default True): sampler chains always run in libllama's C samplers
+    on the host, right after each decode. For a model on the CPU that is the backend; for a
+    model offloaded to a GPU an explicit ``True`` (in-graph GPU sampling, experimental in
+    the pinned llama.cpp and not implemented here) is refused at load and per request.
     """
 
     _PATH: ClassVar[str] = "sampling"
@@ -657,13 +734,18 @@ SamplingRuntimeOverride = SamplingRuntimeConfig
 class SchedulerPolicyConfig(_Group):
     """How each step's token budget (``n_batch``) is split between prefill and decode.
 
-    ``mode``: ``latency_first`` favours running requests' decode tokens, ``balanced``
-    (default) keeps at least one prefill token per step, ``throughput_first`` gives prefill
-    three quarters of the budget. ``decode_token_reserve`` (default 1; 0 = no cap) caps
-    decode tokens per step while prompts are prefilling. ``enable_adaptive_prefill_chunking``
-    shares the prefill budget fairly among prefilling requests. ``order``: ``fifo`` (default)
-    admits queued requests in arrival order; ``priority`` admits higher request priorities
-    first, FIFO among equals.
+    ``mode`` (while prompts are prefilling): ``latency_first`` runs every decode token,
+    ``balanced`` (default) runs every decode token but keeps at least one prefill token
+    per step, ``throughput_first`` gives prefill up to three quarters of the budget.
+    ``decode_token_reserve`` (default 1) is a floor, used by ``throughput_first`` only:
+    the fewest decode tokens a step keeps while prompts prefill (the other modes already
+    run every decode). ``enable_adaptive_prefill_chunking`` (default False) makes chunks
+    follow decode pressure: while nothing is decoding a prompt prefills with the whole
+    budget (``prefill_chunk_size`` is not applied); while requests are decoding, one step's
+    prefill is capped at ``prefill_chunk_size`` tokens (``max(16, n_batch // 8)`` when that
+    is 0) in all, shared fairly. ``order``: ``fifo`` (the default and only value accepted)
+    admits queued requests in arrival order; ``priority`` is refused because no request
+    option carries a priority.
     """
 
     _PATH: ClassVar[str] = "scheduler.policy"
@@ -673,9 +755,7 @@ class SchedulerPolicyConfig(_Group):
     )
     decode_token_reserve: int | None = field(default=None, metadata=_rule(_int(0)))
     enable_adaptive_prefill_chunking: bool | None = field(default=None, metadata=_rule(_bool))
-    order: SchedulerOrder | None = field(
-        default=None, metadata=_rule(_choice(get_args(SchedulerOrder)))
-    )
+    order: SchedulerOrder | None = field(default=None, metadata=_rule(_order))
 
     def resolve(self) -> ResolvedSchedulerPolicy:
         """Apply the defaults (balanced, reserve 1, no adaptive chunking, FIFO)."""
@@ -691,6 +771,9 @@ class SchedulerPolicyConfig(_Group):
 class SchedulerRuntimeConfig(_Group):
     """Request scheduling: continuous batching, prefill chunks and the queue limits.
 
+    ``continuous_batching`` (default True) admits a waiting request as soon as a slot is
+    free, to run beside the others; False admits only while nothing is running: the
+    requests waiting then start together and the next ones wait until all have finished.
     ``prefill_chunk_size`` caps prompt tokens per request per step (0 = no cap).
     ``max_running_requests`` (default ``context.n_parallel``) must not exceed
     ``context.n_parallel``. ``max_queued_requests`` (default 256) bounds the waiting queue;
@@ -802,10 +885,18 @@ class MultimodalRuntimeConfig(_Group):
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class ResidencyRuntimeConfig(_Group):
-    """GPU residency: models per device, leases and the free-memory safety margin.
+    """GPU residency within this process: models per device, leases, free-memory margin.
 
-    Defaults: one model per GPU, CPU models allowed beside GPU ones, a lease required,
-    512 MiB margin.
+    A model that offloads to GPUs takes a lease on each device it uses before its weights
+    load and returns it when it closes. ``max_gpu_models_per_device`` (default 1) caps the
+    leases per device when ``require_gpu_lease`` (default True) is on; without it no lease
+    is taken and there is no cap. ``gpu_memory_safety_margin_bytes`` (default 512 MiB; 0 =
+    no check): the most free memory among the model's devices must be at least this.
+    ``allow_cpu_models_while_gpu_loaded`` (default True): False refuses a CPU-only model
+    while a GPU model holds a lease. A refusal is a ``ModelLoadError`` naming the field.
+    A model kept on the CPU (the CPU backend, ``gpu_layers=0``, ``devices=["none"]``)
+    takes no lease and is only ever refused by ``allow_cpu_models_while_gpu_loaded``; on
+    the CPU backend, where no model offloads, the group therefore has no effect.
     """
 
     _PATH: ClassVar[str] = "residency"

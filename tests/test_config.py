@@ -603,9 +603,7 @@ FULL = NativeRuntimeConfig(
         main_gpu=1,
         tensor_split=[0.25, 0.75],
         use_mmap=False,
-        fit_params=True,
-        fit_params_min_ctx=1024,
-        fit_params_target_bytes=[MIB, 2 * MIB],
+        fit_params=False,
     ),
     context=ContextRuntimeConfig(
         n_ctx=8192,
@@ -637,7 +635,9 @@ FULL = NativeRuntimeConfig(
     ),
     scheduler=SchedulerRuntimeConfig(
         continuous_batching=False,
-        policy=SchedulerPolicyConfig(mode="throughput_first", order="priority"),
+        policy=SchedulerPolicyConfig(
+            mode="throughput_first", enable_adaptive_prefill_chunking=True
+        ),
         prefill_chunk_size=256,
         max_running_requests=3,
         max_queued_requests=16,
@@ -665,7 +665,7 @@ def test_to_dict_writes_only_what_was_set() -> None:
     }
     assert FULL.to_dict()["scheduler"]["policy"] == {
         "mode": "throughput_first",
-        "order": "priority",
+        "enable_adaptive_prefill_chunking": True,
     }
 
 
@@ -736,3 +736,30 @@ def test_repr_shows_only_what_was_set() -> None:
         "cache=CacheRuntimeConfig(mode='off'))"
     )
     assert repr(NativeRuntimeConfig()) == "NativeRuntimeConfig()"
+
+
+# --- fields refused because the build cannot honour them ------------------------------------
+
+
+def test_priority_order_is_refused_because_no_request_sets_a_priority() -> None:
+    with pytest.raises(ConfigurationError, match=r"scheduler\.policy\.order='priority' is not "
+                       r"supported: no request option sets a priority"):
+        NativeRuntimeConfig(scheduler={"policy": {"order": "priority"}})
+    assert SchedulerPolicyConfig(order="fifo").resolve().order == "fifo"
+
+
+@pytest.mark.parametrize(
+    ("placement", "field_name"),
+    [
+        ({"fit_params": True}, "placement.fit_params"),
+        ({"fit_params_min_ctx": 512}, "placement.fit_params_min_ctx"),
+        ({"fit_params_target_bytes": [MIB]}, "placement.fit_params_target_bytes"),
+    ],
+)
+def test_fit_params_are_refused_naming_the_field(
+    placement: dict[str, object], field_name: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=rf"^{field_name} is not supported.*"
+                       "llama_params_fit"):
+        NativeRuntimeConfig(placement=placement)
+    assert ModelPlacementConfig(fit_params=False).resolve().fit_params is False

@@ -9,25 +9,96 @@ touches no cdata itself.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from sipp.config import ResolvedPlacementConfig
 from sipp.engine.sampling import Stage
-from sipp.errors import KvCacheFullError
+from sipp.errors import ConfigurationError, KvCacheFullError
 from sipp.native import DecodeAbortedError, InvalidBatchError
 from sipp.native import LlamaBatch as NativeBatch
 from sipp.native import LlamaContext as NativeContext
 from sipp.native import LlamaModel as NativeModel
 from sipp.native import SamplerChain as NativeChain
+from sipp.native.model import Device
 
-__all__ = ["Batch", "ContextSettings", "LlamaContext", "LlamaModel", "SamplerChain"]
+__all__ = [
+    "Batch",
+    "ContextSettings",
+    "LlamaContext",
+    "LlamaModel",
+    "SamplerChain",
+    "gpu_devices",
+    "placement_args",
+]
 
 Tokens = npt.NDArray[np.int32]
 _FLASH = {"auto": "auto", "enabled": "on", "disabled": "off"}
+
+
+def gpu_devices(devices: Sequence[Device], chosen: Sequence[str] = ()) -> list[str]:
+    """The offload devices libllama will use: ``chosen`` (``["none"]`` = none) or, by
+    default, every discrete GPU (the integrated ones only when there is no discrete GPU)."""
+    if chosen:
+        return [] if list(chosen) == ["none"] else list(chosen)
+    gpus = [d.name for d in devices if d.type == "gpu"]
+    return gpus or [d.name for d in devices if d.type == "igpu"]
+
+
+def placement_args(
+    p: ResolvedPlacementConfig, devices: Sequence[Device]
+) -> dict[str, Any]:
+    """The :class:`LlamaModel` arguments for placement ``p`` on a backend that sees
+    ``devices``; what cannot take effect raises ``ConfigurationError`` naming the field."""
+    names = [d.name for d in devices]
+    offload = [d.name for d in devices if d.type != "cpu"]
+    chosen = list(p.devices)
+    if "none" in chosen and chosen != ["none"]:
+        raise ConfigurationError(
+            'placement.devices: "none" (no offload device) cannot be combined with device names'
+        )
+    for index, name in enumerate(chosen):
+        if name == "none":
+            continue
+        if name not in names:
+            raise ConfigurationError(
+                f"placement.devices[{index}]: unknown device {name!r}; this backend's offload "
+                f"devices are: {', '.join(offload) or 'none (CPU only)'}"
+            )
+        if name not in offload:
+            raise ConfigurationError(
+                f"placement.devices[{index}]: {name!r} is the CPU, which holds whatever is not "
+                'offloaded; list GPU devices only (or ["none"] to offload nothing)'
+            )
+    used = gpu_devices(devices, chosen)
+    if p.split_mode == "tensor" and not used:
+        raise ConfigurationError(
+            "placement.split_mode='tensor' splits every tensor across GPU devices, and this "
+            "backend has none to use"
+        )
+    if p.main_gpu is not None and used and p.main_gpu >= len(used):
+        raise ConfigurationError(
+            f"placement.main_gpu={p.main_gpu} is out of range: {len(used)} offload device(s) "
+            f"({', '.join(used)})"
+        )
+    if p.tensor_split and len(p.tensor_split) > len(used):
+        raise ConfigurationError(
+            f"placement.tensor_split has {len(p.tensor_split)} entries but the model is "
+            f"placed on {len(used)} offload device(s)"
+            + (f" ({', '.join(used)})" if used else " (CPU only: nothing to split)")
+        )
+    return {
+        "devices": ([] if chosen == ["none"] else chosen) if chosen else None,
+        "split_mode": p.split_mode,
+        "main_gpu": p.main_gpu,
+        "tensor_split": p.tensor_split,
+        "no_host": p.no_host,
+    }
 
 
 class LlamaModel:
@@ -35,11 +106,15 @@ class LlamaModel:
 
     def __init__(self, path: str, *, use_mmap: bool = True, use_mlock: bool = False,
                  gpu_layers: int | None = None, check_tensors: bool = False,
-                 extra_bufts: bool | None = None) -> None:
+                 extra_bufts: bool | None = None, devices: Sequence[str] | None = None,
+                 split_mode: str | None = None, main_gpu: int | None = None,
+                 tensor_split: Sequence[float] = (), no_host: bool = False) -> None:
         load_mode = ("mmap_mlock" if use_mlock else "mmap") if use_mmap else (
             "mlock" if use_mlock else "none")
         native = NativeModel(path, n_gpu_layers=gpu_layers, load_mode=load_mode,
-                             check_tensors=check_tensors, use_extra_bufts=extra_bufts)
+                             check_tensors=check_tensors, use_extra_bufts=extra_bufts,
+                             devices=devices, split_mode=split_mode, main_gpu=main_gpu,
+                             tensor_split=tensor_split or None, no_host=no_host)
         self.native = native
         self.path = path
         self.n_vocab = int(native.n_vocab)
@@ -58,6 +133,7 @@ class LlamaModel:
         self.chat_template = native.chat_template()
         self.architecture = native.architecture
         self._eog: frozenset[int] | None = None
+        self._on_close: list[Callable[[], None]] = []
 
     @property
     def eog_tokens(self) -> tuple[int, ...]:
@@ -84,8 +160,17 @@ class LlamaModel:
             return ""
         return self.native.token_to_piece(token, special=True).decode("utf-8", "replace")
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the model is closed (e.g. release its GPU lease)."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
-        self.native.close()
+        try:
+            self.native.close()
+        finally:
+            callbacks, self._on_close = self._on_close, []
+            for callback in callbacks:
+                callback()
 
 
 @dataclass(frozen=True)
@@ -108,6 +193,14 @@ class ContextSettings:
     offload_kqv: bool = True
     op_offload: bool = True
     no_perf: bool = True
+    rope_scaling: str | None = None  # None: the model's
+    rope_freq_base: float | None = None
+    rope_freq_scale: float | None = None
+    yarn_orig_ctx: int | None = None
+    yarn_ext_factor: float | None = None
+    yarn_attn_factor: float | None = None
+    yarn_beta_fast: float | None = None
+    yarn_beta_slow: float | None = None
 
 
 class LlamaContext:
@@ -123,7 +216,11 @@ class LlamaContext:
             kv_unified=s.kv_unified, swa_full=s.swa_full,
             flash_attn=_FLASH[s.flash_attention], type_k=s.cache_type_k,
             type_v=s.cache_type_v, offload_kqv=s.offload_kqv, op_offload=s.op_offload,
-            no_perf=s.no_perf,
+            no_perf=s.no_perf, rope_scaling_type=s.rope_scaling,
+            rope_freq_base=s.rope_freq_base, rope_freq_scale=s.rope_freq_scale,
+            yarn_orig_ctx=s.yarn_orig_ctx, yarn_ext_factor=s.yarn_ext_factor,
+            yarn_attn_factor=s.yarn_attn_factor, yarn_beta_fast=s.yarn_beta_fast,
+            yarn_beta_slow=s.yarn_beta_slow,
         )
         self.native = native
         self.n_ctx = native.n_ctx
@@ -132,6 +229,42 @@ class LlamaContext:
         self.n_seq_max = native.n_seq_max
         self.pooling = native.pooling_type
         self.settings = s
+
+    def warmup(self) -> float:
+        """One throw-away run at load, as llama.cpp's ``common_init`` does: BOS and EOS
+        through the encoder (if any) and the decoder, so weights are paged in and compute
+        buffers allocated before the first request; then the KV memory is cleared and the
+        perf counters reset. Returns the seconds it took."""
+        start = time.perf_counter()
+        model = self.model
+        tokens = [t for t in (model.bos, model.eos) if t >= 0] or [0]
+        native = self.native
+        if model.has_encoder:
+            batch = _one_sequence(tokens, logits=False)
+            native.encode(batch)
+            tokens = [model.decoder_start if model.decoder_start >= 0 else tokens[0]]
+        if model.has_decoder:
+            native.decode(_one_sequence(tokens[: self.n_batch], logits=True))
+        native.memory_clear(True)
+        native.synchronize()
+        native.perf_reset()
+        return time.perf_counter() - start
+
+    def top_logprobs(self, index: int, n: int, token: int) -> dict[str, Any]:
+        """Log-probabilities of batch entry ``index`` under the model's own distribution
+        (softmax of the raw logits, before any sampler stage): the sampled ``token``'s and
+        the ``n`` most likely tokens', most likely first."""
+        logits = self.native.logits_ith(index).astype(np.float64)
+        top = logits.max()
+        logz = top + math.log(float(np.exp(logits - top).sum()))
+        n = min(n, logits.shape[0])
+        ids = np.argpartition(-logits, n - 1)[:n]
+        ids = ids[np.argsort(-logits[ids], kind="stable")]
+        return {
+            "token": token,
+            "logprob": float(logits[token] - logz),
+            "top": [(int(i), float(logits[i] - logz)) for i in ids.tolist()],
+        }
 
     def seq_rm(self, seq: int, p0: int, p1: int) -> bool:
         return self.native.seq_rm(seq, p0, p1)
@@ -171,6 +304,20 @@ class LlamaContext:
 
     def close(self) -> None:
         self.native.close()
+
+
+def _one_sequence(tokens: Sequence[int], *, logits: bool) -> NativeBatch:
+    """A batch of ``tokens`` at positions 0.. of sequence 0 (output for the last one)."""
+    batch = NativeBatch(len(tokens))
+    n = len(tokens)
+    batch.tokens[:n] = tokens
+    batch.pos[:n] = np.arange(n, dtype=np.int32)
+    batch.n_seq_id[:n] = 1
+    batch.seq_ids[:n, 0] = 0
+    batch.logits[:n] = 0
+    batch.logits[n - 1] = 1 if logits else 0
+    batch.n_tokens = n
+    return batch
 
 
 class Batch:

@@ -28,14 +28,29 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from sipp.config import DEFAULT_MAX_TOKENS, NativeRuntimeConfig, ResolvedRuntimeConfig
+from sipp.config import (
+    DEFAULT_CONTEXT_KEY,
+    DEFAULT_MAX_TOKENS,
+    NativeRuntimeConfig,
+    ResolvedRuntimeConfig,
+)
 from sipp.endpoints.base import EmbedRequest, TextRequest
-from sipp.engine._llama import Batch, ContextSettings, LlamaContext, LlamaModel, SamplerChain
+from sipp.engine._llama import (
+    Batch,
+    ContextSettings,
+    LlamaContext,
+    LlamaModel,
+    SamplerChain,
+    gpu_devices,
+    placement_args,
+)
+from sipp.engine._residency import acquire as acquire_residency
 from sipp.engine.media import MediaPrompt, Vision, marked_messages, place_markers
 from sipp.engine.metrics import RuntimeMetrics
 from sipp.engine.sampling import history_length, plan_chain, resolve_grammar, resolve_sampling
 from sipp.engine.text import TextStream
 from sipp.errors import (
+    ConfigurationError,
     EngineClosedError,
     EngineDeadError,
     EngineError,
@@ -46,6 +61,7 @@ from sipp.errors import (
     SippError,
     UnsupportedOperationError,
 )
+from sipp.native.model import list_devices
 from sipp.runs import RunSink
 from sipp.scheduler import (
     KvClear,
@@ -72,6 +88,12 @@ _ENCODER_ONLY_ARCHS = frozenset({
     "bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert",
     "neo-bert", "t5encoder",
 })
+
+
+def _context_key(local: Any) -> str:
+    """A text request's ``context_key``: its own, else :data:`DEFAULT_CONTEXT_KEY`."""
+    key = local.context_key if local is not None else None
+    return DEFAULT_CONTEXT_KEY if key is None else str(key)
 
 
 @dataclass(frozen=True)
@@ -213,16 +235,35 @@ class Engine:
         self.config = cfg
         placement = cfg.placement
         gpu = placement.gpu_layers
-        model = LlamaModel(
-            path,
-            use_mmap=placement.use_mmap,
-            use_mlock=placement.use_mlock,
-            check_tensors=placement.check_tensors,
-            # None lets sipp.native decide (off on AMX CPUs, where repacking crashes)
-            extra_bufts=None if raw.placement.no_extra_bufts is None
-            else not raw.placement.no_extra_bufts,
-            gpu_layers=None if gpu == "auto" else -1 if gpu == "all" else int(gpu),
-        )
+        devices = list_devices()
+        placed = placement_args(placement, devices)
+        used = gpu_devices(devices, placement.devices)
+        self.offloads = bool(used) and gpu != 0
+        if self.offloads and raw.sampling.backend_sampling:
+            raise ConfigurationError(
+                "sampling.backend_sampling=True asks for sampling inside the GPU graph "
+                "(experimental in the pinned llama.cpp), which this engine does not do: "
+                "samplers run on the host after each decode; leave it unset or set False"
+            )
+        lease = acquire_residency(cfg.residency, devices, used, offloads=self.offloads)
+        try:
+            model = LlamaModel(
+                path,
+                use_mmap=placement.use_mmap,
+                use_mlock=placement.use_mlock,
+                check_tensors=placement.check_tensors,
+                # None lets sipp.native decide (off on AMX CPUs, where repacking crashes)
+                extra_bufts=None if raw.placement.no_extra_bufts is None
+                else not raw.placement.no_extra_bufts,
+                gpu_layers=None if gpu == "auto" else -1 if gpu == "all" else int(gpu),
+                **placed,
+            )
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        if lease is not None:
+            model.on_close(lease.release)
         self.model = model
         try:
             self._open_context(model, raw, cfg, chat_template)
@@ -293,9 +334,15 @@ class Engine:
             cache_type_k=c.cache_type_k, cache_type_v=c.cache_type_v,
             offload_kqv=c.offload_kqv, op_offload=c.op_offload,
             no_perf=not cfg.observability.backend_profiling,
+            rope_scaling=c.rope_scaling, rope_freq_base=c.rope_freq_base,
+            rope_freq_scale=c.rope_freq_scale, yarn_orig_ctx=c.yarn_orig_ctx,
+            yarn_ext_factor=c.yarn_ext_factor, yarn_attn_factor=c.yarn_attn_factor,
+            yarn_beta_fast=c.yarn_beta_fast, yarn_beta_slow=c.yarn_beta_slow,
         )
         ctx = LlamaContext(model, settings)
         self.ctx = ctx
+        # context.warmup: one throw-away BOS/EOS run now, not on the first request
+        self.warmup_s: float | None = ctx.warmup() if c.warmup else None
         if cfg.observability.metrics_enabled:
             self.runtime_metrics = RuntimeMetrics()
         per_slot = ctx.n_ctx if (kv_unified or n_par == 1) else ctx.n_ctx // n_par
@@ -310,6 +357,8 @@ class Engine:
             policy=sched.policy.order,
             mode=sched.policy.mode,
             decode_token_reserve=sched.policy.decode_token_reserve,
+            continuous_batching=sched.continuous_batching,
+            adaptive_prefill_chunking=sched.policy.enable_adaptive_prefill_chunking,
             cache_mode=cache_mode,
             retained_prefix_tokens=cfg.cache.retained_prefix_tokens,
             max_snapshot_entries=cfg.cache.max_snapshot_entries,
@@ -399,6 +448,11 @@ class Engine:
         )
         grammar = resolve_grammar(local.grammar if local else None,
                                   local.json_schema if local else None)
+        if self.offloads and local and local.sampling and local.sampling.backend_sampling:
+            raise InvalidRequestError(
+                "local.sampling.backend_sampling=True asks for in-graph GPU sampling, which "
+                "this engine does not do (samplers run on the host after each decode)"
+            )
         stages = plan_chain(params, n_vocab=self.model.n_vocab, n_ctx=info.n_ctx_per_slot,
                             grammar=grammar,
                             eog_tokens=self.model.eog_tokens if params.ignore_eos else ())
@@ -417,8 +471,10 @@ class Engine:
         if media:
             run = _Run(sink=sink, kind="generate", n_input=0, t_arrival=time.perf_counter(),
                        chain=chain, stream=TextStream(opts.stop))
+            if params.n_probs:
+                run.extra["logprobs"], run.extra["n_probs"] = [], params.n_probs
             self._queue_media(_MediaJob(run, text, bitmaps, max_tokens,
-                                        local.context_key if local else None, hist))
+                                        _context_key(local), hist))
             return
         history = (source if source is not None else prompt)[-hist:] if hist else None
         run = _Run(
@@ -427,7 +483,9 @@ class Engine:
             t_arrival=time.perf_counter(), chain=chain,
             stream=TextStream(opts.stop), history=history, source=source,
         )
-        context_key = local.context_key if local else None
+        if params.n_probs:
+            run.extra["logprobs"], run.extra["n_probs"] = [], params.n_probs
+        context_key = _context_key(local)
         try:
             self._enqueue(Request(
                 request_id=0, prompt_tokens=prompt, max_tokens=max_tokens,
@@ -849,6 +907,8 @@ class Engine:
                 finished[request.request_id] = "stop"
                 continue
             sampled[request.request_id] = token
+            if "n_probs" in run.extra:  # sampling.n_probs
+                run.extra["logprobs"].append(ctx.top_logprobs(index, run.extra["n_probs"], token))
             text = run.stream.feed(model.piece(token))
             if run.stream.stopped:
                 finished[request.request_id] = "stop"
@@ -909,8 +969,20 @@ class Engine:
             if tail:
                 run.sink.push(tail, 0)
         reason = status.finish_reason or "stop"
-        run.sink.complete({"text": stream.text, "finish_reason": reason, "usage": usage,
-                           "local_stats": stats})
+        payload: dict[str, Any] = {"text": stream.text, "finish_reason": reason,
+                                   "usage": usage, "local_stats": stats}
+        if "n_probs" in run.extra:
+            payload["logprobs"] = self._logprobs(run.extra["logprobs"])
+        run.sink.complete(payload)
+
+    def _logprobs(self, raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``sampling.n_probs`` results with each token's text."""
+        def text(token: int) -> str:
+            return self.model.piece(token).decode("utf-8", "replace")
+
+        return [{"token": e["token"], "text": text(e["token"]), "logprob": e["logprob"],
+                 "top_logprobs": [{"token": t, "text": text(t), "logprob": lp}
+                                  for t, lp in e["top"]]} for e in raw]
 
     def _local_stats(self, request: Request, run: _Run) -> dict[str, Any]:
         end = time.perf_counter()

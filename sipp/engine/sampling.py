@@ -17,7 +17,8 @@ the native ``llama_sampler`` chain from a plan. Every stage runs in C:
   the full vocabulary.
 
 A grammar (GBNF, or compiled from a JSON schema, which wins) goes first so every later stage
-only sees tokens the grammar allows.
+only sees tokens the grammar allows; with ``grammar_lazy`` it stays inactive until one of
+``preserved_tokens`` is sampled (``llama_sampler_init_grammar_lazy_patterns``).
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def plan_chain(
                 f"sampling.logit_bias token id {token} is outside the vocabulary (size {n_vocab})"
             )
     if grammar:
-        stages.append(Stage("grammar", {"grammar": grammar, "root": "root"}))
+        stages.append(Stage("grammar", _grammar_options(params, grammar, n_vocab)))
     if bias:
         stages.append(Stage("logit_bias", {"bias": tuple(bias)}))
     seed = DEFAULT_SEED if params.seed is None else params.seed
@@ -186,6 +187,32 @@ def plan_chain(
     if not stages or stages[-1].name != "adaptive_p":
         stages.append(Stage("dist", {"seed": seed}))
     return tuple(stages)
+
+
+def _grammar_options(params: ResolvedSamplingConfig, grammar: str, n_vocab: int) -> dict[str, Any]:
+    """The grammar stage: eager, or lazy (``grammar_lazy``) with ``preserved_tokens`` as the
+    tokens that switch it on."""
+    options: dict[str, Any] = {"grammar": grammar, "root": "root"}
+    if not params.grammar_lazy and not params.preserved_tokens:
+        return options
+    if not params.grammar_lazy:
+        raise InvalidRequestError(
+            "sampling.preserved_tokens are the trigger tokens of a lazy grammar: set "
+            "sampling.grammar_lazy=True, or drop preserved_tokens"
+        )
+    if not params.preserved_tokens:
+        raise InvalidRequestError(
+            "sampling.grammar_lazy=True needs sampling.preserved_tokens: the token ids that "
+            "switch the grammar on (nothing could ever trigger it)"
+        )
+    for token in params.preserved_tokens:
+        if token >= n_vocab:
+            raise InvalidRequestError(
+                f"sampling.preserved_tokens token id {token} is outside the vocabulary "
+                f"(size {n_vocab})"
+            )
+    options["trigger_tokens"] = tuple(params.preserved_tokens)
+    return options
 
 
 def _ordered(samplers: tuple[str, ...], n_vocab: int, top_k: int) -> tuple[str, ...]:
