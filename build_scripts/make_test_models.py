@@ -22,6 +22,12 @@ Models (see ``MODEL_NAMES``):
   size matches ``tiny-gemma3``.
 * ``tiny-gemma3-mmproj-mismatch.gguf``: the same projector with a 32-wide output, which
   does not match any text model here (for load-error tests).
+* ``tiny-qwen2vl-mmproj.gguf``: a Qwen2-VL style vision projector (ViT with 2D M-RoPE, one
+  layer, 16x16 patches, 2x2 patch merger) for ``tiny-llama``. Its image size is dynamic: an
+  image is resized (aspect kept) to a multiple of 32 pixels within the projector's token
+  bounds, one embedding per 32x32 pixels (8 to 4096 by default; ``image_min_tokens`` /
+  ``image_max_tokens`` override them). Paired with llama's plain RoPE, libmtmd gives its
+  images ordinary positions.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ MODEL_NAMES = (
     "tiny-gemma3",
     "tiny-gemma3-mmproj",
     "tiny-gemma3-mmproj-mismatch",
+    "tiny-qwen2vl-mmproj",
 )
 SEED = 20240611
 MANIFEST = "manifest.json"
@@ -85,6 +92,14 @@ VISION_N_HEAD = 4
 VISION_N_FF = 48
 VISION_N_LAYER = 1
 VISION_TOKENS_PER_IMAGE = (VISION_IMAGE_SIZE // VISION_PATCH_SIZE // VISION_MERGE) ** 2
+# Qwen2-VL projector: patch side, merge factor (clip.cpp's graph fixes it at 2), nominal image
+# side (its images have dynamic sizes) and libmtmd's default token bounds for this type.
+QWEN2VL_PATCH_SIZE = 16
+QWEN2VL_MERGE = 2
+QWEN2VL_IMAGE_SIZE = 64
+QWEN2VL_PIXELS_PER_TOKEN = (QWEN2VL_PATCH_SIZE * QWEN2VL_MERGE) ** 2
+QWEN2VL_MIN_TOKENS = 8
+QWEN2VL_MAX_TOKENS = 4096
 
 # A Llama-2 chat style template (system prompt folded into the first user turn).
 LLAMA_CHAT_TEMPLATE = (
@@ -497,6 +512,52 @@ def _write_gemma3_mmproj_mismatch(writer: gguf.GGUFWriter, source: Path) -> None
     _write_gemma3_projector(writer, N_EMBD // 2, "tiny-gemma3-mmproj-mismatch")
 
 
+def _write_qwen2vl_mmproj(writer: gguf.GGUFWriter, source: Path) -> None:
+    """A Qwen2-VL mmproj: ViT (two patch convolutions, 2D M-RoPE, layer norms, GELU MLP),
+    2x2 patch merger MLP to the width of ``tiny-llama``."""
+    w = _Weights("tiny-qwen2vl-mmproj")
+    v, ff, p = VISION_N_EMBD, VISION_N_FF, QWEN2VL_PATCH_SIZE
+    merged = v * QWEN2VL_MERGE**2
+    writer.add_name("sipp-tiny-qwen2vl-mmproj")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_string(gguf.Keys.Clip.PROJECTOR_TYPE, "qwen2vl_merger")
+    writer.add_bool(gguf.Keys.Clip.HAS_VISION_ENCODER, True)
+    writer.add_bool(gguf.Keys.ClipVision.USE_GELU, True)
+    writer.add_uint32(gguf.Keys.ClipVision.IMAGE_SIZE, QWEN2VL_IMAGE_SIZE)
+    writer.add_uint32(gguf.Keys.ClipVision.PATCH_SIZE, p)
+    writer.add_uint32(gguf.Keys.ClipVision.EMBEDDING_LENGTH, v)
+    writer.add_uint32(gguf.Keys.ClipVision.FEED_FORWARD_LENGTH, ff)
+    writer.add_uint32(gguf.Keys.ClipVision.BLOCK_COUNT, VISION_N_LAYER)
+    writer.add_uint32(gguf.Keys.ClipVision.PROJECTION_DIM, N_EMBD)
+    writer.add_uint32(gguf.Keys.ClipVision.Attention.HEAD_COUNT, VISION_N_HEAD)
+    writer.add_float32(gguf.Keys.ClipVision.Attention.LAYERNORM_EPS, 1e-6)
+    writer.add_array(gguf.Keys.ClipVision.IMAGE_MEAN, [0.5, 0.5, 0.5])
+    writer.add_array(gguf.Keys.ClipVision.IMAGE_STD, [0.5, 0.5, 0.5])
+    writer.add_uint32(gguf.Keys.ClipVision.SPATIAL_MERGE_SIZE, QWEN2VL_MERGE)
+
+    def add(name: str, n_in: int | None, n_out: int) -> None:
+        """``name.weight`` (a linear map, or a norm scale when ``n_in`` is None) and its bias."""
+        if n_in is None:
+            writer.add_tensor(f"{name}.weight", w.vector(name + "w", n_out, 1.0, 0.1))
+        else:
+            writer.add_tensor(f"{name}.weight", w.linear(name + "w", n_in, n_out))
+        writer.add_tensor(f"{name}.bias", w.vector(name + "b", n_out, 0.0, 0.1))
+
+    # two patch convolutions (Qwen2-VL's temporal pair; a still image goes through both)
+    writer.add_tensor("v.patch_embd.weight", w.normal("patch0", (v, 3, p, p), 0.05))
+    writer.add_tensor("v.patch_embd.weight.1", w.normal("patch1", (v, 3, p, p), 0.05))
+    for i in range(VISION_N_LAYER):
+        add(f"v.blk.{i}.ln1", None, v)
+        for part in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            add(f"v.blk.{i}.{part}", v, v)
+        add(f"v.blk.{i}.ln2", None, v)
+        add(f"v.blk.{i}.ffn_up", v, ff)
+        add(f"v.blk.{i}.ffn_down", ff, v)
+    add("v.post_ln", None, v)
+    add("mm.0", merged, merged)
+    add("mm.2", merged, N_EMBD)
+
+
 _Writer = Callable[[gguf.GGUFWriter, Path], None]
 _GENERATORS: dict[str, tuple[gguf.MODEL_ARCH, _Writer]] = {
     "tiny-llama": (gguf.MODEL_ARCH.LLAMA, _write_llama_template),
@@ -506,6 +567,7 @@ _GENERATORS: dict[str, tuple[gguf.MODEL_ARCH, _Writer]] = {
     "tiny-gemma3": (gguf.MODEL_ARCH.GEMMA3, _write_gemma3),
     "tiny-gemma3-mmproj": (gguf.MODEL_ARCH.MMPROJ, _write_gemma3_mmproj),
     "tiny-gemma3-mmproj-mismatch": (gguf.MODEL_ARCH.MMPROJ, _write_gemma3_mmproj_mismatch),
+    "tiny-qwen2vl-mmproj": (gguf.MODEL_ARCH.MMPROJ, _write_qwen2vl_mmproj),
 }
 
 

