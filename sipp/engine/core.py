@@ -1025,7 +1025,8 @@ class Engine:
         if media is None:
             return {}
         return {"images": len(media.spans), "images_encoded": media.images_encoded,
-                "images_cached": media.images_cached}
+                "images_cached": media.images_cached,
+                "image_tokens": sum(span.end - span.start for span in media.spans)}
 
     # ------------------------------------------------------------------ introspection
     def slot_states(self) -> Sequence[tuple[str, int, str | None]]:

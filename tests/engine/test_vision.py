@@ -126,6 +126,24 @@ def test_chat_with_two_images_at_their_markers(client: SippClient, vision: Endpo
     assert swapped["text"] != two["text"]  # the order of the images reaches the model
 
 
+def test_gemma3_images_have_a_fixed_token_count(
+    client: SippClient, vision: EndpointRef, paths: dict[str, Path]
+) -> None:
+    one = chat(client, vision, [RED])
+    two = chat(client, vision, [solid((0, 255, 0), 300), BLUE], f"{MARKER} and {MARKER}")
+    assert one["local_stats"]["image_tokens"] == TOKENS_PER_IMAGE  # any size: 64x64 input
+    assert two["local_stats"]["image_tokens"] == 2 * TOKENS_PER_IMAGE
+    # Gemma 3 has no dynamic resolution: libmtmd ignores the token bounds for it
+    bounded = client.add("bounded", LocalModelDescriptor(
+        paths["tiny-gemma3"], chat_template=TEMPLATE, config=NativeRuntimeConfig(
+            multimodal={"projector_path": str(paths["tiny-gemma3-mmproj"]), "use_gpu": False,
+                        "image_min_tokens": 4, "image_max_tokens": 8},
+            context={"n_ctx": 1024},
+        ),
+    ))
+    assert chat(client, bounded, [RED])["local_stats"]["image_tokens"] == TOKENS_PER_IMAGE
+
+
 def test_the_image_content_reaches_the_model(client: SippClient, vision: EndpointRef) -> None:
     assert chat(client, vision, [RED])["text"] != chat(client, vision, [BLUE])["text"]
 
