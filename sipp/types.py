@@ -234,14 +234,20 @@ class Usage(TypedDict):
     total_tokens: int
 
 
-class SippTextResponse(TypedDict):
-    """What ``SippTextRun.result()`` returns."""
-
+class _SippTextResponseFields(TypedDict):
     endpoint: dict[str, str]
     text: str
     finish_reason: FinishReason
     usage: Usage | None
     local_stats: dict[str, Any] | None
+
+
+class SippTextResponse(_SippTextResponseFields, total=False):
+    """What ``SippTextRun.result()`` returns; ``logprobs`` only from local endpoints with
+    ``sampling.n_probs > 0`` (per token: ``token``, ``text``, ``logprob``,
+    ``top_logprobs``)."""
+
+    logprobs: list[dict[str, Any]]
 
 
 class SippEmbeddingResponse(TypedDict):
