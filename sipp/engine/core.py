@@ -692,6 +692,8 @@ class Engine:
             out = self.scheduler.schedule()
         for request in out.finished:
             self._complete(request)
+        if out.shifted and self.runtime_metrics is not None:
+            self.runtime_metrics.inc("context_shifts", len(out.shifted))
         self._apply_kv_ops(out)
         if not out.chunks:
             return
@@ -1016,6 +1018,7 @@ class Engine:
             "decode_tokens_per_second": rate(n_out - 1, decode_ms),
             "e2e_tokens_per_second": rate(n_out, e2e_ms),
             "preemptions": request.num_preemptions,
+            "context_shifts": request.num_context_shifts,
             **self._image_stats(run),
         }
 

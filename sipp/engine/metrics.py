@@ -27,6 +27,7 @@ CounterName = Literal[
     "reused_tokens",
     "decode_calls",
     "preemptions",
+    "context_shifts",
 ]
 GaugeName = Literal["requests_running", "requests_queued"]
 HistogramName = Literal[
@@ -48,6 +49,7 @@ COUNTERS: Final[dict[str, str]] = {
     "reused_tokens": "Prompt tokens reused from cached KV instead of prefilled.",
     "decode_calls": "llama_decode calls.",
     "preemptions": "Requests preempted because the KV cache was full.",
+    "context_shifts": "Context shifts: a sequence outgrew its window and dropped old tokens.",
 }
 GAUGES: Final[dict[str, str]] = {
     "requests_running": "Requests holding a sequence slot.",

@@ -42,6 +42,7 @@ def test_records_update_counters_and_histograms() -> None:
         "reused_tokens": 60,
         "decode_calls": 1,
         "preemptions": 1,
+        "context_shifts": 0,
     }
     assert snap["gauges"] == {"requests_running": 0.0, "requests_queued": 4}
     hists = snap["histograms"]
