@@ -820,8 +820,13 @@ class SchedulerRuntimeConfig(_Group):
 class CacheRuntimeConfig(_Group):
     """KV reuse between requests; see :data:`CacheMode` for what each ``mode`` does.
 
-    ``retained_prefix_tokens`` (default 100) are kept at the start of a sequence when the
-    context window overflows and older tokens are discarded (live modes only).
+    Context shift: when a generation's next token would not fit the per-slot context, the
+    first ``retained_prefix_tokens`` tokens (default 100; live modes only, the other modes
+    keep 0 as the original runtime did) stay, the older half of the rest is discarded and
+    the tail is computed again at its new positions (nothing discardable clears the
+    sequence down to its last token). Output, usage and stop strings are unaffected;
+    ``local_stats["context_shifts"]`` counts shifts. Only a prompt that leaves no room to
+    generate (or, with images, which never shift, prompt + ``max_tokens``) is refused.
     Snapshots: one every ``snapshot_interval_tokens`` (128), at most ``max_snapshot_entries``
     (32) and ``max_snapshot_bytes`` (256 MiB) in all.
     """
