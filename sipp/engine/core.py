@@ -364,6 +364,8 @@ class Engine:
             max_snapshot_entries=cfg.cache.max_snapshot_entries,
             max_snapshot_bytes=cfg.cache.max_snapshot_bytes,
             snapshot_interval_tokens=cfg.cache.snapshot_interval_tokens,
+            cross_slot_copy=kv_unified or n_par == 1,
+            partial_kv_edits=not model.native.is_hybrid,
         ))
         self.batch = Batch(ctx, ctx.n_batch)
         self._encode_batch = Batch(ctx, ctx.n_batch) if model_class == "encoder_decoder" \

@@ -50,6 +50,10 @@ class SchedulerConfig:
       applied); while some are, one step's prefill tokens are capped at
       ``prefill_chunk_size`` (or, when that is 0, ``max(16, token_budget // 8)``) in all,
       shared fairly among the prefilling requests.
+    - ``cross_slot_copy``: False when sequences live in separate KV streams
+      (``kv_unified=False``): libllama copies only whole streams there (a partial
+      ``seq_cp`` aborts the process), so live prefix reuse then only takes over idle
+      slots and never copies a prefix out of a busy one.
     - ``partial_kv_edits``: False for memories that cannot remove or copy part of a
       sequence (recurrent / hybrid models): reuse then needs a cached sequence that is a
       whole prefix of the prompt, so no ``KvRemove`` trim or partial ``KvCopy`` is emitted.
@@ -70,6 +74,7 @@ class SchedulerConfig:
     max_snapshot_bytes: int = 256 * 1024 * 1024
     snapshot_interval_tokens: int = 128
     partial_kv_edits: bool = True
+    cross_slot_copy: bool = True
     continuous_batching: bool = True
     adaptive_prefill_chunking: bool = False
 

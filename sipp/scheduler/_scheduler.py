@@ -289,6 +289,8 @@ class Scheduler:
                         break
         elif cfg.live_reuse:
             for slot in self._slots:
+                if slot.owner is not None and not cfg.cross_slot_copy:
+                    continue  # separate KV streams: no prefix copy out of a busy slot
                 mirror = slot.mirror()
                 if not mirror.shape[0]:
                     continue

@@ -102,3 +102,33 @@ def test_backend_profiling_reports_llama_perf_counters(engine_factory: Any,
     assert backend["t_eval_ms"] > 0
     plain = engine_factory(tiny_llama_path)
     assert "backend" not in plain.metrics()
+
+
+def test_separate_kv_streams_never_copy_a_busy_prefix(tiny_llama_path: Path,
+                                                      native_backend: None) -> None:
+    # With kv_unified=False each slot has its own KV stream and libllama aborts the whole
+    # process on a partial seq_cp between them: run it in a child so a regression reads
+    # as a failure, not a crashed test session.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from sipp.engine.core import Engine
+        from sipp.config import NativeRuntimeConfig
+        from tests.engine.engine_helpers import query
+        prefix = {PREFIX!r}
+        engine = Engine.load({str(tiny_llama_path)!r}, NativeRuntimeConfig(
+            context={{"n_parallel": 2, "n_ctx": 512, "kv_unified": False}},
+            cache={{"mode": "live_slot_prefix"}}))
+        first = query(engine, prefix + "one", max_tokens=150, ignore_eos=True, stream=True)
+        next(iter(first.tokens()))
+        second = query(engine, prefix + "two", max_tokens=10, ignore_eos=True).result(60)
+        print(second["local_stats"]["cache_source"], first.result(60)["finish_reason"])
+        engine.close()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["none", "length"]

@@ -74,6 +74,28 @@ def test_live_prefix_copies_from_a_busy_slot() -> None:
     assert second.output_tokens == expected_output([*prompt(30), 90, 91], 4)
 
 
+def test_separate_kv_streams_never_copy_from_a_busy_slot() -> None:
+    # kv_unified=False: libllama aborts on a partial seq_cp between streams.
+    sched = Scheduler(SchedulerConfig(n_slots=3, cache_mode="live_slot_prefix",
+                                      cross_slot_copy=False))
+    eng = FakeEngine(sched)
+    run_one(eng, Request(1, prompt(40), max_tokens=3))  # leaves an idle slot to take over
+    sched.add(Request(2, prompt(40, base=7), max_tokens=20))
+    eng.step()
+    eng.step()
+    copier = Request(3, [*prompt(40, base=7)[:30], 90, 91], max_tokens=4)
+    sched.add(copier)
+    out = sched.schedule()
+    assert not [op for op in out.kv_ops if isinstance(op, KvCopy)]
+    assert copier.num_cached_tokens == 0  # cold, instead of a copy from the busy slot
+    eng.execute(out)
+    eng.run()
+    assert copier.output_tokens == expected_output([*prompt(40, base=7)[:30], 90, 91], 4)
+    taker = Request(4, [*prompt(40), 5], max_tokens=2)
+    run_one(eng, taker)
+    assert taker.num_cached_tokens >= 39 and taker.cache_source == "live"  # idle takeover
+
+
 def test_live_prefix_takes_over_an_idle_slot_and_trims_it() -> None:
     sched = Scheduler(SchedulerConfig(n_slots=2, cache_mode="live_slot_prefix"))
     eng = FakeEngine(sched)
