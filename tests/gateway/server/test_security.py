@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -92,6 +93,10 @@ def test_request_logs_are_json_and_never_carry_tokens(gateway: RunningGateway) -
     try:
         _query(gateway, {"x-request-id": "log-1"})
         requests.post(gateway.url + "/v1/query", headers=auth("secret-guess"), timeout=5)
+        # the access line is written once the response has gone out: wait for both
+        deadline = time.monotonic() + 10
+        while stream.getvalue().count('"msg": "request"') < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         log.removeHandler(handler)
         log.setLevel(old)
