@@ -87,3 +87,23 @@ def test_closing_the_client_fails_pending_runs(tiny_llama_path: Path) -> None:
     assert error is None or isinstance(error, EngineClosedError)
     if error is None:  # it may have finished before close; then it is complete
         assert run.result()["finish_reason"] == "length"
+
+
+def test_client_metrics_per_endpoint_and_for_all(tiny_llama_path: Path,
+                                                 tiny_bert_path: Path) -> None:
+    observed = NativeRuntimeConfig(observability={"runtime_metrics": True})
+    with SippClient() as client:
+        text = client.add("text", LocalModelDescriptor(str(tiny_llama_path), observed))
+        plain = client.add("plain", LocalModelDescriptor(str(tiny_bert_path)))
+        for _ in range(3):
+            client.query("Count me", endpoint=text,
+                         options=SippTextOptions(max_tokens=4, temperature=0)).result(30)
+        one = client.metrics(text)
+        assert one["counters"]["requests_completed"] == 3
+        assert one["histograms"]["time_to_first_token_seconds"]["count"] == 3
+        assert one["requests_running"] == 0 and one["decode_calls"] > 0
+        everything = client.metrics()
+        assert everything["text"]["counters"] == one["counters"]
+        # an endpoint without runtime metrics still reports its scheduler and decodes
+        assert "counters" not in client.metrics(plain)
+        assert set(everything) <= {"text", "plain"}
