@@ -457,26 +457,33 @@ def _write_gemma3(writer: gguf.GGUFWriter, source: Path) -> None:
     writer.add_tensor(_tensor_name(T.OUTPUT), w.normal("out", (n_vocab, N_EMBD), 0.5))
 
 
-def _write_gemma3_projector(writer: gguf.GGUFWriter, n_embd_text: int, tag: str) -> None:
-    """A Gemma 3 mmproj: SigLIP ViT, average pooling, RMS norm, projection to the text width."""
-    w = _Weights(tag)
-    v, ff = VISION_N_EMBD, VISION_N_FF
-    n_patches = (VISION_IMAGE_SIZE // VISION_PATCH_SIZE) ** 2
+def _write_vision_header(writer: gguf.GGUFWriter, tag: str, projector_type: str,
+                         image_size: int, patch_size: int, n_embd_text: int) -> None:
+    """The clip metadata both tiny projectors share (a SigLIP-style ViT of the VISION_* size)."""
     writer.add_name(f"sipp-{tag}")
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    writer.add_string(gguf.Keys.Clip.PROJECTOR_TYPE, "gemma3")
+    writer.add_string(gguf.Keys.Clip.PROJECTOR_TYPE, projector_type)
     writer.add_bool(gguf.Keys.Clip.HAS_VISION_ENCODER, True)
     writer.add_bool(gguf.Keys.ClipVision.USE_GELU, True)
-    writer.add_uint32(gguf.Keys.ClipVision.IMAGE_SIZE, VISION_IMAGE_SIZE)
-    writer.add_uint32(gguf.Keys.ClipVision.PATCH_SIZE, VISION_PATCH_SIZE)
-    writer.add_uint32(gguf.Keys.ClipVision.EMBEDDING_LENGTH, v)
-    writer.add_uint32(gguf.Keys.ClipVision.FEED_FORWARD_LENGTH, ff)
+    writer.add_uint32(gguf.Keys.ClipVision.IMAGE_SIZE, image_size)
+    writer.add_uint32(gguf.Keys.ClipVision.PATCH_SIZE, patch_size)
+    writer.add_uint32(gguf.Keys.ClipVision.EMBEDDING_LENGTH, VISION_N_EMBD)
+    writer.add_uint32(gguf.Keys.ClipVision.FEED_FORWARD_LENGTH, VISION_N_FF)
     writer.add_uint32(gguf.Keys.ClipVision.BLOCK_COUNT, VISION_N_LAYER)
     writer.add_uint32(gguf.Keys.ClipVision.PROJECTION_DIM, n_embd_text)
     writer.add_uint32(gguf.Keys.ClipVision.Attention.HEAD_COUNT, VISION_N_HEAD)
     writer.add_float32(gguf.Keys.ClipVision.Attention.LAYERNORM_EPS, 1e-6)
     writer.add_array(gguf.Keys.ClipVision.IMAGE_MEAN, [0.5, 0.5, 0.5])
     writer.add_array(gguf.Keys.ClipVision.IMAGE_STD, [0.5, 0.5, 0.5])
+
+
+def _write_gemma3_projector(writer: gguf.GGUFWriter, n_embd_text: int, tag: str) -> None:
+    """A Gemma 3 mmproj: SigLIP ViT, average pooling, RMS norm, projection to the text width."""
+    w = _Weights(tag)
+    v, ff = VISION_N_EMBD, VISION_N_FF
+    n_patches = (VISION_IMAGE_SIZE // VISION_PATCH_SIZE) ** 2
+    _write_vision_header(writer, tag, "gemma3", VISION_IMAGE_SIZE, VISION_PATCH_SIZE,
+                         n_embd_text)
     writer.add_uint32(gguf.Keys.ClipVision.Projector.SCALE_FACTOR, VISION_MERGE)
 
     def norm(name: str, n: int = v) -> None:
@@ -518,21 +525,8 @@ def _write_qwen2vl_mmproj(writer: gguf.GGUFWriter, source: Path) -> None:
     w = _Weights("tiny-qwen2vl-mmproj")
     v, ff, p = VISION_N_EMBD, VISION_N_FF, QWEN2VL_PATCH_SIZE
     merged = v * QWEN2VL_MERGE**2
-    writer.add_name("sipp-tiny-qwen2vl-mmproj")
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    writer.add_string(gguf.Keys.Clip.PROJECTOR_TYPE, "qwen2vl_merger")
-    writer.add_bool(gguf.Keys.Clip.HAS_VISION_ENCODER, True)
-    writer.add_bool(gguf.Keys.ClipVision.USE_GELU, True)
-    writer.add_uint32(gguf.Keys.ClipVision.IMAGE_SIZE, QWEN2VL_IMAGE_SIZE)
-    writer.add_uint32(gguf.Keys.ClipVision.PATCH_SIZE, p)
-    writer.add_uint32(gguf.Keys.ClipVision.EMBEDDING_LENGTH, v)
-    writer.add_uint32(gguf.Keys.ClipVision.FEED_FORWARD_LENGTH, ff)
-    writer.add_uint32(gguf.Keys.ClipVision.BLOCK_COUNT, VISION_N_LAYER)
-    writer.add_uint32(gguf.Keys.ClipVision.PROJECTION_DIM, N_EMBD)
-    writer.add_uint32(gguf.Keys.ClipVision.Attention.HEAD_COUNT, VISION_N_HEAD)
-    writer.add_float32(gguf.Keys.ClipVision.Attention.LAYERNORM_EPS, 1e-6)
-    writer.add_array(gguf.Keys.ClipVision.IMAGE_MEAN, [0.5, 0.5, 0.5])
-    writer.add_array(gguf.Keys.ClipVision.IMAGE_STD, [0.5, 0.5, 0.5])
+    _write_vision_header(writer, "tiny-qwen2vl-mmproj", "qwen2vl_merger", QWEN2VL_IMAGE_SIZE, p,
+                         N_EMBD)
     writer.add_uint32(gguf.Keys.ClipVision.SPATIAL_MERGE_SIZE, QWEN2VL_MERGE)
 
     def add(name: str, n_in: int | None, n_out: int) -> None:
