@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["openai_error", "openai_routes"]
 
-# Fields clients commonly send with their default meaning; accepted and ignored.
+# Fields clients commonly send: accepted without effect. The ones in _DEFAULT_OK change the
+# output, so only their neutral values pass (anything else is a 400 naming the field, never
+# a silently dropped setting); the rest carry no generation meaning here.
 _IGNORED = frozenset({"user", "frequency_penalty", "presence_penalty", "logit_bias", "seed",
                       "logprobs", "top_logprobs", "store", "metadata", "service_tier",
                       "parallel_tool_calls", "stream_options", "n", "response_format",
@@ -34,7 +36,10 @@ _IGNORED = frozenset({"user", "frequency_penalty", "presence_penalty", "logit_bi
                       "best_of", "suffix", "dimensions", "encoding_format"})
 _DEFAULT_OK: dict[str, Any] = {"n": (1,), "logprobs": (False, None), "echo": (False,),
                                "best_of": (1,), "tool_choice": ("none",), "tools": ([],),
-                               "functions": ([],), "suffix": ("",)}
+                               "functions": ([],), "suffix": ("",),
+                               "frequency_penalty": (0,), "presence_penalty": (0,),
+                               "logit_bias": ({},), "top_logprobs": (0,), "seed": (),
+                               "function_call": ("none",)}
 
 
 def openai_error(exc: SippError) -> tuple[int, Any]:
@@ -80,7 +85,10 @@ def _check_unsupported(obj: Mapping[str, Any], known: frozenset[str]) -> None:
             raise InvalidRequestError(f"unsupported field {key!r}")
         allowed = _DEFAULT_OK.get(key)
         if allowed is not None and value is not None and value not in allowed:
-            raise InvalidRequestError(f"field {key!r} is not supported with value {value!r}")
+            neutral = " or ".join(json.dumps(v) for v in allowed) if allowed else "null"
+            raise InvalidRequestError(
+                f"field {key!r} is not supported with value {value!r} (this gateway accepts "
+                f"only {neutral} there)")
     fmt = obj.get("response_format")
     if fmt is not None and fmt != {"type": "text"}:
         raise InvalidRequestError("field 'response_format' supports only {\"type\": \"text\"}")

@@ -67,6 +67,16 @@ def test_policy_and_errors_in_openai_shape(gateway: RunningGateway) -> None:
         with pytest.raises(openai.BadRequestError, match="n"):
             client.chat.completions.create(model="alpha", n=2,
                                            messages=[{"role": "user", "content": "hi"}])
+        # settings that would change the output are refused, not silently dropped
+        for extra in ({"frequency_penalty": 0.5}, {"presence_penalty": -1}, {"seed": 7},
+                      {"logit_bias": {"42": 5}}):
+            with pytest.raises(openai.BadRequestError, match=next(iter(extra))):
+                client.chat.completions.create(model="alpha", **extra,  # type: ignore[arg-type]
+                                               messages=[{"role": "user", "content": "hi"}])
+        neutral = client.chat.completions.create(
+            model="alpha", frequency_penalty=0, presence_penalty=0.0, logit_bias={}, seed=None,
+            user="someone", messages=[{"role": "user", "content": "hi"}])
+        assert neutral.choices[0].message.content
         with pytest.raises(openai.InternalServerError):
             client.chat.completions.create(model="alpha",
                                            messages=[{"role": "user", "content": "fail-early"}])
