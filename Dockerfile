@@ -24,6 +24,9 @@ ARG SIPP_GATEWAY_BACKEND
 ARG SIPP_CUDA_ARCHITECTURES=""
 ARG SIPP_BUILD_JOBS=""
 ENV DEBIAN_FRONTEND=noninteractive
+# Vulkan: the pinned ggml-vulkan needs Vulkan-Headers >= 1.3.261 (VK_EXT_layer_settings) and
+# bookworm has 1.3.239, so the build takes the headers (only) of Debian trixie's
+# libvulkan-dev, fetched and signature-checked by apt (SIPP_VULKAN_INCLUDE_DIR below).
 RUN set -eux; \
     case "$SIPP_GATEWAY_BACKEND" in cpu|cuda|vulkan) ;; \
       *) echo "SIPP_GATEWAY_BACKEND must be cpu, cuda or vulkan, got '$SIPP_GATEWAY_BACKEND'" >&2; exit 2;; \
@@ -32,7 +35,13 @@ RUN set -eux; \
     apt-get install -y --no-install-recommends build-essential git ca-certificates \
         python3 python3-venv python3-pip; \
     if [ "$SIPP_GATEWAY_BACKEND" = vulkan ]; then \
-        apt-get install -y --no-install-recommends libvulkan-dev glslc; \
+        apt-get install -y --no-install-recommends libvulkan-dev glslc spirv-headers; \
+        echo "deb http://deb.debian.org/debian trixie main" \
+            > /etc/apt/sources.list.d/trixie-vulkan-headers.list; \
+        apt-get update; \
+        (cd /tmp && apt-get download libvulkan-dev/trixie); \
+        dpkg -x /tmp/libvulkan-dev_*.deb /opt/vulkan-headers; \
+        rm /etc/apt/sources.list.d/trixie-vulkan-headers.list /tmp/libvulkan-dev_*.deb; \
     fi; \
     rm -rf /var/lib/apt/lists/*; \
     python3 -m venv /opt/build; \
@@ -47,6 +56,9 @@ ENV SIPP_BUILD_MODE=release
 RUN --mount=type=cache,target=/root/.cache/sipppy \
     set -eux; \
     export SIPP_CUDA_ARCHITECTURES="$SIPP_CUDA_ARCHITECTURES" SIPP_BUILD_JOBS="$SIPP_BUILD_JOBS"; \
+    if [ -d /opt/vulkan-headers/usr/include ]; then \
+        export SIPP_VULKAN_INCLUDE_DIR=/opt/vulkan-headers/usr/include; \
+    fi; \
     /opt/build/bin/python -m build --wheel --outdir /wheels .; \
     /opt/build/bin/python -m build --wheel --outdir /wheels sipp_backend_cpu; \
     if [ "$SIPP_GATEWAY_BACKEND" != cpu ]; then \
