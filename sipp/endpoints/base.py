@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sipp.runs import RunSink
+from sipp.tools import ToolRequest
 from sipp.types import (
     ChatMessage,
     EndpointRef,
@@ -48,6 +49,7 @@ class TextRequest:
     provider_options: Mapping[str, Any] | None
     emit_tokens: bool
     request_id: str = ""
+    tools: ToolRequest | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,8 @@ from sipp.engine.media import MediaPrompt, Vision, marked_messages, place_marker
 from sipp.engine.metrics import RuntimeMetrics
 from sipp.engine.sampling import history_length, plan_chain, resolve_grammar, resolve_sampling
 from sipp.engine.text import TextStream
+from sipp.engine.tools import ToolPlan, plan_tools
+from sipp.engine.tools.sink import ToolCallSink
 from sipp.errors import (
     ConfigurationError,
     EngineClosedError,
@@ -450,13 +452,24 @@ class Engine:
         )
         grammar = resolve_grammar(local.grammar if local else None,
                                   local.json_schema if local else None)
+        plan = self._tool_plan(request)
+        triggers: tuple[str, ...] = ()
+        if plan is not None and plan.grammar is not None:
+            if grammar is not None:
+                raise InvalidRequestError(
+                    "tools with tool_choice other than 'none' constrain the output already: "
+                    "drop local.grammar / local.json_schema (or set tool_choice='none')"
+                )
+            grammar, triggers = plan.grammar, plan.triggers
+        if plan is not None and plan.parses:
+            sink = cast(RunSink, ToolCallSink(sink, plan.stream()))
         if self.offloads and local and local.sampling and local.sampling.backend_sampling:
             raise InvalidRequestError(
                 "local.sampling.backend_sampling=True asks for in-graph GPU sampling, which "
                 "this engine does not do (samplers run on the host after each decode)"
             )
         stages = plan_chain(params, n_vocab=self.model.n_vocab, n_ctx=info.n_ctx_per_slot,
-                            grammar=grammar,
+                            grammar=grammar, grammar_triggers=triggers,
                             eog_tokens=self.model.eog_tokens if params.ignore_eos else ())
         chain = SamplerChain(self.model, stages)
         source: npt.NDArray[np.int32] | None = None
@@ -612,6 +625,16 @@ class Engine:
             raise InvalidRequestError("prompt produced no tokens (empty prompt)")
         return tokens
 
+    def _tool_plan(self, request: TextRequest) -> ToolPlan | None:
+        """The tool plan of a chat with tools (family from the chat template)."""
+        tools = request.tools
+        if tools is None or not tools.tools:
+            return None
+        if request.operation != "chat" or self._template_source is None:
+            raise InvalidRequestError("tools need a chat on a model with a chat template")
+        return plan_tools(self._template_source, tools.tools, tools.choice,
+                          parallel=tools.parallel)
+
     def _render_chat(self, request: TextRequest) -> str:
         if self._template_source is None:
             raise UnsupportedOperationError(
@@ -627,7 +650,9 @@ class Engine:
                 eos_token=self.model.token_text(self.model.eos),
             )
         assert request.messages is not None
-        text = str(self._template.render(request.messages, add_generation_prompt=True))
+        tools = [t.to_dict() for t in request.tools.tools] if request.tools else None
+        text = str(self._template.render(request.messages, add_generation_prompt=True,
+                                         tools=tools))
         if not text:
             raise UnsupportedOperationError(
                 "unsupported operation chat: model chat template did not produce a prompt"
