@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from sipp.descriptors import ProviderDescriptor
-from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.endpoints.base import Capability, Endpoint, Operation
 from sipp.errors import (
     ConfigurationError,
     InvalidRequestError,
@@ -43,7 +43,7 @@ from sipp.providers._http import (
 )
 from sipp.providers._validate import RESERVED_CORRELATION_HEADERS, check_header_name
 from sipp.providers.sse import SseError, SseParser
-from sipp.runs import RunSink
+from sipp.requests import EmbedRequest, RunSink, TextRequest
 from sipp.types import ChatMessage, EndpointRef
 
 __all__ = ["ProviderEndpoint"]
