@@ -48,10 +48,10 @@ def test_local_errors_say_what_is_wrong(tmp_path: Path) -> None:
     (tmp_path / "a.gguf").write_bytes(b"GGUF")
     with pytest.raises(ModelLoadError, match=r"is a directory.*a\.gguf"):
         resolve_model(tmp_path)
-    with pytest.raises(ModelLoadError, match="file not found.*hf://"):
+    with pytest.raises(ModelLoadError, match=r"file not found.*hf://"):
         resolve_model(tmp_path / "none.gguf")
     (tmp_path / "m-00001-of-00002.gguf").write_bytes(b"GGUF")
-    with pytest.raises(ModelLoadError, match="missing m-00002-of-00002.gguf"):
+    with pytest.raises(ModelLoadError, match=r"missing m-00002-of-00002\.gguf"):
         resolve_model(tmp_path / "m-00001-of-00002.gguf")
 
 
@@ -64,7 +64,7 @@ def test_projector_auto_next_to_a_local_model(tmp_path: Path) -> None:
     (tmp_path / "mmproj-model-f16.gguf").write_bytes(b"GGUF")
     assert resolve_projector("auto", resolved).name == "mmproj-model-f16.gguf"
     (tmp_path / "mmproj-other.gguf").write_bytes(b"GGUF")
-    with pytest.raises(ConfigurationError, match="mmproj-model-f16.gguf, mmproj-other.gguf"):
+    with pytest.raises(ConfigurationError, match=r"mmproj-model-f16\.gguf, mmproj-other\.gguf"):
         resolve_projector("auto", resolved)
 
 
