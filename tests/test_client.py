@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from sipp.client import SippClient
-from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.endpoints.base import Capability, Endpoint, Operation
 from sipp.errors import (
     AmbiguousEndpointError,
     ConfigurationError,
@@ -19,6 +19,7 @@ from sipp.errors import (
     QueueFullError,
     UnsupportedOperationError,
 )
+from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink
 from sipp.types import (
     ChatMessage,

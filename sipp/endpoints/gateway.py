@@ -40,7 +40,7 @@ from sipp.providers._http import (
     retry_after_seconds,
 )
 from sipp.providers.sse import SseError, SseParser
-from sipp.runs import RunSink
+from sipp.requests import RunSink
 from sipp.types import EndpointRef, FinishReason, Usage
 
 __all__ = ["GatewayEndpoint"]

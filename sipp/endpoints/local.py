@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.endpoints.base import Capability, Endpoint, Operation
 from sipp.engine.core import Engine
 from sipp.errors import ConfigurationError
-from sipp.runs import RunSink
+from sipp.requests import EmbedRequest, RunSink, TextRequest
 from sipp.types import EndpointRef
 
 __all__ = ["LocalEndpoint"]

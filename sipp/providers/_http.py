@@ -28,7 +28,7 @@ import aiohttp
 
 from sipp._version import __version__
 from sipp.errors import CancelledError
-from sipp.runs import RunSink
+from sipp.requests import RunSink
 
 __all__ = [
     "MAX_ERROR_BODY_BYTES",

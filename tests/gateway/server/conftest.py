@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from sipp.client import SippClient
-from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.endpoints.base import Capability, Endpoint, Operation
 from sipp.errors import EngineError
 from sipp.gateway.server.config import parse_config
 from sipp.gateway.server.secrets import read_secrets
 from sipp.gateway.server.serve import GatewayServer
+from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink
 from sipp.types import EndpointRef
 
