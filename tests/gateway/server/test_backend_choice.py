@@ -15,7 +15,6 @@ from sipp.gateway.server.config import parse_config
 from sipp.gateway.server.targets import TargetRegistry
 from tests.gateway.server.conftest import BASE_CONFIG, Script, fake_client
 
-
 _open: list[TargetRegistry] = []
 
 
