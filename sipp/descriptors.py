@@ -13,15 +13,15 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sipp.config import NativeRuntimeConfig
-from sipp.errors import ConfigurationError
-from sipp.providers._validate import (
+from sipp._validate import (
     check_base_url,
     check_header_name,
     check_header_value,
     check_json_object,
     check_positive_seconds,
 )
+from sipp.config import NativeRuntimeConfig
+from sipp.errors import ConfigurationError
 
 __all__ = ["GatewayDescriptor", "LocalModelDescriptor", "ProviderDescriptor", "TimeoutPolicy"]
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sipp._validate import RESERVED_CORRELATION_HEADERS
 from sipp.errors import ConfigurationError
-from sipp.providers._validate import RESERVED_CORRELATION_HEADERS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -319,7 +319,7 @@ class _Reader:
     def url(self, data: Mapping[str, Any], path: str, key: str, *, required: bool) -> str | None:
         """A provider base URL, checked exactly as ``serve`` checks it: absolute http(s),
         no credentials, query or fragment, and https unless the host is loopback."""
-        from sipp.providers._validate import check_base_url
+        from sipp._validate import check_base_url
 
         value = self.text(data, path, key, required=required)
         if value is None:
