@@ -63,6 +63,11 @@ class Endpoint(abc.ABC):
     def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
         """Begin an embedding."""
 
+    def set_correlation_header(self, name: str | None) -> bool:
+        """Send each run's ``request_id`` upstream under header ``name`` (None: stop).
+        False when this endpoint has no upstream request to carry it (the default)."""
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; pending runs fail with ``EngineClosedError`` or similar."""
 

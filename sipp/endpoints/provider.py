@@ -76,7 +76,7 @@ class ProviderEndpoint(Endpoint):
         self._http = HttpClient(descriptor.timeouts)
         self.correlation_header: str | None = None
 
-    def set_correlation_header(self, name: str | None) -> None:
+    def set_correlation_header(self, name: str | None) -> bool:
         """Send each run's ``request_id`` upstream under header ``name`` (None: stop).
 
         The name must be a valid HTTP header name that is not a transport or
@@ -84,13 +84,14 @@ class ProviderEndpoint(Endpoint):
         """
         if name is None:
             self.correlation_header = None
-            return
+            return True
         check_header_name("correlation_header", name)
         taken = {key.lower() for key in self._headers} | RESERVED_CORRELATION_HEADERS
         if name.lower() in taken:
             raise ConfigurationError(
                 f"correlation_header must not replace the {name.lower()} header")
         self.correlation_header = name
+        return True
 
     def _correlation(self, request_id: str) -> dict[str, str] | None:
         header = self.correlation_header

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sipp.client import SippClient
+from sipp.config import NativeRuntimeConfig
 from sipp.descriptors import LocalModelDescriptor, ProviderDescriptor, TimeoutPolicy
 from sipp.errors import ConfigurationError, SippError
 from sipp.gateway.server.config import (
@@ -38,21 +38,14 @@ def _timeout(seconds: float | None) -> TimeoutPolicy | None:
     return TimeoutPolicy(connect=min(10.0, seconds), request=seconds, stream_read=seconds)
 
 
-def local_runtime(target: LocalTarget) -> Any:
+def local_runtime(target: LocalTarget) -> NativeRuntimeConfig:
     """The local target's ``NativeRuntimeConfig`` (its ``runtime`` table plus ``stats`` and
     the cpu backend's placement)."""
-    from sipp.config import NativeRuntimeConfig
-
-    data: dict[str, Any] = copy.deepcopy(dict(target.runtime or {}))
-    observability = data.setdefault("observability", {})
-    observability.setdefault("runtime_metrics", target.stats != "off")
-    observability.setdefault("backend_profiling", target.stats == "profile")
-    if target.backend == "cpu":
-        data.setdefault("placement", {})["gpu_layers"] = {"count": 0}
-    return NativeRuntimeConfig.from_dict(data)
+    return NativeRuntimeConfig.from_dict(target.runtime_table())
 
 
-def descriptor_for(target: Target, key: str | None) -> Any:
+def descriptor_for(target: Target, key: str | None
+                   ) -> LocalModelDescriptor | ProviderDescriptor:
     """The descriptor ``SippClient.add`` registers for ``target`` (``key`` = its secret)."""
     if isinstance(target, LocalTarget):
         path = Path(target.model)
@@ -151,13 +144,8 @@ class TargetRegistry:
 
     def _correlate(self, state: TargetState) -> None:
         header = correlation_header(state.target)
-        if header is None:
-            return
-        from sipp.endpoints.provider import ProviderEndpoint
-
-        endpoint = self.client.endpoint(state.ref)
-        if isinstance(endpoint, ProviderEndpoint):
-            endpoint.set_correlation_header(header)
+        if header is not None:
+            self.client.endpoint(state.ref).set_correlation_header(header)
 
     async def load_all(self) -> None:
         await asyncio.to_thread(self.load_all_sync)
