@@ -12,17 +12,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
-from sipp.config import NativeRuntimeConfig
-from sipp.errors import ConfigurationError
-from sipp.models.resolve import ResolveOptions
-from sipp.models.source import parse_source
-from sipp.providers._validate import (
+from sipp._validate import (
     check_base_url,
     check_header_name,
     check_header_value,
     check_json_object,
     check_positive_seconds,
 )
+from sipp.config import NativeRuntimeConfig
+from sipp.errors import ConfigurationError
+from sipp.models.resolve import ResolveOptions
+from sipp.models.source import parse_source
 
 __all__ = ["GatewayDescriptor", "LocalModelDescriptor", "ProviderDescriptor", "TimeoutPolicy"]
 

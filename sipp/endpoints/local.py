@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
-from sipp.endpoints.base import Capability, Endpoint, Operation
+from sipp.endpoints.base import Capability, Endpoint, Operation, OptionGroup
 from sipp.engine.core import Engine
 from sipp.errors import ConfigurationError
 from sipp.requests import EmbedRequest, RunSink, TextRequest
@@ -28,6 +28,7 @@ class LocalEndpoint(Endpoint):
     """
 
     kind = "local"
+    accepts: ClassVar[frozenset[OptionGroup]] = frozenset({"local"})
 
     def __init__(self, ref: EndpointRef, descriptor: Any) -> None:
         super().__init__(ref)

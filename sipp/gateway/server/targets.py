@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +21,12 @@ from sipp.gateway.server.config import (
     Target,
 )
 from sipp.gateway.server.logging import logger
+from sipp.native import requested_backend, select_backend
 from sipp.types import EndpointRef
 
 __all__ = ["OPENAI_CORRELATION_HEADER", "TargetRegistry", "TargetState", "correlation_header",
            "descriptor_for", "local_runtime"]
 
-_BACKEND_ENV = "SIPP_PYTHON_BACKEND"
 # The header OpenAI reads a caller's request id from.
 OPENAI_CORRELATION_HEADER = "x-client-request-id"
 
@@ -76,7 +75,9 @@ def correlation_header(target: Target) -> str | None:
 
 
 def _select_backend(config: GatewayConfig) -> None:
-    """An explicit GPU backend on local targets picks the process-wide backend package."""
+    """An explicit GPU backend on local targets picks the process-wide native backend
+    (passed to :func:`sipp.native.select_backend`; a different ``SIPP_PYTHON_BACKEND`` is an
+    error rather than silently overridden)."""
     wanted = {t.backend for t in config.targets
               if isinstance(t, LocalTarget) and t.backend in ("cuda", "metal", "vulkan")}
     if len(wanted) > 1:
@@ -85,11 +86,11 @@ def _select_backend(config: GatewayConfig) -> None:
             "one gateway process loads one native backend")
     if wanted:
         backend = wanted.pop()
-        current = os.environ.get(_BACKEND_ENV)
-        if current and current != backend:
+        current = requested_backend()
+        if current not in ("auto", backend):
             raise ConfigurationError(
-                f"a local target requests backend {backend!r} but {_BACKEND_ENV}={current}")
-        os.environ[_BACKEND_ENV] = backend
+                f"a local target requests backend {backend!r} but SIPP_PYTHON_BACKEND={current}")
+        select_backend(backend)
 
 
 @dataclass
