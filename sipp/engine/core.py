@@ -32,7 +32,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sipp.config import NativeRuntimeConfig, ResolvedRuntimeConfig
-from sipp.endpoints.base import EmbedRequest, TextRequest
 from sipp.engine.batching import StepBatch
 from sipp.engine.context_plan import (
     ContextPlan,
@@ -57,7 +56,7 @@ from sipp.errors import (
     SippError,
 )
 from sipp.native import LlamaContext, LlamaModel
-from sipp.runs import RunSink
+from sipp.requests import EmbedRequest, RunSink, TextRequest
 from sipp.scheduler import (
     KvClear,
     KvCopy,

@@ -11,7 +11,7 @@ import numpy.typing as npt
 from sipp.engine.media import MediaPrompt
 from sipp.engine.sampling import Sampler, TokenLogprob
 from sipp.engine.text import TextStream
-from sipp.runs import RunSink
+from sipp.requests import RunSink
 from sipp.scheduler import Request
 
 __all__ = ["EngineRequest", "RunState"]

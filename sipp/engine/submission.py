@@ -18,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 
 from sipp.config import DEFAULT_CONTEXT_KEY, DEFAULT_MAX_TOKENS, ResolvedSamplingConfig
-from sipp.endpoints.base import EmbedRequest, TextRequest
 from sipp.engine.chat_template import ChatTemplate
 from sipp.engine.media import Vision, marked_messages, place_markers
 from sipp.engine.media_queue import MediaJob
@@ -33,7 +32,7 @@ from sipp.engine.sampling import (
 from sipp.engine.text import TextStream
 from sipp.errors import InvalidRequestError, RequestTooLargeError, UnsupportedOperationError
 from sipp.native import LlamaModel
-from sipp.runs import RunSink
+from sipp.requests import EmbedRequest, RunSink, TextRequest
 from sipp.scheduler import Request
 
 __all__ = ["Submission"]
