@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sipp._validate import RESERVED_CORRELATION_HEADERS, check_base_url
 from sipp.config import NativeRuntimeConfig
 from sipp.errors import ConfigurationError
-from sipp.providers._validate import RESERVED_CORRELATION_HEADERS, check_base_url
 
 if sys.version_info >= (3, 11):
     import tomllib
