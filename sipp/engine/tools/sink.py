@@ -9,10 +9,12 @@ unfinished call fails the run with :class:`~sipp.errors.ToolCallError`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sipp.engine.tools.parser import ToolCallStream
 from sipp.errors import ToolCallError
+from sipp.requests import RunSink
 
 __all__ = ["ToolCallSink"]
 
@@ -20,16 +22,18 @@ __all__ = ["ToolCallSink"]
 class ToolCallSink:
     """Wraps the run's sink (``push`` / ``complete`` / ``fail`` / ``on_cancel``)."""
 
-    def __init__(self, inner: Any, stream: ToolCallStream) -> None:
+    def __init__(self, inner: RunSink, stream: ToolCallStream) -> None:
         self._inner = inner
         self._stream = stream
         self._fed = ""
         self._failed = False
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    def on_cancel(self, canceller: Callable[[str], None]) -> None:
+        self._inner.on_cancel(canceller)
 
-    def push(self, text: str, token_count: int) -> None:
+    def push(
+        self, text: str, token_count: int, tool_calls: tuple[dict[str, Any], ...] = ()
+    ) -> None:
         if self._failed:
             return
         self._fed += text
