@@ -6,6 +6,10 @@ import argparse
 import sys
 from typing import Any, TextIO
 
+import sipp
+from sipp.native import select_backend
+from sipp.packaged_models import resolve_model
+
 __all__ = ["add_generate_arguments", "run_generate"]
 
 _STATS_KEYS = (
@@ -51,10 +55,6 @@ def _print_stats(stats: dict[str, Any] | None, level: str, err: TextIO) -> None:
 def run_generate(args: argparse.Namespace, out: TextIO = sys.stdout,
                  err: TextIO = sys.stderr) -> int:
     """Load the model, stream the completion, return the exit code."""
-    import sipp
-    from sipp.native import select_backend
-    from sipp.packaged_models import resolve_model
-
     try:
         if args.backend != "auto":
             select_backend(args.backend)  # before SIPP_PYTHON_BACKEND, for this process

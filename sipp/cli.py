@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from sipp._generate import add_generate_arguments, run_generate
 from sipp.errors import SippError
+from sipp.native import backend_info
 
 __all__ = ["main"]
 
@@ -72,8 +74,6 @@ def format_report(info: dict[str, Any]) -> str:
 def doctor(argv: Sequence[str]) -> int:
     """``sipp doctor``: print ``backend_info()``; exit 1 if no backend loads."""
     args = _doctor_parser().parse_args(list(argv))
-    from sipp.native import backend_info
-
     try:
         info = backend_info()
     except SippError as exc:
@@ -88,8 +88,6 @@ def doctor(argv: Sequence[str]) -> int:
 
 def generate(argv: Sequence[str]) -> int:
     """``sipp MODEL PROMPT [...]``: stream generated text to stdout (Ctrl-C cancels)."""
-    from sipp._generate import add_generate_arguments, run_generate
-
     parser = argparse.ArgumentParser(
         prog="sipp",
         description="Generate text with a local GGUF model (or 'sipp doctor').",
