@@ -15,8 +15,9 @@ __all__ = ["LocalEndpoint"]
 
 
 class LocalEndpoint(Endpoint):
-    """Loads ``descriptor.model_path`` (blocking) with ``descriptor.config`` and serves
-    query, chat and embed from one engine thread.
+    """Loads ``descriptor.model_path`` (blocking; any model source: a path, a packaged
+    name, ``hf://`` or a URL, downloaded into the model cache first) with
+    ``descriptor.config`` and serves query, chat and embed from one engine thread.
 
     Capabilities come from the loaded model: ``query`` needs a decoder (and embeddings off),
     ``chat`` additionally a chat template (GGUF ``tokenizer.chat_template`` or the
@@ -34,9 +35,14 @@ class LocalEndpoint(Endpoint):
         path = getattr(descriptor, "model_path", None)
         if not isinstance(path, str | os.PathLike) or not str(path):
             raise ConfigurationError("local descriptor model_path must be a non-empty path")
+        from sipp.models.load import resolve_local
+
+        load = resolve_local(
+            path, getattr(descriptor, "config", None), getattr(descriptor, "resolve", None)
+        )
         self._engine = Engine.load(
-            str(path),
-            getattr(descriptor, "config", None),
+            str(load.path),
+            load.config,
             chat_template=getattr(descriptor, "chat_template", None),
             name=ref.id,
         )

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from sipp.errors import ModelLoadError
-from sipp.native._gguf import read_gguf_info
 
 __all__ = ["FILE_TYPES", "ModelFacts", "read_model_facts"]
 
@@ -61,6 +60,8 @@ def read_model_facts(
 ) -> ModelFacts:
     """Facts of the GGUF at ``path`` (plus ``shards`` of a split model); raises
     ``ModelLoadError`` for a missing, truncated or non-GGUF file."""
+    from sipp.native._gguf import read_gguf_info  # the native package loads numpy: lazily
+
     p = Path(path)
     if p.is_dir():
         raise ModelLoadError(f"Cannot read {p}: is a directory, expected a .gguf file")

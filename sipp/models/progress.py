@@ -7,11 +7,10 @@ the callback propagate and stop the download.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any
-
-from tqdm import tqdm
 
 __all__ = ["ProgressCallback", "bar_factory", "stderr_is_tty"]
 
@@ -26,36 +25,44 @@ def stderr_is_tty() -> bool:
         return False
 
 
-class _Bar(tqdm):  # type: ignore[misc]
-    """tqdm that draws only on a TTY and reports ``done/total`` to a callback."""
+@functools.cache
+def _bar_class() -> Any:
+    """The tqdm subclass, built on first use (tqdm is not imported with ``sipp``)."""
+    from tqdm import tqdm
 
-    def __init__(
-        self, *args: Any, sipp_callback: ProgressCallback | None = None, sipp_bar: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        kwargs.pop("name", None)
-        kwargs["disable"] = not (sipp_bar and stderr_is_tty())
-        self._sipp_callback = sipp_callback
-        self._sipp_done = int(kwargs.get("initial") or 0)
-        super().__init__(*args, **kwargs)
-        self._sipp_report()
+    class _Bar(tqdm):  # type: ignore[misc]
+        """tqdm that draws only on a TTY and reports ``done/total`` to a callback."""
 
-    def _sipp_report(self) -> None:
-        total = self.total
-        if self._sipp_callback is not None and total:
-            self._sipp_callback(min(1.0, max(0.0, self._sipp_done / total)))
+        def __init__(
+            self, *args: Any, sipp_callback: ProgressCallback | None = None,
+            sipp_bar: bool = True,
+            **kwargs: Any,
+        ) -> None:
+            kwargs.pop("name", None)
+            kwargs["disable"] = not (sipp_bar and stderr_is_tty())
+            self._sipp_callback = sipp_callback
+            self._sipp_done = int(kwargs.get("initial") or 0)
+            super().__init__(*args, **kwargs)
+            self._sipp_report()
 
-    def update(self, n: float | None = 1) -> bool | None:
-        self._sipp_done += int(n or 0)
-        result: bool | None = super().update(n)
-        self._sipp_report()
-        return result
+        def _sipp_report(self) -> None:
+            total = self.total
+            if self._sipp_callback is not None and total:
+                self._sipp_callback(min(1.0, max(0.0, self._sipp_done / total)))
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self._sipp_done += int(n or 0)
+            result: bool | None = super().update(n)
+            self._sipp_report()
+            return result
+
+    return _Bar
 
 
 def bar_factory(callback: ProgressCallback | None, *, bar: bool = True) -> Callable[..., Any]:
     """A tqdm-compatible factory (``factory(total=..., desc=...)``) for one download."""
 
     def make(*args: Any, **kwargs: Any) -> Any:
-        return _Bar(*args, sipp_callback=callback, sipp_bar=bar, **kwargs)
+        return _bar_class()(*args, sipp_callback=callback, sipp_bar=bar, **kwargs)
 
     return make

@@ -21,8 +21,6 @@ from email.message import Message
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from filelock import FileLock, Timeout
-
 from sipp._version import __version__
 from sipp.errors import ModelLoadError
 from sipp.models.cache import url_entry_dir
@@ -134,6 +132,8 @@ def fetch_url(
             f"Cannot load model {url}: not in the model cache ({cache}) and offline mode is on "
             "(HF_HUB_OFFLINE)"
         )
+    from filelock import FileLock, Timeout
+
     entry.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(entry / ".lock"))
     try:

@@ -27,6 +27,7 @@ from sipp.errors import EngineError
 from sipp.gateway.server.config import parse_config
 from sipp.gateway.server.secrets import read_secrets
 from sipp.gateway.server.serve import GatewayServer
+from sipp.gateway.server.submission import DEFAULT_SUBMIT_WORKERS
 from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink
 from sipp.types import EndpointRef
@@ -147,11 +148,13 @@ class RunningGateway:
     """A GatewayServer on its own event loop thread."""
 
     def __init__(self, config: dict[str, Any], env: dict[str, str], client: SippClient,
-                 clock: Callable[[], float] = time.monotonic, wait_ready: bool = True) -> None:
+                 clock: Callable[[], float] = time.monotonic, wait_ready: bool = True,
+                 submit_workers: int = DEFAULT_SUBMIT_WORKERS) -> None:
         parsed = parse_config(config)
         self.loop = asyncio.new_event_loop()
         self.server = GatewayServer(parsed, read_secrets(parsed, env), client=client,
-                                    drain_timeout=5, clock=clock)
+                                    drain_timeout=5, clock=clock,
+                                    submit_workers=submit_workers)
         self.exit_code: int | None = None
         started = threading.Event()
         self.error: BaseException | None = None
