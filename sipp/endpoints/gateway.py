@@ -23,6 +23,7 @@ from sipp.endpoints.base import (
 from sipp.errors import ConfigurationError, EndpointError, SippError
 from sipp.gateway import profile
 from sipp.requests import EmbedRequest, RunSink, TextRequest
+from sipp.tools import ToolCallDeltas
 from sipp.transports.driver import RunDriver
 from sipp.transports.http import (
     MAX_ERROR_BODY_BYTES,
@@ -73,7 +74,8 @@ class GatewayEndpoint(Endpoint):
         else:
             assert request.messages is not None
             body = profile.encode_chat_body(
-                d.target, request.messages, request.options, stream=stream, extra=extra
+                d.target, request.messages, request.options, stream=stream, extra=extra,
+                tools=request.tools,
             )
             route = d.chat_route
         payload, headers = self._prepare(body, stream=stream)
@@ -149,12 +151,15 @@ class GatewayEndpoint(Endpoint):
     ) -> None:
         def parse(body: bytes) -> dict[str, Any]:
             result = profile.decode_text_response(body)
-            return {
+            out: dict[str, Any] = {
                 "text": result.text,
                 "finish_reason": result.finish_reason,
                 "usage": result.usage,
                 "local_stats": None,
             }
+            if result.tool_calls:
+                out["tool_calls"] = result.tool_calls
+            return out
 
         await self._finite(driver, route, payload, headers, parse)
 
@@ -202,6 +207,7 @@ class GatewayEndpoint(Endpoint):
         call = driver.call
         usage: Usage | None = None
         finish: FinishReason | None = None
+        calls = ToolCallDeltas()
         try:
             response = await call.post(self._url(route), headers, payload, stream=True)
             await self._check_status(call, response)
@@ -221,8 +227,12 @@ class GatewayEndpoint(Endpoint):
                         )
                     item = profile.decode_stream_event(event.event, event.data)
                     if isinstance(item, profile.StreamToken):
-                        if not driver.token(item.text):
+                        if item.text and not driver.token(item.text):
                             return
+                        for delta in item.tool_calls:
+                            calls.add(delta)
+                            if not driver.tool_call(delta):
+                                return
                     elif isinstance(item, profile.StreamUsage):
                         usage = item.usage
                     elif isinstance(item, profile.StreamDone):
@@ -234,9 +244,11 @@ class GatewayEndpoint(Endpoint):
             parser.close()
             if finish is None:
                 raise EndpointError("stream ended before a done event", kind="protocol")
-            driver.complete(
-                {"text": driver.text, "finish_reason": finish, "usage": usage, "local_stats": None}
-            )
+            result: dict[str, Any] = {"text": driver.text, "finish_reason": finish,
+                                      "usage": usage, "local_stats": None}
+            if calls.calls:
+                result["tool_calls"] = calls.calls
+            driver.complete(result)
         except SseError as exc:
             driver.fail(EndpointError(f"malformed gateway stream: {exc}", kind="protocol"))
         except BaseException as exc:

@@ -122,7 +122,7 @@ class ProviderEndpoint(Endpoint):
             )
             body = anthropic.messages_body(
                 model, messages, request.options, stream=stream,
-                provider_options=request.provider_options,
+                provider_options=request.provider_options, tools=request.tools,
             )
             path, parse = anthropic.MESSAGES_PATH, anthropic.parse_message
         elif request.operation == "query":
@@ -135,7 +135,7 @@ class ProviderEndpoint(Endpoint):
         else:
             body = openai.chat_body(
                 self.provider, model, request.messages or (), request.options, stream=stream,
-                provider_options=request.provider_options,
+                provider_options=request.provider_options, tools=request.tools,
             )
             path, parse = openai.CHAT_PATH, openai.parse_chat
         payload = encode_json(body)
@@ -276,8 +276,9 @@ class ProviderEndpoint(Endpoint):
             parser = SseParser()
             async for chunk in call.chunks(response):
                 for event in parser.feed(chunk):
-                    for text in decoder.feed(event):
-                        if not driver.token(text):
+                    for item in decoder.feed(event):
+                        if not (driver.token(item) if isinstance(item, str)
+                                else driver.tool_call(item)):
                             return
                     if decoder.done:
                         break
@@ -285,12 +286,17 @@ class ProviderEndpoint(Endpoint):
                     break
             parser.close()
             decoder.end()
-            driver.complete({
+            result: dict[str, Any] = {
                 "text": driver.text,
                 "finish_reason": decoder.finish_reason or "stop",
                 "usage": decoder.usage,
                 "local_stats": None,
-            })
+            }
+            if decoder.tool_calls:
+                result["tool_calls"] = decoder.tool_calls
+                if result["finish_reason"] == "stop":
+                    result["finish_reason"] = "tool_calls"
+            driver.complete(result)
         except BaseException as exc:
             driver.fail(self._translate(exc))
         finally:
@@ -329,12 +335,15 @@ def _redact(text: str, secrets: Iterable[str]) -> str:
 
 
 def _text_payload(parsed: ParsedText) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "text": parsed.text,
         "finish_reason": parsed.finish_reason,
         "usage": parsed.usage,
         "local_stats": None,
     }
+    if parsed.tool_calls:
+        payload["tool_calls"] = parsed.tool_calls
+    return payload
 
 
 def _embed_payload(parsed: ParsedEmbedding) -> dict[str, Any]:

@@ -48,6 +48,14 @@ class RunDriver:
             self.sink.push(text, token_count)
             return True
 
+    def tool_call(self, delta: dict[str, Any]) -> bool:
+        """Deliver one tool-call delta; False once the run is finished."""
+        with self._lock:
+            if self._done:
+                return False
+            self.sink.push("", 0, tool_calls=(delta,))
+            return True
+
     def complete(self, payload: dict[str, Any]) -> None:
         with self._lock:
             if self._done:
