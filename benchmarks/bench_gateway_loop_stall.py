@@ -2,7 +2,7 @@
 
 ``--streams`` streaming queries (``ignore_eos``) run on one local target of an in-process
 gateway; then ``--heavy-requests`` chat requests, one after the other, each with a
-``--heavy-bytes`` message, whose start (chat template, tokenizing ~1 MB) is the CPU work
+``--heavy-bytes`` message, whose start (chat template, tokenizing 300 KB by default) is the CPU work
 in question. The figure is the p99 gap between token events of the streams while a heavy
 request is in flight, with runs started on submission threads (the gateway's default)
 against runs started on the event loop (``submit_workers=0``: the gateway before the
