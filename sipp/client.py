@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from sipp._validate import check_json_object
 from sipp.endpoints.base import Endpoint, Operation
-from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointKind, kind_for
+from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointEntry, entry_for
 from sipp.errors import (
     AmbiguousEndpointError,
     ConfigurationError,
@@ -94,7 +94,7 @@ class SippClient:
     loaded model and connection.
     """
 
-    endpoint_kinds: ClassVar[Mapping[type, EndpointKind]] = DEFAULT_ENDPOINT_KINDS
+    endpoint_kinds: ClassVar[Mapping[type, EndpointEntry]] = DEFAULT_ENDPOINT_KINDS
     """Descriptor class → endpoint kind and factory (a subclass may register others)."""
 
     def __init__(self) -> None:
@@ -111,7 +111,7 @@ class SippClient:
         endpoint, which is closed once the new one is ready.
         """
         self._check_open()
-        entry = kind_for(self.endpoint_kinds, descriptor)
+        entry = entry_for(self.endpoint_kinds, descriptor)
         if entry is None:
             raise ConfigurationError(
                 "descriptor must be LocalModelDescriptor, ProviderDescriptor, or "

@@ -6,12 +6,10 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
+from sipp.config import SamplingRuntimeConfig
 from sipp.errors import InvalidRequestError
-
-if TYPE_CHECKING:
-    from sipp.config import SamplingRuntimeConfig
 
 __all__ = [
     "ChatMessage",
@@ -167,8 +165,6 @@ class LocalTextOptions:
         elif self.json_schema is not None and not isinstance(self.json_schema, Mapping | bool):
             raise InvalidRequestError("local.json_schema must be a dict, a bool or JSON text")
         if self.sampling is not None:
-            from sipp.config import SamplingRuntimeConfig
-
             if not isinstance(self.sampling, SamplingRuntimeConfig):
                 raise InvalidRequestError(
                     "local.sampling must be a SamplingRuntimeConfig (SamplingRuntimeOverride)"

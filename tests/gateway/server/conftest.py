@@ -20,7 +20,7 @@ import pytest
 from sipp.client import SippClient
 from sipp.descriptors import LocalModelDescriptor, ProviderDescriptor
 from sipp.endpoints.base import Capability, Endpoint, Operation
-from sipp.endpoints.kinds import EndpointKind
+from sipp.endpoints.kinds import EndpointEntry
 from sipp.endpoints.local import LocalEndpoint
 from sipp.endpoints.provider import ProviderEndpoint
 from sipp.errors import EngineError
@@ -134,10 +134,10 @@ def fake_client(script: Script) -> SippClient:
     """A client whose local and provider targets are scripted fakes (same option groups)."""
 
     class FakeClient(SippClient):
-        endpoint_kinds: ClassVar[Mapping[type, EndpointKind]] = {
-            LocalModelDescriptor: EndpointKind(
+        endpoint_kinds: ClassVar[Mapping[type, EndpointEntry]] = {
+            LocalModelDescriptor: EndpointEntry(
                 "local", lambda ref, _d: FakeLocalEndpoint(ref, script)),
-            ProviderDescriptor: EndpointKind(
+            ProviderDescriptor: EndpointEntry(
                 "provider", lambda ref, _d: FakeProviderEndpoint(ref, script)),
         }
 
