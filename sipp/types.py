@@ -20,6 +20,7 @@ __all__ = [
     "LocalEmbedOptions",
     "LocalTextOptions",
     "SippEmbeddingResponse",
+    "SippModelInfo",
     "SippTextOptions",
     "SippTextResponse",
     "TokenBatch",
@@ -256,3 +257,29 @@ class SippEmbeddingResponse(TypedDict):
     local_stats: dict[str, Any] | None
     pooling: str | None
     normalized: bool | None
+
+
+class SippModelInfo(TypedDict):
+    """What ``SippClient.model_info`` reports about a local endpoint's loaded model.
+
+    ``source`` is the model source as given (path, packaged name, ``hf://`` or URL) and
+    ``path`` the file libllama opened; ``size`` is bytes of tensor data, ``n_params`` the
+    parameter count; ``embedding_size`` the length of an embed vector; ``chat_template`` is
+    the template chat uses (the descriptor's override, else the GGUF's, else None);
+    ``capabilities`` says which operations this endpoint supports as loaded.
+    """
+
+    endpoint: str
+    source: str
+    path: str
+    architecture: str
+    description: str
+    n_params: int
+    size: int
+    n_ctx_train: int
+    n_ctx: int
+    n_vocab: int
+    n_layer: int
+    embedding_size: int
+    chat_template: str | None
+    capabilities: dict[str, bool]
