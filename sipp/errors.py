@@ -27,7 +27,8 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     ├── EngineError                                engine
     │   ├── EngineClosedError                      engine_closed
     │   ├── EngineDeadError                        engine_dead
-    │   └── KvCacheFullError                       kv_cache_full
+    │   ├── KvCacheFullError                       kv_cache_full
+    │   └── ToolCallError                          invalid_tool_call
     ├── AuthenticationError                        authentication
     ├── AuthorizationError                         authorization
     ├── BlockedError                               blocked
@@ -72,6 +73,7 @@ __all__ = [
     "SippError",
     "TargetNotFoundError",
     "TargetNotReadyError",
+    "ToolCallError",
     "UnsupportedOperationError",
     "error_from_code",
 ]
@@ -232,6 +234,13 @@ class KvCacheFullError(EngineError):
     """``llama_decode`` found no KV slot for the batch (recoverable by the scheduler)."""
 
     default_code = "kv_cache_full"
+
+
+class ToolCallError(EngineError):
+    """The model started a tool call whose JSON does not parse into a declared tool (the
+    run fails; a malformed call is never dropped silently)."""
+
+    default_code = "invalid_tool_call"
 
 
 class AuthenticationError(SippError):
