@@ -52,6 +52,7 @@ from sipp.errors import (
     InvalidRequestError,
     JsonSchemaError,
     ModelLoadError,
+    PiiBlockedError,
     ProviderError,
     QueueFullError,
     RateLimitedError,
@@ -59,6 +60,7 @@ from sipp.errors import (
     UnsupportedOperationError,
 )
 from sipp.native._env import requested_backend as _requested_backend
+from sipp.pii import PiiPolicy
 from sipp.runs import SippEmbeddingRun, SippTextRun, SippTokenIterator
 from sipp.types import (
     ChatMessage,
@@ -68,6 +70,7 @@ from sipp.types import (
     SippTextOptions,
     TokenBatch,
 )
+from sipp.vector import VectorIndex
 
 __all__ = [
     "DEFAULT_CONTEXT_KEY",
@@ -99,6 +102,8 @@ __all__ = [
     "MultimodalRuntimeConfig",
     "NativeRuntimeConfig",
     "ObservabilityRuntimeConfig",
+    "PiiBlockedError",
+    "PiiPolicy",
     "ProviderDescriptor",
     "ProviderError",
     "QueueFullError",
@@ -117,6 +122,7 @@ __all__ = [
     "TimeoutPolicy",
     "TokenBatch",
     "UnsupportedOperationError",
+    "VectorIndex",
     "__version__",
     "backend_info",
     "get_active_backend",
