@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sipp.endpoints.base import TextRequest
 from sipp.errors import (
     EngineClosedError,
     EngineDeadError,
@@ -18,6 +17,7 @@ from sipp.errors import (
     RequestTooLargeError,
     UnsupportedOperationError,
 )
+from sipp.requests import TextRequest
 from sipp.runs import RunSink
 from sipp.types import ChatMessage, SippTextOptions
 from tests.engine.engine_helpers import REF, embed, query
@@ -248,7 +248,7 @@ def test_chat_renders_the_gguf_template(engine_factory: Any, tiny_llama_path: Pa
     result = SippTextRun(sink).result(30)
     assert result["usage"] is not None and result["usage"]["input_tokens"] > 3
     # The rendered prompt starts with exactly one BOS.
-    prompt = engine._prompt_tokens(request)
+    prompt = engine._submission.prompt_tokens(request)
     assert int(prompt[0]) == engine.model.bos and int(prompt[1]) != engine.model.bos
 
 
