@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -53,12 +52,13 @@ def payload_problems(backend: str, mode: str = "release") -> list[str]:
 
 
 def load_problems(backend: str) -> list[str]:
-    """Load ``backend`` through sipp (``SIPP_PYTHON_BACKEND``) and print the doctor report."""
-    os.environ["SIPP_PYTHON_BACKEND"] = backend
+    """Load ``backend`` through sipp (``select_backend``) and print the doctor report."""
     try:
         import sipp
         from sipp.cli import format_report
+        from sipp.native import select_backend
 
+        select_backend(backend)
         info = sipp.backend_info()
     except Exception as exc:  # every failure is reported, not raised
         return [f"sipp could not load the {backend} backend: {exc}"]

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from sipp._validate import check_json_object
 from sipp.endpoints.base import Endpoint, Operation
-from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointKind, kind_for
+from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointEntry, entry_for
 from sipp.errors import (
     AmbiguousEndpointError,
     ConfigurationError,
@@ -32,6 +32,7 @@ from sipp.types import (
     EndpointRef,
     LocalEmbedOptions,
     LocalTextOptions,
+    SippModelInfo,
     SippTextOptions,
 )
 
@@ -94,7 +95,7 @@ class SippClient:
     loaded model and connection.
     """
 
-    endpoint_kinds: ClassVar[Mapping[type, EndpointKind]] = DEFAULT_ENDPOINT_KINDS
+    endpoint_kinds: ClassVar[Mapping[type, EndpointEntry]] = DEFAULT_ENDPOINT_KINDS
     """Descriptor class → endpoint kind and factory (a subclass may register others)."""
 
     def __init__(self) -> None:
@@ -111,7 +112,7 @@ class SippClient:
         endpoint, which is closed once the new one is ready.
         """
         self._check_open()
-        entry = kind_for(self.endpoint_kinds, descriptor)
+        entry = entry_for(self.endpoint_kinds, descriptor)
         if entry is None:
             raise ConfigurationError(
                 "descriptor must be LocalModelDescriptor, ProviderDescriptor, or "
@@ -160,6 +161,50 @@ class SippClient:
     def endpoint(self, ref: EndpointRef) -> Endpoint:
         """The endpoint object behind ``ref`` (for advanced use: metrics, introspection)."""
         return self._lookup(ref)
+
+    # ------------------------------------------------------------------ model facts
+    def tokenize(self, text: str, *, endpoint: EndpointRef | None = None,
+                 add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text`` with a local endpoint's vocabulary. ``add_special`` adds
+        BOS/EOS as the model is configured; ``parse_special`` turns special-token text
+        (``<start_of_turn>``) into those tokens. ``endpoint`` may be omitted when exactly
+        one local endpoint is registered."""
+        found = self._local_endpoint(endpoint, "tokenize")
+        result: list[int] = found.tokenize(text, add_special=add_special,
+                                           parse_special=parse_special)
+        return result
+
+    def detokenize(self, ids: Sequence[int], *, endpoint: EndpointRef | None = None,
+                   remove_special: bool = False, unparse_special: bool = False) -> str:
+        """The text of token ``ids`` on a local endpoint (inverse of :meth:`tokenize`)."""
+        found = self._local_endpoint(endpoint, "detokenize")
+        text: str = found.detokenize(ids, remove_special=remove_special,
+                                     unparse_special=unparse_special)
+        return text
+
+    def model_info(self, endpoint: EndpointRef | None = None) -> SippModelInfo:
+        """Facts of a local endpoint's model: architecture, ``n_ctx_train``, ``n_params``,
+        ``size``, chat template, embedding size and capabilities (see ``SippModelInfo``)."""
+        info: SippModelInfo = self._local_endpoint(endpoint, "model_info").model_info()
+        return info
+
+    def _local_endpoint(self, ref: EndpointRef | None, what: str) -> Any:
+        self._check_open()
+        if ref is None:
+            with self._lock:
+                local = [e for e in self._endpoints.values() if e.ref.kind == "local"]
+            if len(local) != 1:
+                raise AmbiguousEndpointError(
+                    f"{what}: pass endpoint=... ({len(local)} local endpoints are registered; "
+                    "only a single one is chosen implicitly)"
+                )
+            return local[0]
+        found = self._lookup(ref)
+        if not hasattr(found, what):
+            raise UnsupportedOperationError(
+                f"{what} needs a local endpoint; {ref.kind}:{ref.id} runs elsewhere"
+            )
+        return found
 
     def close(self) -> None:
         """Close every endpoint; pending local runs fail with ``EngineClosedError``."""

@@ -6,12 +6,10 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
+from sipp.config import SamplingRuntimeConfig
 from sipp.errors import InvalidRequestError
-
-if TYPE_CHECKING:
-    from sipp.config import SamplingRuntimeConfig
 
 __all__ = [
     "ChatMessage",
@@ -22,6 +20,7 @@ __all__ = [
     "LocalEmbedOptions",
     "LocalTextOptions",
     "SippEmbeddingResponse",
+    "SippModelInfo",
     "SippTextOptions",
     "SippTextResponse",
     "TokenBatch",
@@ -167,8 +166,6 @@ class LocalTextOptions:
         elif self.json_schema is not None and not isinstance(self.json_schema, Mapping | bool):
             raise InvalidRequestError("local.json_schema must be a dict, a bool or JSON text")
         if self.sampling is not None:
-            from sipp.config import SamplingRuntimeConfig
-
             if not isinstance(self.sampling, SamplingRuntimeConfig):
                 raise InvalidRequestError(
                     "local.sampling must be a SamplingRuntimeConfig (SamplingRuntimeOverride)"
@@ -260,3 +257,29 @@ class SippEmbeddingResponse(TypedDict):
     local_stats: dict[str, Any] | None
     pooling: str | None
     normalized: bool | None
+
+
+class SippModelInfo(TypedDict):
+    """What ``SippClient.model_info`` reports about a local endpoint's loaded model.
+
+    ``source`` is the model source as given (path, packaged name, ``hf://`` or URL) and
+    ``path`` the file libllama opened; ``size`` is bytes of tensor data, ``n_params`` the
+    parameter count; ``embedding_size`` the length of an embed vector; ``chat_template`` is
+    the template chat uses (the descriptor's override, else the GGUF's, else None);
+    ``capabilities`` says which operations this endpoint supports as loaded.
+    """
+
+    endpoint: str
+    source: str
+    path: str
+    architecture: str
+    description: str
+    n_params: int
+    size: int
+    n_ctx_train: int
+    n_ctx: int
+    n_vocab: int
+    n_layer: int
+    embedding_size: int
+    chat_template: str | None
+    capabilities: dict[str, bool]

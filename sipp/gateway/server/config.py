@@ -19,6 +19,7 @@ from typing import Any, Literal
 from sipp._validate import RESERVED_CORRELATION_HEADERS, check_base_url
 from sipp.config import NativeRuntimeConfig
 from sipp.errors import ConfigurationError
+from sipp.models.source import parse_source
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -139,6 +140,8 @@ class LocalTarget:
     backend: Backend
     stats: Stats
     runtime: Mapping[str, Any] | None
+    # inline Jinja, or a template file read when the target loads (sipp._template_source)
+    chat_template: str | None = None
     type: Literal["local"] = "local"
 
     def runtime_table(self) -> dict[str, Any]:
@@ -523,7 +526,7 @@ def _tokens(r: _Reader, data: Mapping[str, Any]) -> tuple[TokenConfig, ...]:
 
 
 _TARGET_KEYS = {
-    "local": ("name", "type", "model", "backend", "stats", "runtime"),
+    "local": ("name", "type", "model", "backend", "stats", "runtime", "chat_template"),
     "openai": ("name", "type", "model", "api_key_env", "base_url", "timeout_seconds"),
     "openai_compatible": ("name", "type", "model", "base_url", "token_env", "correlation_header",
                           "timeout_seconds"),
@@ -554,6 +557,25 @@ def _check_runtime(r: _Reader, target: LocalTarget, path: str) -> None:
         r.fail(f"{path}.runtime", exc.message)
 
 
+def _check_source(r: _Reader, target: LocalTarget, path: str) -> None:
+    """``model`` and ``multimodal.projector_path`` must be well-formed model sources (a
+    path, a packaged name, hf://... or https://...; nothing is downloaded here)."""
+    if not target.model:
+        return
+    try:
+        parse_source(target.model, field="model")
+    except ConfigurationError as exc:
+        r.fail(f"{path}.model", exc.message.removeprefix("model: "))
+    multimodal = (target.runtime or {}).get("multimodal")
+    projector = multimodal.get("projector_path") if isinstance(multimodal, dict) else None
+    if isinstance(projector, str) and projector != "auto":
+        try:
+            parse_source(projector, field="projector_path")
+        except ConfigurationError as exc:
+            r.fail(f"{path}.runtime.multimodal.projector_path",
+                   exc.message.removeprefix("projector_path: "))
+
+
 def _target(r: _Reader, item: Any, path: str) -> Target | None:
     if not isinstance(item, dict):
         r.fail(path, f"must be a table, got {_show(item)}")
@@ -574,8 +596,10 @@ def _target(r: _Reader, item: Any, path: str) -> Target | None:
             stats=r.choice(table, path, "stats", ("off", "basic", "profile"),
                            "basic"),  # type: ignore[arg-type]
             runtime=_runtime(r, table, path),
+            chat_template=r.text(table, path, "chat_template", required=False),
         )
         _check_runtime(r, local, path)
+        _check_source(r, local, path)
         return local
     timeout = r.seconds(table, path)
     if kind == "openai":
