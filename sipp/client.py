@@ -27,6 +27,7 @@ from sipp.errors import (
 )
 from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
+from sipp.tools import ToolRequest, parse_tool_choice, parse_tools
 from sipp.types import (
     ChatMessage,
     EndpointRef,
@@ -64,7 +65,9 @@ def _coerce_messages(
     messages: Sequence[ChatMessage | Mapping[str, Any]],
 ) -> tuple[ChatMessage, ...]:
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise InvalidRequestError("messages must be a list of ChatMessage or {role, content} dicts")
+        raise InvalidRequestError(
+            "messages must be a list of ChatMessage or {role, content, ...} dicts"
+        )
     if not messages:
         raise InvalidRequestError("chat messages must not be empty")
     result: list[ChatMessage] = []
@@ -72,13 +75,8 @@ def _coerce_messages(
         if isinstance(message, ChatMessage):
             result.append(message)
         elif isinstance(message, Mapping):
-            unknown = set(message) - {"role", "content"}
-            if unknown or "role" not in message or "content" not in message:
-                raise InvalidRequestError(
-                    f"messages[{index}] must have exactly the keys role and content"
-                )
             try:
-                result.append(ChatMessage(message["role"], message["content"]))
+                result.append(ChatMessage.from_dict(message))
             except InvalidRequestError as exc:
                 raise InvalidRequestError(f"messages[{index}]: {exc.message}") from exc
         else:
@@ -264,11 +262,25 @@ class SippClient:
         provider_options: Mapping[str, Any] | None = None,
         emit_tokens: bool = False,
         request_id: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool = True,
     ) -> SippTextRun:
-        """Generate the assistant's reply to ``messages`` (rendered by the endpoint)."""
+        """Generate the assistant's reply to ``messages`` (rendered by the endpoint).
+
+        ``tools`` are OpenAI function tools; ``tool_choice`` is ``"auto"`` (default with
+        tools), ``"none"``, ``"required"`` or ``{"type": "function", "function": {"name":
+        ...}}``. Calls come back in the response's ``tool_calls`` (and as ``TokenBatch``
+        ``tool_calls`` deltas when streaming) with ``finish_reason="tool_calls"``.
+        """
+        specs = parse_tools(tools)
+        choice = parse_tool_choice(tool_choice, specs)
+        if not isinstance(parallel_tool_calls, bool):
+            raise InvalidRequestError("parallel_tool_calls must be a bool")
         return self._start_text(
             "chat", None, _coerce_messages(messages), endpoint, options, local,
             endpoint_options, provider_options, emit_tokens, request_id,
+            ToolRequest(specs, choice, parallel_tool_calls) if specs or tool_choice else None,
         )
 
     def embed(
@@ -395,6 +407,7 @@ class SippClient:
         provider_options: Mapping[str, Any] | None,
         emit_tokens: bool,
         request_id: str | None,
+        tools: ToolRequest | None = None,
     ) -> SippTextRun:
         if options is not None and not isinstance(options, SippTextOptions):
             raise InvalidRequestError("options must be a SippTextOptions")
@@ -409,7 +422,7 @@ class SippClient:
         rid = request_id or f"req-{next(_request_ids)}"
         request = TextRequest(
             operation, prompt, messages, options or SippTextOptions(), local,
-            ep_options, pr_options, emit_tokens, rid,
+            ep_options, pr_options, emit_tokens, rid, tools,
         )
         sink = RunSink(found.ref, wants_tokens=emit_tokens, request_id=rid)
         self._dispatch(lambda: found.start_text(request, sink), sink)

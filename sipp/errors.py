@@ -28,7 +28,8 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     ├── EngineError                                engine
     │   ├── EngineClosedError                      engine_closed
     │   ├── EngineDeadError                        engine_dead
-    │   └── KvCacheFullError                       kv_cache_full
+    │   ├── KvCacheFullError                       kv_cache_full
+    │   └── ToolCallError                          invalid_tool_call
     ├── AuthenticationError                        authentication
     ├── AuthorizationError                         authorization
     ├── BlockedError                               blocked
@@ -74,6 +75,7 @@ __all__ = [
     "SippError",
     "TargetNotFoundError",
     "TargetNotReadyError",
+    "ToolCallError",
     "UnsupportedOperationError",
     "error_from_code",
 ]
@@ -242,6 +244,13 @@ class KvCacheFullError(EngineError):
     """``llama_decode`` found no KV slot for the batch (recoverable by the scheduler)."""
 
     default_code = "kv_cache_full"
+
+
+class ToolCallError(EngineError):
+    """The model started a tool call whose JSON does not parse into a declared tool (the
+    run fails; a malformed call is never dropped silently)."""
+
+    default_code = "invalid_tool_call"
 
 
 class AuthenticationError(SippError):

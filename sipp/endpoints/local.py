@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from sipp.endpoints.base import Capability, Endpoint, Operation, OptionGroup
 from sipp.engine.core import Engine
 from sipp.errors import ConfigurationError, InvalidRequestError
+from sipp.models.load import resolve_local
 from sipp.requests import EmbedRequest, RunSink, TextRequest
 from sipp.types import EndpointRef, SippModelInfo
 
@@ -36,11 +37,8 @@ class LocalEndpoint(Endpoint):
         path = getattr(descriptor, "model_path", None)
         if not isinstance(path, str | os.PathLike) or not str(path):
             raise ConfigurationError("local descriptor model_path must be a non-empty path")
-        from sipp.models.load import resolve_local
-
         self._source = str(path)
         self._chat_template: str | None = getattr(descriptor, "chat_template", None)
-
         load = resolve_local(
             path, getattr(descriptor, "config", None), getattr(descriptor, "resolve", None)
         )
