@@ -65,10 +65,13 @@ class RestoringSink(RunSink):
     def _forward_cancel(self, reason: str) -> None:
         self._request_cancel(reason)
 
-    def push(self, text: str, token_count: int) -> None:
+    def push(
+        self, text: str, token_count: int, tool_calls: tuple[dict[str, Any], ...] = ()
+    ) -> None:
         if not self.wants_tokens or self._target.finished:
             return
-        self._target.push(self._restorer.feed(text), token_count)
+        deltas = tuple(_restore_strings(self._session, call) for call in tool_calls)
+        self._target.push(self._restorer.feed(text), token_count, deltas)
 
     def complete(self, payload: dict[str, Any]) -> None:
         if self.wants_tokens:
@@ -78,9 +81,22 @@ class RestoringSink(RunSink):
         restored = dict(payload)
         if isinstance(restored.get("text"), str):
             restored["text"] = self._session.restore(restored["text"])
+        if restored.get("tool_calls"):
+            restored["tool_calls"] = _restore_strings(self._session, restored["tool_calls"])
         super().complete(payload)
         self._target.complete(restored)
 
     def fail(self, error: BaseException) -> None:
         super().fail(error)
         self._target.fail(error)
+
+
+def _restore_strings(session: MaskingSession, value: Any) -> Any:
+    """``value`` (JSON-like) with placeholders restored in every string."""
+    if isinstance(value, str):
+        return session.restore(value)
+    if isinstance(value, dict):
+        return {key: _restore_strings(session, item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_restore_strings(session, item) for item in value)
+    return value
