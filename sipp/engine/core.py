@@ -442,6 +442,7 @@ class Engine:
         then the stats snapshot, then the runs that finished are completed."""
         done = self._done
         out = self.scheduler.schedule()
+        self._waiting = self.scheduler.num_waiting  # admissions free queue places now
         done.extend(out.finished)
         if out.shifted and self.runtime_metrics is not None:
             self.runtime_metrics.inc("context_shifts", len(out.shifted))
