@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sipp.config import ResolvedPlacementConfig
+from sipp.config import ModelPlacementConfig
 from sipp.engine.sampling import Stage
 from sipp.errors import ConfigurationError, KvCacheFullError
 from sipp.native import DecodeAbortedError, InvalidBatchError
@@ -51,7 +51,7 @@ def gpu_devices(devices: Sequence[Device], chosen: Sequence[str] = ()) -> list[s
 
 
 def placement_args(
-    p: ResolvedPlacementConfig, devices: Sequence[Device]
+    p: ModelPlacementConfig, devices: Sequence[Device]
 ) -> dict[str, Any]:
     """The :class:`LlamaModel` arguments for placement ``p`` on a backend that sees
     ``devices``; what cannot take effect raises ``ConfigurationError`` naming the field."""

@@ -31,8 +31,8 @@ import numpy.typing as npt
 from sipp.config import (
     DEFAULT_CONTEXT_KEY,
     DEFAULT_MAX_TOKENS,
+    ContextRuntimeConfig,
     NativeRuntimeConfig,
-    ResolvedRuntimeConfig,
 )
 from sipp.endpoints.base import EmbedRequest, TextRequest
 from sipp.engine._llama import (
@@ -82,7 +82,10 @@ __all__ = ["Engine", "ModelInfo"]
 _log = logging.getLogger("sipp.engine")
 ModelClass = Literal["decoder", "encoder", "encoder_decoder"]
 _WAKE, _CLOSE = "wake", "close"
-_DEFAULT_N_CTX_PER_SLOT = 4096
+# what the AUTO context sizes start from (declared with the settings)
+_N_CTX_PER_SLOT: int = ContextRuntimeConfig.setting("n_ctx").fallback
+_N_BATCH: int = ContextRuntimeConfig.setting("n_batch").fallback
+_N_UBATCH: int = ContextRuntimeConfig.setting("n_ubatch").fallback
 # libllama reports these non-causal architectures as "decoder" models.
 _ENCODER_ONLY_ARCHS = frozenset({
     "bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert",
@@ -230,8 +233,7 @@ class Engine:
             raise ModelLoadError(f"failed to load model from {model_path}: {exc}") from exc
         return engine
 
-    def _open(self, path: str, raw: NativeRuntimeConfig, chat_template: str | None) -> None:
-        cfg = raw.resolve()
+    def _open(self, path: str, cfg: NativeRuntimeConfig, chat_template: str | None) -> None:
         self.config = cfg
         placement = cfg.placement
         gpu = placement.gpu_layers
@@ -239,7 +241,9 @@ class Engine:
         placed = placement_args(placement, devices)
         used = gpu_devices(devices, placement.devices)
         self.offloads = bool(used) and gpu != 0
-        if self.offloads and raw.sampling.backend_sampling:
+        if self.offloads and "backend_sampling" in cfg.sampling.fields_set and (
+            cfg.sampling.backend_sampling
+        ):
             raise ConfigurationError(
                 "sampling.backend_sampling=True asks for sampling inside the GPU graph "
                 "(experimental in the pinned llama.cpp), which this engine does not do: "
@@ -253,8 +257,8 @@ class Engine:
                 use_mlock=placement.use_mlock,
                 check_tensors=placement.check_tensors,
                 # None lets sipp.native decide (off on AMX CPUs, where repacking crashes)
-                extra_bufts=None if raw.placement.no_extra_bufts is None
-                else not raw.placement.no_extra_bufts,
+                extra_bufts=None if placement.no_extra_bufts is None
+                else not placement.no_extra_bufts,
                 gpu_layers=None if gpu == "auto" else -1 if gpu == "all" else int(gpu),
                 **placed,
             )
@@ -266,14 +270,14 @@ class Engine:
             model.on_close(lease.release)
         self.model = model
         try:
-            self._open_context(model, raw, cfg, chat_template)
+            self._open_context(model, cfg, chat_template)
             if cfg.multimodal.projector_path is not None:
                 self._open_vision(cfg)
         except BaseException:
             model.close()
             raise
 
-    def _open_vision(self, cfg: ResolvedRuntimeConfig) -> None:
+    def _open_vision(self, cfg: NativeRuntimeConfig) -> None:
         info = self.info
         if not info.can_generate or info.model_class != "decoder":
             raise ModelLoadError(
@@ -286,8 +290,8 @@ class Engine:
         self.vision = vision
         self.info = replace(info, vision=True, media_marker=vision.marker)
 
-    def _open_context(self, model: LlamaModel, raw: NativeRuntimeConfig,
-                      cfg: ResolvedRuntimeConfig, chat_template: str | None) -> None:
+    def _open_context(self, model: LlamaModel, cfg: NativeRuntimeConfig,
+                      chat_template: str | None) -> None:
         c = cfg.context
         if model.has_encoder and model.has_decoder:
             model_class: ModelClass = "encoder_decoder"
@@ -307,17 +311,18 @@ class Engine:
                     f"{c.n_parallel})"
                 )
         n_par = c.n_parallel
-        train = model.n_ctx_train or _DEFAULT_N_CTX_PER_SLOT
-        n_ctx = c.n_ctx or min(train, _DEFAULT_N_CTX_PER_SLOT) * n_par
+        train = model.n_ctx_train or _N_CTX_PER_SLOT
+        n_ctx = c.n_ctx or min(train, _N_CTX_PER_SLOT) * n_par
         cache_mode = "disabled" if (
             model_class != "decoder" or embeddings or model.is_recurrent
+            or cfg.cache.mode == "off"
         ) else cfg.cache.mode
         shares = cache_mode in ("live_slot_prefix", "live_slot_and_snapshot")
         kv_unified = c.kv_unified if c.kv_unified is not None else (shares and n_par > 1)
-        swa_full = raw.context.swa_full if raw.context.swa_full is not None else (
+        swa_full = c.swa_full if c.swa_full is not None else (
             model.n_swa > 0 and cache_mode != "disabled")
-        n_batch = c.n_batch or 2048
-        n_ubatch = c.n_ubatch or min(512, n_batch)
+        n_batch = c.n_batch or _N_BATCH
+        n_ubatch = c.n_ubatch or min(_N_UBATCH, n_batch)
         if model_class != "decoder" or embeddings:
             n_ubatch = n_batch  # non-causal / pooled: a whole sequence in one ubatch
             if embeddings and n_par > 1:
@@ -346,25 +351,9 @@ class Engine:
         if cfg.observability.metrics_enabled:
             self.runtime_metrics = RuntimeMetrics()
         per_slot = ctx.n_ctx if (kv_unified or n_par == 1) else ctx.n_ctx // n_par
-        sched = cfg.scheduler
-        self.scheduler = Scheduler(SchedulerConfig(
-            n_slots=n_par,
-            n_ctx_per_slot=per_slot,
-            token_budget=ctx.n_batch,
-            prefill_chunk_size=sched.prefill_chunk_size,
-            max_running_requests=sched.max_running_requests,
-            max_queued_requests=sched.max_queued_requests,
-            policy=sched.policy.order,
-            mode=sched.policy.mode,
-            decode_token_reserve=sched.policy.decode_token_reserve,
-            continuous_batching=sched.continuous_batching,
-            adaptive_prefill_chunking=sched.policy.enable_adaptive_prefill_chunking,
-            cache_mode=cache_mode,
-            retained_prefix_tokens=cfg.cache.retained_prefix_tokens,
-            max_snapshot_entries=cfg.cache.max_snapshot_entries,
-            max_snapshot_bytes=cfg.cache.max_snapshot_bytes,
-            snapshot_interval_tokens=cfg.cache.snapshot_interval_tokens,
-            cross_slot_copy=kv_unified or n_par == 1,
+        self.scheduler = Scheduler(SchedulerConfig.from_runtime(
+            cfg, n_ctx_per_slot=per_slot, token_budget=ctx.n_batch,
+            reuse_kv=cache_mode != "disabled", cross_slot_copy=kv_unified or n_par == 1,
             partial_kv_edits=not model.native.is_hybrid,
         ))
         self.batch = Batch(ctx, ctx.n_batch)
@@ -450,7 +439,10 @@ class Engine:
         )
         grammar = resolve_grammar(local.grammar if local else None,
                                   local.json_schema if local else None)
-        if self.offloads and local and local.sampling and local.sampling.backend_sampling:
+        override = local.sampling if local else None
+        if self.offloads and override is not None and override.backend_sampling and (
+            "backend_sampling" in override.fields_set
+        ):
             raise InvalidRequestError(
                 "local.sampling.backend_sampling=True asks for in-graph GPU sampling, which "
                 "this engine does not do (samplers run on the host after each decode)"
