@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any, TextIO
 
@@ -52,12 +51,13 @@ def _print_stats(stats: dict[str, Any] | None, level: str, err: TextIO) -> None:
 def run_generate(args: argparse.Namespace, out: TextIO = sys.stdout,
                  err: TextIO = sys.stderr) -> int:
     """Load the model, stream the completion, return the exit code."""
-    if args.backend != "auto":
-        os.environ["SIPP_PYTHON_BACKEND"] = args.backend
     import sipp
+    from sipp.native import select_backend
     from sipp.packaged_models import resolve_model
 
     try:
+        if args.backend != "auto":
+            select_backend(args.backend)  # before SIPP_PYTHON_BACKEND, for this process
         model_path = resolve_model(args.model)
         context: dict[str, Any] = {}
         if args.ctx_size is not None:

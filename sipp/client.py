@@ -6,22 +6,17 @@ Operation code never changes with the endpoint: ``query``, ``chat`` and ``embed`
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-import json
-import math
 import threading
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from sipp.endpoints.base import (
-    LOCAL_ONLY_OPTION_KEYS,
-    EmbedRequest,
-    Endpoint,
-    Operation,
-    TextRequest,
-)
+from sipp._validate import check_json_object
+from sipp.endpoints.base import Endpoint, Operation
+from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointKind, kind_for
 from sipp.errors import (
     AmbiguousEndpointError,
     ConfigurationError,
@@ -30,6 +25,7 @@ from sipp.errors import (
     SippError,
     UnsupportedOperationError,
 )
+from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
 from sipp.types import (
     ChatMessage,
@@ -60,33 +56,7 @@ def _close_endpoints(endpoints: dict[str, Endpoint]) -> None:
 def _json_options(name: str, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    if not isinstance(value, Mapping):
-        raise InvalidRequestError(f"{name} must be a JSON object (a dict with string keys)")
-
-    def check(item: Any, path: str) -> None:
-        if item is None or isinstance(item, bool | str | int):
-            return
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise InvalidRequestError(f"{path} must be a finite number, got {item}")
-            return
-        if isinstance(item, Mapping):
-            for key, sub in item.items():
-                if not isinstance(key, str):
-                    raise InvalidRequestError(f"{path} keys must be strings, got {key!r}")
-                check(sub, f"{path}.{key}")
-            return
-        if isinstance(item, list | tuple):
-            for index, sub in enumerate(item):
-                check(sub, f"{path}[{index}]")
-            return
-        raise InvalidRequestError(
-            f"{path} must contain only JSON values, got {type(item).__name__}"
-        )
-
-    check(value, name)
-    result: dict[str, Any] = json.loads(json.dumps(value))
-    return result
+    return check_json_object(name, value, error=InvalidRequestError)
 
 
 def _coerce_messages(
@@ -124,6 +94,9 @@ class SippClient:
     loaded model and connection.
     """
 
+    endpoint_kinds: ClassVar[Mapping[type, EndpointKind]] = DEFAULT_ENDPOINT_KINDS
+    """Descriptor class → endpoint kind and factory (a subclass may register others)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._endpoints: dict[str, Endpoint] = {}
@@ -138,13 +111,19 @@ class SippClient:
         endpoint, which is closed once the new one is ready.
         """
         self._check_open()
-        kind = self._descriptor_kind(descriptor)
+        entry = kind_for(self.endpoint_kinds, descriptor)
+        if entry is None:
+            raise ConfigurationError(
+                "descriptor must be LocalModelDescriptor, ProviderDescriptor, or "
+                f"GatewayDescriptor, got {type(descriptor).__name__}"
+            )
+        kind = entry.kind
         if not isinstance(id, str) or not id:
             raise ConfigurationError(f"{kind} id must be a non-empty string")
         if id != id.strip():
             raise ConfigurationError(f"{kind} id must not contain surrounding whitespace")
         ref = EndpointRef(kind, id)
-        endpoint = self._create_endpoint(ref, descriptor)
+        endpoint = entry.create(ref, descriptor)
         with self._lock:
             if self._closed:
                 endpoint.close()
@@ -194,8 +173,6 @@ class SippClient:
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close` (runs it in a worker thread)."""
-        import asyncio
-
         await asyncio.to_thread(self.close)
 
     def __enter__(self) -> SippClient:
@@ -297,34 +274,6 @@ class SippClient:
         if self._closed:
             raise ConfigurationError("SippClient is closed")
 
-    @staticmethod
-    def _descriptor_kind(descriptor: Any) -> Literal["local", "gateway", "provider"]:
-        name = type(descriptor).__name__
-        if name == "LocalModelDescriptor":
-            return "local"
-        if name == "GatewayDescriptor":
-            return "gateway"
-        if name == "ProviderDescriptor":
-            return "provider"
-        raise ConfigurationError(
-            "descriptor must be LocalModelDescriptor, ProviderDescriptor, or GatewayDescriptor,"
-            f" got {type(descriptor).__name__}"
-        )
-
-    @staticmethod
-    def _create_endpoint(ref: EndpointRef, descriptor: Any) -> Endpoint:
-        if ref.kind == "local":
-            from sipp.endpoints.local import LocalEndpoint
-
-            return LocalEndpoint(ref, descriptor)
-        if ref.kind == "gateway":
-            from sipp.endpoints.gateway import GatewayEndpoint
-
-            return GatewayEndpoint(ref, descriptor)
-        from sipp.endpoints.provider import ProviderEndpoint
-
-        return ProviderEndpoint(ref, descriptor)
-
     def _lookup(self, ref: EndpointRef) -> Endpoint:
         if not isinstance(ref, EndpointRef):
             raise InvalidRequestError(
@@ -343,7 +292,7 @@ class SippClient:
             if found.capability(operation) == "unsupported":
                 raise UnsupportedOperationError(
                     f"unsupported operation {operation} on endpoint {ref.kind}:{ref.id}"
-                    + _unsupported_reason(found, operation)
+                    + (f": {reason}" if (reason := found.unsupported_reason(operation)) else "")
                 )
             return found
         with self._lock:
@@ -372,26 +321,22 @@ class SippClient:
         provider_options: Mapping[str, Any] | None,
         operation: Operation,
     ) -> None:
+        """Refuse option groups ``endpoint`` does not accept: the only such check on the
+        way to the endpoint (endpoints trust what reaches ``start_*``)."""
         kind = endpoint.ref.kind
-        label = "embed" if operation == "embed" else "text"
-        if kind == "local":
-            if endpoint_options:
-                raise InvalidRequestError("endpoint_options are not valid for local endpoints")
-            if provider_options:
-                raise InvalidRequestError("provider_options are not valid for local endpoints")
-            return
-        if local is not None and not local.is_empty():
+        accepts = endpoint.accepts
+        if local is not None and not local.is_empty() and "local" not in accepts:
+            label = "embed" if operation == "embed" else "text"
             raise InvalidRequestError(f"local {label} options are not valid for {kind} endpoints")
-        if kind == "gateway":
-            if provider_options:
-                raise InvalidRequestError("provider_options are not valid for gateway endpoints")
-            for key in endpoint_options or {}:
-                if key in LOCAL_ONLY_OPTION_KEYS:
-                    raise InvalidRequestError(
-                        f"endpoint_options cannot contain local-only field: {key}"
-                    )
-        elif endpoint_options:
-            raise InvalidRequestError("endpoint_options are not valid for provider endpoints")
+        if endpoint_options and "endpoint_options" not in accepts:
+            raise InvalidRequestError(f"endpoint_options are not valid for {kind} endpoints")
+        if provider_options and "provider_options" not in accepts:
+            raise InvalidRequestError(f"provider_options are not valid for {kind} endpoints")
+        for key in endpoint_options or {}:
+            if key in endpoint.refused_option_keys:
+                raise InvalidRequestError(
+                    f"endpoint_options cannot contain local-only field: {key}"
+                )
 
     def _start_text(
         self,
@@ -488,11 +433,3 @@ def _merge_embeddings(payloads: list[dict[str, Any]]) -> dict[str, Any]:
         "normalized": first.get("normalized"),
     }
 
-
-def _unsupported_reason(endpoint: Endpoint, operation: Operation) -> str:
-    reason = getattr(endpoint, "unsupported_reason", None)
-    if callable(reason):
-        text = reason(operation)
-        if text:
-            return f": {text}"
-    return ""

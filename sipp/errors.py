@@ -33,8 +33,9 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     ├── BlockedError                               blocked
     ├── RateLimitedError                           rate_limited
     ├── AdmissionError                             admission
-    ├── EndpointError                              endpoint   (gateway endpoint failures)
-    └── ProviderError                              provider   (direct provider HTTP)
+    └── RemoteCallError                            (never raised itself)
+        ├── EndpointError                          endpoint   (gateway endpoint failures)
+        └── ProviderError                          provider   (direct provider HTTP)
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ __all__ = [
     "ProviderError",
     "QueueFullError",
     "RateLimitedError",
+    "RemoteCallError",
     "RequestTimeoutError",
     "RequestTooLargeError",
     "SippError",
@@ -273,12 +275,11 @@ class AdmissionError(SippError):
     http_status = 429
 
 
-class EndpointError(SippError):
-    """A gateway endpoint call failed: ``kind`` is configuration, transport, timeout, http
-    or protocol; ``status`` the HTTP status when there was one."""
-
-    default_code = "endpoint"
-    http_status = 500
+class RemoteCallError(SippError):
+    """A call to a remote endpoint failed: the shape :class:`EndpointError` and
+    :class:`ProviderError` share. ``kind`` says how, ``status`` is the HTTP status when there
+    was one, ``retry_after`` (seconds) comes from ``Retry-After``, ``raw_body`` keeps the
+    (redacted) error body. Never raised itself, so it has no wire code of its own."""
 
     def __init__(
         self,
@@ -299,9 +300,17 @@ class EndpointError(SippError):
         self.raw_body = raw_body
 
 
-class ProviderError(SippError):
-    """A direct provider call failed; keeps ``provider``, ``kind``, ``status``, the raw body
-    and ``retry_after`` (seconds) from ``Retry-After`` on rate limits."""
+class EndpointError(RemoteCallError):
+    """A gateway endpoint call failed: ``kind`` is configuration, transport, timeout, http
+    or protocol."""
+
+    default_code = "endpoint"
+    http_status = 500
+
+
+class ProviderError(RemoteCallError):
+    """A direct provider call failed; also keeps ``provider`` (``kind``: authentication,
+    rate_limited, timeout, transport, ...)."""
 
     default_code = "provider"
     http_status = 500
@@ -318,13 +327,11 @@ class ProviderError(SippError):
         retry_after: float | None = None,
         raw_body: Any = None,
     ) -> None:
-        super().__init__(message, code=code)
+        super().__init__(
+            message, kind=kind, code=code, status=status, request_id=request_id,
+            retry_after=retry_after, raw_body=raw_body,
+        )
         self.provider = provider
-        self.kind = kind
-        self.status = status
-        self.request_id = request_id
-        self.retry_after = retry_after
-        self.raw_body = raw_body
 
 
 def _all_subclasses(cls: type[SippError]) -> list[type[SippError]]:
@@ -350,7 +357,7 @@ def error_from_code(code: str, message: str, **extra: Any) -> SippError:
     """
     if not _SIMPLE_CLASSES:
         for sub in _all_subclasses(SippError):
-            if sub in (EndpointError, ProviderError):
+            if issubclass(sub, RemoteCallError):  # these need a kind: never rebuilt from a code
                 continue
             _SIMPLE_CLASSES.setdefault(sub.default_code, sub)
     cls = _SIMPLE_CLASSES.get(code) or _VARIANT_CODES.get(code)

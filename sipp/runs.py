@@ -1,5 +1,6 @@
 """Run handles: the consumer side (``SippTextRun``, ``SippEmbeddingRun``) and the producer
-side (:class:`RunSink`) that engines and transports feed from their own threads.
+side (:class:`RunSink`, implementing :class:`sipp.requests.RunSink`) that engines and
+transports feed from their own threads.
 
 A run is thread-safe. Sync callers block on a condition; asyncio callers are woken through
 ``loop.call_soon_threadsafe`` (never by polling), so ``await run`` and
@@ -13,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any, Generic, TypeVar, cast
 
-from sipp.errors import CancelledError, SippError
+from sipp.errors import CancelledError
 from sipp.types import (
     EndpointRef,
     SippEmbeddingResponse,
@@ -313,9 +314,3 @@ class SippTextRun(_BaseRun[SippTextResponse]):
 class SippEmbeddingRun(_BaseRun[SippEmbeddingResponse]):
     """An embedding in flight; ``result()`` / ``await run`` give the response dict."""
 
-
-def failed_run(run_type: type[_BaseRun[Any]], endpoint: EndpointRef, error: SippError) -> Any:
-    """A run that has already failed with ``error`` (deferred request errors)."""
-    sink = RunSink(endpoint, wants_tokens=False)
-    sink.fail(error)
-    return run_type(sink)

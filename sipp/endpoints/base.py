@@ -1,20 +1,12 @@
-"""The contract every endpoint kind implements, and the request values the client hands it."""
+"""The contract every endpoint kind implements (its request values live in sipp.requests)."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from sipp.runs import RunSink
-from sipp.types import (
-    ChatMessage,
-    EndpointRef,
-    LocalEmbedOptions,
-    LocalTextOptions,
-    SippTextOptions,
-)
+from sipp.requests import EmbedRequest, RunSink, TextRequest
+from sipp.types import EndpointRef
 
 __all__ = [
     "LOCAL_ONLY_OPTION_KEYS",
@@ -22,43 +14,21 @@ __all__ = [
     "EmbedRequest",
     "Endpoint",
     "Operation",
+    "OptionGroup",
     "TextRequest",
 ]
 
 Operation = Literal["query", "chat", "embed"]
 Capability = Literal["supported", "unsupported", "unknown"]
+# The request option groups beyond ``options``: ``local`` (LocalTextOptions /
+# LocalEmbedOptions), ``endpoint_options`` and ``provider_options``.
+OptionGroup = Literal["local", "endpoint_options", "provider_options"]
 
 # Fields only a local endpoint understands; gateways refuse them inside endpoint_options.
 LOCAL_ONLY_OPTION_KEYS = frozenset(
     {"context_key", "contextKey", "grammar", "json_schema", "jsonSchema", "sampling",
      "media", "normalize", "local"}
 )
-
-
-@dataclass(frozen=True)
-class TextRequest:
-    """A validated query (``prompt``) or chat (``messages``) request."""
-
-    operation: Literal["query", "chat"]
-    prompt: str | None
-    messages: tuple[ChatMessage, ...] | None
-    options: SippTextOptions
-    local: LocalTextOptions | None
-    endpoint_options: Mapping[str, Any] | None
-    provider_options: Mapping[str, Any] | None
-    emit_tokens: bool
-    request_id: str = ""
-
-
-@dataclass(frozen=True)
-class EmbedRequest:
-    """A validated embed request for one input text."""
-
-    input: str
-    local: LocalEmbedOptions | None
-    endpoint_options: Mapping[str, Any] | None
-    provider_options: Mapping[str, Any] | None
-    request_id: str = ""
 
 
 class Endpoint(abc.ABC):
@@ -68,9 +38,18 @@ class Endpoint(abc.ABC):
     """
 
     kind: Literal["local", "gateway", "provider"]
+    accepts: ClassVar[frozenset[OptionGroup]] = frozenset()
+    """The option groups this endpoint takes; the client refuses the others before
+    ``start_*`` (the one place requests are checked against the endpoint)."""
+    refused_option_keys: ClassVar[frozenset[str]] = frozenset()
+    """Keys ``endpoint_options`` must not carry here."""
 
     def __init__(self, ref: EndpointRef) -> None:
         self.ref = ref
+
+    def unsupported_reason(self, operation: Operation) -> str | None:
+        """Why ``operation`` is unsupported here, for the client's error (None: no detail)."""
+        return None
 
     @abc.abstractmethod
     def capability(self, operation: Operation) -> Capability:
@@ -83,6 +62,11 @@ class Endpoint(abc.ABC):
     @abc.abstractmethod
     def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
         """Begin an embedding."""
+
+    def set_correlation_header(self, name: str | None) -> bool:
+        """Send each run's ``request_id`` upstream under header ``name`` (None: stop).
+        False when this endpoint has no upstream request to carry it (the default)."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; pending runs fail with ``EngineClosedError`` or similar."""

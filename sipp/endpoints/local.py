@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
-from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.endpoints.base import Capability, Endpoint, Operation, OptionGroup
 from sipp.engine.core import Engine
 from sipp.errors import ConfigurationError
-from sipp.runs import RunSink
+from sipp.requests import EmbedRequest, RunSink, TextRequest
 from sipp.types import EndpointRef
 
 __all__ = ["LocalEndpoint"]
 
 
 class LocalEndpoint(Endpoint):
-    """Loads ``descriptor.model_path`` (blocking) with ``descriptor.config`` and serves
-    query, chat and embed from one engine thread.
+    """Loads ``descriptor.model_path`` (blocking; any model source: a path, a packaged
+    name, ``hf://`` or a URL, downloaded into the model cache first) with
+    ``descriptor.config`` and serves query, chat and embed from one engine thread.
 
     Capabilities come from the loaded model: ``query`` needs a decoder (and embeddings off),
     ``chat`` additionally a chat template (GGUF ``tokenizer.chat_template`` or the
@@ -27,15 +28,21 @@ class LocalEndpoint(Endpoint):
     """
 
     kind = "local"
+    accepts: ClassVar[frozenset[OptionGroup]] = frozenset({"local"})
 
     def __init__(self, ref: EndpointRef, descriptor: Any) -> None:
         super().__init__(ref)
         path = getattr(descriptor, "model_path", None)
         if not isinstance(path, str | os.PathLike) or not str(path):
             raise ConfigurationError("local descriptor model_path must be a non-empty path")
+        from sipp.models.load import resolve_local
+
+        load = resolve_local(
+            path, getattr(descriptor, "config", None), getattr(descriptor, "resolve", None)
+        )
         self._engine = Engine.load(
-            str(path),
-            getattr(descriptor, "config", None),
+            str(load.path),
+            load.config,
             chat_template=getattr(descriptor, "chat_template", None),
             name=ref.id,
         )

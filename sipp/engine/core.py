@@ -34,7 +34,6 @@ from sipp.config import (
     ContextRuntimeConfig,
     NativeRuntimeConfig,
 )
-from sipp.endpoints.base import EmbedRequest, TextRequest
 from sipp.engine._llama import (
     Batch,
     ContextSettings,
@@ -62,7 +61,7 @@ from sipp.errors import (
     UnsupportedOperationError,
 )
 from sipp.native.model import list_devices
-from sipp.runs import RunSink
+from sipp.requests import EmbedRequest, RunSink, TextRequest
 from sipp.scheduler import (
     KvClear,
     KvCopy,

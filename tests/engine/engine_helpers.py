@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sipp.config import SamplingRuntimeConfig
-from sipp.endpoints.base import EmbedRequest, TextRequest
 from sipp.engine.core import Engine
+from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
 from sipp.types import EndpointRef, LocalEmbedOptions, LocalTextOptions, SippTextOptions
 

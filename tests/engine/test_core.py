@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sipp.endpoints.base import TextRequest
 from sipp.errors import (
     EngineClosedError,
     EngineDeadError,
@@ -18,6 +17,7 @@ from sipp.errors import (
     RequestTooLargeError,
     UnsupportedOperationError,
 )
+from sipp.requests import TextRequest
 from sipp.runs import RunSink
 from sipp.types import ChatMessage, SippTextOptions
 from tests.engine.engine_helpers import REF, embed, query

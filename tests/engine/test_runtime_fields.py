@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from sipp.config import DEFAULT_CONTEXT_KEY, SamplingRuntimeConfig
-from sipp.endpoints.base import TextRequest
 from sipp.engine.core import Engine
 from sipp.errors import ConfigurationError, InvalidRequestError
 from sipp.native.model import list_devices
+from sipp.requests import TextRequest
 from sipp.runs import RunSink, SippTextRun
 from sipp.types import LocalTextOptions, SippTextOptions
 from tests.engine.engine_helpers import REF, query

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from sipp.config import SamplingRuntimeConfig
-from sipp.endpoints.base import TextRequest
 from sipp.engine.core import Engine
+from sipp.requests import TextRequest
 from sipp.runs import RunSink, SippTextRun
 from sipp.types import LocalTextOptions, SippTextOptions
 from tests.engine.engine_helpers import REF

@@ -23,7 +23,7 @@ from sipp.errors import BackendError, ConfigurationError
 from sipp.native import _loader
 from sipp.native._cdef import BY_VALUE_STRUCTS, cdef_sha256
 from sipp.native._env import auto_order, requested_backend
-from sipp.native._lib import get_ffi
+from sipp.native._lib import get_ffi, select_backend
 from sipp.native._loader import check_manifest, installed_backends, load_backend
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,6 +158,37 @@ def test_explicit_backend_loads_and_says_how_it_was_chosen(site: Path, lib_dir: 
     assert loaded.selected_by == "env SIPP_PYTHON_BACKEND=cpu"
     assert loaded.package_version == __version__
     assert loaded.lib.llama_max_devices() >= 1
+
+
+def test_backend_argument_comes_before_the_environment(site: Path, lib_dir: Path) -> None:
+    make_backend(site, "cpu", lib_dir, good_manifest())
+    loaded = load_backend(get_ffi(), lambda lib: None,
+                          environ={"SIPP_PYTHON_BACKEND": "bogus"}, backend="CPU")
+    assert loaded.name == "cpu"
+    assert loaded.selected_by == "argument backend=cpu"
+
+
+def test_backend_argument_for_a_missing_gpu_backend_says_what_to_do(
+    site: Path, lib_dir: Path
+) -> None:
+    make_backend(site, "cuda", lib_dir, good_manifest("cuda"))
+    with pytest.raises(BackendError, match="Choose another backend") as info:
+        load_backend(get_ffi(), lambda lib: None, environ={}, backend="cuda")
+    assert "SIPP_PYTHON_BACKEND" not in str(info.value)
+
+
+def test_invalid_backend_argument_names_the_choices() -> None:
+    with pytest.raises(ConfigurationError, match=r"Invalid backend 'gpu'\. Expected one of: auto"):
+        select_backend("gpu")
+
+
+def test_select_backend_cannot_switch_an_opened_backend(native: Any) -> None:
+    loaded = native.backend.name
+    select_backend(loaded)  # the open one: nothing to do
+    select_backend("auto")
+    other = "vulkan" if loaded != "vulkan" else "cpu"
+    with pytest.raises(BackendError, match=f"the {loaded} backend is already loaded"):
+        select_backend(other)
 
 
 def test_explicit_gpu_backend_without_device_is_an_error(site: Path, lib_dir: Path) -> None:

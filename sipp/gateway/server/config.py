@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+import math
 import re
 import sys
 from collections.abc import Mapping
@@ -14,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sipp._validate import RESERVED_CORRELATION_HEADERS, check_base_url
+from sipp.config import NativeRuntimeConfig
 from sipp.errors import ConfigurationError
-from sipp.providers._validate import RESERVED_CORRELATION_HEADERS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -138,6 +141,17 @@ class LocalTarget:
     runtime: Mapping[str, Any] | None
     type: Literal["local"] = "local"
 
+    def runtime_table(self) -> dict[str, Any]:
+        """The ``NativeRuntimeConfig`` table the model loads with: the ``runtime`` table
+        plus the metrics ``stats`` asks for and, for the cpu backend, no GPU layers."""
+        data: dict[str, Any] = copy.deepcopy(dict(self.runtime or {}))
+        observability = data.setdefault("observability", {})
+        observability.setdefault("runtime_metrics", self.stats != "off")
+        observability.setdefault("backend_profiling", self.stats == "profile")
+        if self.backend == "cpu":
+            data.setdefault("placement", {})["gpu_layers"] = {"count": 0}
+        return data
+
 
 @dataclass(frozen=True)
 class OpenAITarget:
@@ -196,16 +210,6 @@ class GatewayConfig:
             if target.name == name:
                 return target
         return None
-
-    def secret_envs(self) -> list[str]:
-        """Every environment variable ``serve`` reads (names only)."""
-        names = [self.admin_password_env, *(t.env for t in self.tokens)]
-        for target in self.targets:
-            if isinstance(target, OpenAITarget | AnthropicTarget):
-                names.append(target.api_key_env)
-            elif isinstance(target, OpenAICompatibleTarget):
-                names.append(target.token_env)
-        return names
 
 
 # --------------------------------------------------------------------------- reader
@@ -290,9 +294,10 @@ class _Reader:
         value = data.get("timeout_seconds")
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not math.isfinite(value) or not value > 0:
             self.fail(_join(path, "timeout_seconds"),
-                      f"must be a number greater than zero, got {_show(value)}")
+                      f"must be a finite number greater than zero, got {_show(value)}")
             return None
         return float(value)
 
@@ -319,8 +324,6 @@ class _Reader:
     def url(self, data: Mapping[str, Any], path: str, key: str, *, required: bool) -> str | None:
         """A provider base URL, checked exactly as ``serve`` checks it: absolute http(s),
         no credentials, query or fragment, and https unless the host is loopback."""
-        from sipp.providers._validate import check_base_url
-
         value = self.text(data, path, key, required=required)
         if value is None:
             return None
@@ -533,18 +536,22 @@ def _runtime(r: _Reader, table: Mapping[str, Any], path: str) -> Mapping[str, An
     runtime = table.get("runtime")
     if runtime is None:
         return None
-    where = f"{path}.runtime"
     if not isinstance(runtime, dict):
-        r.fail(where, f"must be a table, got {_show(runtime)}")
-        return None
-    from sipp.config import NativeRuntimeConfig
-
-    try:
-        NativeRuntimeConfig.from_dict(runtime)
-    except ConfigurationError as exc:
-        r.fail(where, exc.message)
+        r.fail(f"{path}.runtime", f"must be a table, got {_show(runtime)}")
         return None
     return runtime
+
+
+def _check_runtime(r: _Reader, target: LocalTarget, path: str) -> None:
+    """The runtime ``serve`` loads the model with (the ``runtime`` table plus what
+    ``stats`` and ``backend`` imply) must be valid, so ``check`` refuses what ``serve``
+    would."""
+    try:
+        if target.runtime is not None:  # as written, so its own errors come first
+            NativeRuntimeConfig.from_dict(target.runtime)
+        NativeRuntimeConfig.from_dict(target.runtime_table())
+    except ConfigurationError as exc:
+        r.fail(f"{path}.runtime", exc.message)
 
 
 def _target(r: _Reader, item: Any, path: str) -> Target | None:
@@ -560,7 +567,7 @@ def _target(r: _Reader, item: Any, path: str) -> Target | None:
     name = r.text(table, path, "name") or ""
     model = r.text(table, path, "model") or ""
     if kind == "local":
-        return LocalTarget(
+        local = LocalTarget(
             name, model,
             backend=r.choice(table, path, "backend", ("auto", "cpu", "cuda", "metal", "vulkan"),
                              "auto"),  # type: ignore[arg-type]
@@ -568,6 +575,8 @@ def _target(r: _Reader, item: Any, path: str) -> Target | None:
                            "basic"),  # type: ignore[arg-type]
             runtime=_runtime(r, table, path),
         )
+        _check_runtime(r, local, path)
+        return local
     timeout = r.seconds(table, path)
     if kind == "openai":
         return OpenAITarget(name, model, r.env_name(table, path, "api_key_env"),
@@ -588,20 +597,6 @@ def _target(r: _Reader, item: Any, path: str) -> Target | None:
                                   r.env_name(table, path, "token_env"), header, timeout)
 
 
-def _serve_checks(r: _Reader, target: Target, path: str) -> None:
-    """Build what ``serve`` builds from ``target`` (its endpoint descriptor, with a
-    placeholder secret; no model is loaded) so ``check`` refuses whatever ``serve`` would."""
-    from sipp.gateway.server.targets import descriptor_for, local_runtime
-
-    try:
-        if isinstance(target, LocalTarget):
-            local_runtime(target)
-        else:
-            descriptor_for(target, "check-placeholder-secret")
-    except ConfigurationError as exc:
-        r.fail(path, exc.message)
-
-
 def _targets(r: _Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:
     raw = data.get("targets")
     if raw is None or raw == []:
@@ -613,12 +608,9 @@ def _targets(r: _Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:
     targets: list[Target] = []
     names: set[str] = set()
     for index, item in enumerate(raw):
-        before = len(r.issues)
         target = _target(r, item, f"targets[{index}]")
         if target is None:
             continue
-        if len(r.issues) == before:
-            _serve_checks(r, target, f"targets[{index}]")
         if target.name and target.name in names:
             r.fail(f"targets[{index}].name", f"duplicate target: {target.name}")
         names.add(target.name)

@@ -12,17 +12,22 @@ import asyncio
 import copy
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
 
 import pytest
 
 from sipp.client import SippClient
-from sipp.endpoints.base import Capability, EmbedRequest, Endpoint, Operation, TextRequest
+from sipp.descriptors import LocalModelDescriptor, ProviderDescriptor
+from sipp.endpoints.base import Capability, Endpoint, Operation
+from sipp.endpoints.kinds import EndpointKind
+from sipp.endpoints.local import LocalEndpoint
+from sipp.endpoints.provider import ProviderEndpoint
 from sipp.errors import EngineError
 from sipp.gateway.server.config import parse_config
 from sipp.gateway.server.secrets import read_secrets
 from sipp.gateway.server.serve import GatewayServer
+from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink
 from sipp.types import EndpointRef
 
@@ -115,11 +120,25 @@ class FakeEndpoint(Endpoint):
                        "local_stats": None, "pooling": "mean", "normalized": False})
 
 
+class FakeLocalEndpoint(FakeEndpoint):
+    kind = "local"
+    accepts = LocalEndpoint.accepts
+
+
+class FakeProviderEndpoint(FakeEndpoint):
+    accepts = ProviderEndpoint.accepts
+
+
 def fake_client(script: Script) -> SippClient:
+    """A client whose local and provider targets are scripted fakes (same option groups)."""
+
     class FakeClient(SippClient):
-        @staticmethod
-        def _create_endpoint(ref: EndpointRef, descriptor: Any) -> Endpoint:
-            return FakeEndpoint(ref, script)
+        endpoint_kinds: ClassVar[Mapping[type, EndpointKind]] = {
+            LocalModelDescriptor: EndpointKind(
+                "local", lambda ref, _d: FakeLocalEndpoint(ref, script)),
+            ProviderDescriptor: EndpointKind(
+                "provider", lambda ref, _d: FakeProviderEndpoint(ref, script)),
+        }
 
     return FakeClient()
 
