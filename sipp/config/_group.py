@@ -106,6 +106,22 @@ def group(cls: type[Group], doc: str) -> Any:
     return field(default=None, metadata={_KEY: Setting(cls(), check, doc)})
 
 
+_Row = tuple[str, Setting, Any]
+_TABLES: dict[type, tuple[_Row, ...]] = {}
+
+
+def _table(cls: type) -> tuple[_Row, ...]:
+    """``(name, declaration, stored default)`` of each field of a group class, in order
+    (built once per class: groups are built per request, as sampling overrides)."""
+    table = _TABLES.get(cls)
+    if table is None:
+        table = _TABLES[cls] = tuple(
+            (spec.name, spec.metadata[_KEY], spec.metadata[_KEY].stored_default)
+            for spec in fields(cls)
+        )
+    return table
+
+
 def _plain(value: object) -> object:
     """A JSON/TOML-compatible copy of a stored value (tuples become lists)."""
     if isinstance(value, Group):
@@ -126,18 +142,17 @@ class Group:
 
     def __post_init__(self, _given: frozenset[str] | None) -> None:
         given: set[str] = set()
-        for spec in fields(self):
-            declared: Setting = spec.metadata[_KEY]
-            value = getattr(self, spec.name)
+        values = self.__dict__
+        for name, declared, default in _table(type(self)):
+            value = values[name]
             if value is None:
-                object.__setattr__(self, spec.name, declared.stored_default)
+                values[name] = default
                 continue
-            value = declared.check(value, f"{self._PATH}.{spec.name}".lstrip("."))
-            object.__setattr__(self, spec.name, value)
-            if isinstance(declared.default, Group):
+            values[name] = value = declared.check(value, f"{self._PATH}.{name}".lstrip("."))
+            if isinstance(default, Group):
                 continue  # a group counts as given when it has given fields
-            if _given is None or spec.name in _given or value != declared.stored_default:
-                given.add(spec.name)
+            if _given is None or name in _given or value != default:
+                given.add(name)
         object.__setattr__(self, "_given", frozenset(given))
         self._check_together()
 
@@ -147,7 +162,7 @@ class Group:
     @classmethod
     def settings(cls) -> dict[str, Setting]:
         """Every field's declaration, in field order."""
-        return {spec.name: spec.metadata[_KEY] for spec in fields(cls)}
+        return {name: declared for name, declared, _ in _table(cls)}
 
     @classmethod
     def setting(cls, name: str) -> Setting:
@@ -162,8 +177,9 @@ class Group:
         return own | nested
 
     def _values(self) -> Iterator[tuple[str, Any]]:
-        for spec in fields(self):
-            yield spec.name, getattr(self, spec.name)
+        values = self.__dict__
+        for name, _, _ in _table(type(self)):
+            yield name, values[name]
 
     def _updated(self: _G, other: _G) -> _G:
         """A copy with every field ``other`` gives taken from ``other`` (both are checked
@@ -172,9 +188,9 @@ class Group:
         if not taken:
             return self
         merged = object.__new__(type(self))
-        for name, value in self._values():
-            object.__setattr__(merged, name, getattr(other, name) if name in taken else value)
-        object.__setattr__(merged, "_given", self.__dict__["_given"] | taken)
+        merged.__dict__.update(self.__dict__)
+        merged.__dict__.update((name, other.__dict__[name]) for name in taken)
+        merged.__dict__["_given"] = self.__dict__["_given"] | taken
         return merged
 
     def __eq__(self, other: object) -> bool:
@@ -199,7 +215,7 @@ class Group:
         where = cls._PATH or "runtime config"
         if not isinstance(data, Mapping):
             raise ConfigurationError(f"{where} must be a dict, got {show(data)}")
-        names = list(cls.settings())
+        names = [name for name, _, _ in _table(cls)]
         for key in data:
             if not isinstance(key, str):
                 raise ConfigurationError(f"{where} keys must be strings, got {show(key)}")

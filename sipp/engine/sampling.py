@@ -6,8 +6,9 @@ request's ``LocalTextOptions.sampling`` override (only the fields it sets) ← t
 ``InvalidRequestError``).
 
 :func:`plan_chain` turns a :class:`~sipp.config.SamplingRuntimeConfig` into an ordered
-tuple of :class:`Stage` values (pure Python, testable without a model); :func:`build_chain` creates
-the native ``llama_sampler`` chain from a plan. Every stage runs in C:
+tuple of :class:`Stage` values (pure Python, testable without a model); :class:`Sampler`
+creates the native ``llama_sampler`` chain from a plan and samples with it (a stateless
+greedy chain reads the logits row directly instead). Every stage runs in C:
 
 * ``temperature == 0`` → greedy argmax (after grammar and logit bias, and after the
   ``penalties`` / ``dry`` stages when they differ from Sipp's defaults);
@@ -29,16 +30,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from sipp.config import SamplingRuntimeConfig
 from sipp.errors import InvalidRequestError
+from sipp.native import LlamaContext, LlamaModel, SamplerChain
 
 __all__ = [
+    "Sampler",
     "Stage",
+    "TokenLogprob",
     "history_length",
     "is_greedy",
     "plan_chain",
     "resolve_grammar",
     "resolve_sampling",
+    "top_logprobs",
 ]
 
 _EXPENSIVE_ON_FULL_VOCAB = frozenset({"penalties", "dry"})
@@ -274,3 +282,122 @@ def _stage(name: str, p: SamplingRuntimeConfig, n_vocab: int, n_ctx: int) -> Sta
         return Stage("adaptive_p", {"target": p.adaptive_target, "decay": p.adaptive_decay,
                                    "seed": seed})
     raise InvalidRequestError(f"sampling.samplers: unknown sampler stage {name!r}")
+
+
+# ----------------------------------------------------------------------------- running a chain
+_BAN = -3.0e38  # the native logit_bias stage takes finite biases; this bans a token
+_BAN_LIMIT = -1.0e37  # a bias at most this large in magnitude bans its token ...
+_FINITE_LIMIT = 1.0e36  # ... against any maximum logit smaller than this in magnitude
+
+
+def _native_spec(stage: Stage) -> tuple[str, Mapping[str, Any]]:
+    if stage.name == "logit_bias":
+        bias = tuple((t, _BAN if b == -math.inf else b) for t, b in stage.options["bias"])
+        return "logit_bias", {"bias": bias}
+    return stage.spec()
+
+
+class _Greedy:
+    """Greedy selection (after an optional logit bias) straight from the logits row.
+
+    ``llama_sampler_sample`` first copies the whole vocabulary into a candidate array
+    (262,144 entries for Gemma: most of a millisecond per token); a stateless greedy
+    chain needs only the row's argmax, compared with the few biased entries. Same result
+    as the native stages: biases added in float32, first index of the maximum wins.
+    """
+
+    __slots__ = ("bans", "bias", "ids", "only_bans", "unique")
+
+    def __init__(self, bias: Sequence[tuple[int, float]]) -> None:
+        self.ids = np.array([t for t, _ in bias], dtype=np.intp)
+        self.bias = np.array([b for _, b in bias], dtype=np.float32)
+        self.unique = len(set(self.ids.tolist())) == self.ids.shape[0]
+        # bans (huge negative biases, e.g. every EOG token under ignore_eos) can only lose
+        # against a finite maximum elsewhere: a set lookup settles them
+        self.bans = frozenset(t for t, b in bias if b <= _BAN_LIMIT)
+        self.only_bans = self.unique and len(self.bans) == self.ids.shape[0]
+
+    def select(self, logits: npt.NDArray[np.float32]) -> int:
+        ids = self.ids
+        best = int(np.argmax(logits))
+        if not ids.shape[0]:
+            return best
+        if self.only_bans and best not in self.bans and abs(logits[best]) < _FINITE_LIMIT:
+            return best
+        if not self.unique or best in ids:  # rare: the raw maximum is a biased token
+            row = logits.copy()
+            with np.errstate(over="ignore"):  # a ban on a ban is -inf, as in C
+                np.add.at(row, ids, self.bias)
+            return int(np.argmax(row))
+        # ``best`` is the first maximum of every unbiased entry; only a biased entry
+        # whose new value beats it (or ties at a lower index) can win instead.
+        with np.errstate(over="ignore"):
+            biased = logits[ids] + self.bias
+        top = biased.max()
+        if top < logits[best]:
+            return best
+        first = int(ids[biased == top].min())
+        return first if top > logits[best] or first < best else best
+
+
+def _greedy_plan(specs: Sequence[tuple[str, Mapping[str, Any]]]) -> _Greedy | None:
+    """A :class:`_Greedy` when the chain is ``[logit_bias] greedy`` (no state), else None."""
+    names = [name for name, _ in specs]
+    if names == ["greedy"]:
+        return _Greedy(())
+    if names == ["logit_bias", "greedy"]:
+        return _Greedy(specs[0][1]["bias"])
+    return None
+
+
+class Sampler:
+    """One request's sampler: the native chain built from planned stages (plain greedy
+    reads the logits row directly: see :class:`_Greedy`). Engine thread only after
+    creation; :meth:`close` frees the chain."""
+
+    __slots__ = ("_greedy", "native")
+
+    def __init__(self, model: LlamaModel, stages: Sequence[Stage]) -> None:
+        specs = [_native_spec(s) for s in stages]
+        self.native = SamplerChain(model, specs)
+        self._greedy = _greedy_plan(specs)
+
+    @property
+    def is_fast_greedy(self) -> bool:
+        """Whether :meth:`sample` skips the native chain (a stateless greedy plan)."""
+        return self._greedy is not None
+
+    def sample(self, ctx: LlamaContext, index: int) -> int:
+        """The token for batch entry ``index`` of the last decode."""
+        if self._greedy is not None:
+            return self._greedy.select(ctx.logits_ith(index))
+        return int(self.native.sample(ctx, index))
+
+    def accept(self, token: int) -> None:
+        self.native.accept(token)
+
+    def close(self) -> None:
+        self.native.close()
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One sampled token's log-probability and the most likely alternatives."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...]
+
+
+def top_logprobs(logits: npt.NDArray[np.float32], n: int, token: int) -> TokenLogprob:
+    """Log-probabilities under the model's own distribution (softmax of the raw logits,
+    before any sampler stage): the sampled ``token``'s and the ``n`` most likely tokens',
+    most likely first."""
+    row = logits.astype(np.float64)
+    peak = row.max()
+    logz = peak + math.log(float(np.exp(row - peak).sum()))
+    n = min(n, row.shape[0])
+    ids = np.argpartition(-row, n - 1)[:n]
+    ids = ids[np.argsort(-row[ids], kind="stable")]
+    return TokenLogprob(token, float(row[token] - logz),
+                        tuple((int(i), float(row[i] - logz)) for i in ids.tolist()))

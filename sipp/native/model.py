@@ -216,6 +216,7 @@ class LlamaModel(Owner):
         self._dependents: weakref.WeakSet[Owner] = weakref.WeakSet()
         self._pieces: dict[int, bytes] = {}
         self._special_pieces: dict[int, bytes] = {}
+        self._eog: frozenset[int] | None = None
 
     # ------------------------------------------------------------------ lifetime
     def _attach(self, dependent: Owner) -> None:
@@ -351,10 +352,12 @@ class LlamaModel(Owner):
         return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
 
     def eog_tokens(self) -> frozenset[int]:
-        """All end-of-generation token ids (scans the vocabulary once)."""
+        """All end-of-generation token ids (scans the vocabulary on the first call)."""
         self._handle()
-        is_eog, vocab = self._lib.llama_vocab_is_eog, self._vocab
-        return frozenset(t for t in range(self.n_vocab) if is_eog(vocab, t))
+        if self._eog is None:
+            is_eog, vocab = self._lib.llama_vocab_is_eog, self._vocab
+            self._eog = frozenset(t for t in range(self.n_vocab) if is_eog(vocab, t))
+        return self._eog
 
     def is_control(self, token: int) -> bool:
         """Whether ``token`` is a control token (not rendered as text)."""

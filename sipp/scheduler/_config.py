@@ -140,14 +140,14 @@ class SchedulerConfig:
         *,
         n_ctx_per_slot: int,
         token_budget: int,
-        reuse_kv: bool = True,
+        cache_mode: CacheMode | None = None,
         cross_slot_copy: bool = True,
         partial_kv_edits: bool = True,
     ) -> SchedulerConfig:
         """The scheduler of a model loaded with ``config``, given what the engine decided
-        at load: the per-slot window, the step budget (``n_batch``), whether the model can
-        reuse KV at all (``reuse_kv=False`` forces ``cache_mode="disabled"``) and what
-        its KV memory allows (see ``cross_slot_copy`` / ``partial_kv_edits``)."""
+        at load: the per-slot window, the step budget (``n_batch``), the cache mode in effect
+        (``disabled`` for a model that cannot reuse KV; None: ``cache.mode``) and what its KV
+        memory allows (see ``cross_slot_copy`` / ``partial_kv_edits``)."""
         sched, policy, cache = config.scheduler, config.scheduler.policy, config.cache
         return cls(
             n_slots=config.context.n_parallel,
@@ -160,7 +160,7 @@ class SchedulerConfig:
             decode_token_reserve=policy.decode_token_reserve,
             continuous_batching=sched.continuous_batching,
             adaptive_prefill_chunking=policy.enable_adaptive_prefill_chunking,
-            cache_mode=cache.mode if reuse_kv else "disabled",  # type: ignore[arg-type]
+            cache_mode=cache.mode if cache_mode is None else cache_mode,  # type: ignore[arg-type]
             retained_prefix_tokens=cache.retained_prefix_tokens,
             max_snapshot_entries=cache.max_snapshot_entries,
             max_snapshot_bytes=cache.max_snapshot_bytes,
