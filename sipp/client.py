@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from sipp._validate import check_json_object
 from sipp.endpoints.base import Endpoint, Operation
-from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointKind, kind_for
+from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointEntry, entry_for
 from sipp.errors import (
     AmbiguousEndpointError,
     ConfigurationError,
@@ -27,11 +27,13 @@ from sipp.errors import (
 )
 from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
+from sipp.tools import ToolRequest, parse_tool_choice, parse_tools
 from sipp.types import (
     ChatMessage,
     EndpointRef,
     LocalEmbedOptions,
     LocalTextOptions,
+    SippModelInfo,
     SippTextOptions,
 )
 
@@ -63,7 +65,9 @@ def _coerce_messages(
     messages: Sequence[ChatMessage | Mapping[str, Any]],
 ) -> tuple[ChatMessage, ...]:
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise InvalidRequestError("messages must be a list of ChatMessage or {role, content} dicts")
+        raise InvalidRequestError(
+            "messages must be a list of ChatMessage or {role, content, ...} dicts"
+        )
     if not messages:
         raise InvalidRequestError("chat messages must not be empty")
     result: list[ChatMessage] = []
@@ -71,13 +75,8 @@ def _coerce_messages(
         if isinstance(message, ChatMessage):
             result.append(message)
         elif isinstance(message, Mapping):
-            unknown = set(message) - {"role", "content"}
-            if unknown or "role" not in message or "content" not in message:
-                raise InvalidRequestError(
-                    f"messages[{index}] must have exactly the keys role and content"
-                )
             try:
-                result.append(ChatMessage(message["role"], message["content"]))
+                result.append(ChatMessage.from_dict(message))
             except InvalidRequestError as exc:
                 raise InvalidRequestError(f"messages[{index}]: {exc.message}") from exc
         else:
@@ -94,7 +93,7 @@ class SippClient:
     loaded model and connection.
     """
 
-    endpoint_kinds: ClassVar[Mapping[type, EndpointKind]] = DEFAULT_ENDPOINT_KINDS
+    endpoint_kinds: ClassVar[Mapping[type, EndpointEntry]] = DEFAULT_ENDPOINT_KINDS
     """Descriptor class → endpoint kind and factory (a subclass may register others)."""
 
     def __init__(self) -> None:
@@ -111,7 +110,7 @@ class SippClient:
         endpoint, which is closed once the new one is ready.
         """
         self._check_open()
-        entry = kind_for(self.endpoint_kinds, descriptor)
+        entry = entry_for(self.endpoint_kinds, descriptor)
         if entry is None:
             raise ConfigurationError(
                 "descriptor must be LocalModelDescriptor, ProviderDescriptor, or "
@@ -160,6 +159,50 @@ class SippClient:
     def endpoint(self, ref: EndpointRef) -> Endpoint:
         """The endpoint object behind ``ref`` (for advanced use: metrics, introspection)."""
         return self._lookup(ref)
+
+    # ------------------------------------------------------------------ model facts
+    def tokenize(self, text: str, *, endpoint: EndpointRef | None = None,
+                 add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text`` with a local endpoint's vocabulary. ``add_special`` adds
+        BOS/EOS as the model is configured; ``parse_special`` turns special-token text
+        (``<start_of_turn>``) into those tokens. ``endpoint`` may be omitted when exactly
+        one local endpoint is registered."""
+        found = self._local_endpoint(endpoint, "tokenize")
+        result: list[int] = found.tokenize(text, add_special=add_special,
+                                           parse_special=parse_special)
+        return result
+
+    def detokenize(self, ids: Sequence[int], *, endpoint: EndpointRef | None = None,
+                   remove_special: bool = False, unparse_special: bool = False) -> str:
+        """The text of token ``ids`` on a local endpoint (inverse of :meth:`tokenize`)."""
+        found = self._local_endpoint(endpoint, "detokenize")
+        text: str = found.detokenize(ids, remove_special=remove_special,
+                                     unparse_special=unparse_special)
+        return text
+
+    def model_info(self, endpoint: EndpointRef | None = None) -> SippModelInfo:
+        """Facts of a local endpoint's model: architecture, ``n_ctx_train``, ``n_params``,
+        ``size``, chat template, embedding size and capabilities (see ``SippModelInfo``)."""
+        info: SippModelInfo = self._local_endpoint(endpoint, "model_info").model_info()
+        return info
+
+    def _local_endpoint(self, ref: EndpointRef | None, what: str) -> Any:
+        self._check_open()
+        if ref is None:
+            with self._lock:
+                local = [e for e in self._endpoints.values() if e.ref.kind == "local"]
+            if len(local) != 1:
+                raise AmbiguousEndpointError(
+                    f"{what}: pass endpoint=... ({len(local)} local endpoints are registered; "
+                    "only a single one is chosen implicitly)"
+                )
+            return local[0]
+        found = self._lookup(ref)
+        if not hasattr(found, what):
+            raise UnsupportedOperationError(
+                f"{what} needs a local endpoint; {ref.kind}:{ref.id} runs elsewhere"
+            )
+        return found
 
     def close(self) -> None:
         """Close every endpoint; pending local runs fail with ``EngineClosedError``."""
@@ -219,11 +262,25 @@ class SippClient:
         provider_options: Mapping[str, Any] | None = None,
         emit_tokens: bool = False,
         request_id: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool = True,
     ) -> SippTextRun:
-        """Generate the assistant's reply to ``messages`` (rendered by the endpoint)."""
+        """Generate the assistant's reply to ``messages`` (rendered by the endpoint).
+
+        ``tools`` are OpenAI function tools; ``tool_choice`` is ``"auto"`` (default with
+        tools), ``"none"``, ``"required"`` or ``{"type": "function", "function": {"name":
+        ...}}``. Calls come back in the response's ``tool_calls`` (and as ``TokenBatch``
+        ``tool_calls`` deltas when streaming) with ``finish_reason="tool_calls"``.
+        """
+        specs = parse_tools(tools)
+        choice = parse_tool_choice(tool_choice, specs)
+        if not isinstance(parallel_tool_calls, bool):
+            raise InvalidRequestError("parallel_tool_calls must be a bool")
         return self._start_text(
             "chat", None, _coerce_messages(messages), endpoint, options, local,
             endpoint_options, provider_options, emit_tokens, request_id,
+            ToolRequest(specs, choice, parallel_tool_calls) if specs or tool_choice else None,
         )
 
     def embed(
@@ -350,6 +407,7 @@ class SippClient:
         provider_options: Mapping[str, Any] | None,
         emit_tokens: bool,
         request_id: str | None,
+        tools: ToolRequest | None = None,
     ) -> SippTextRun:
         if options is not None and not isinstance(options, SippTextOptions):
             raise InvalidRequestError("options must be a SippTextOptions")
@@ -364,7 +422,7 @@ class SippClient:
         rid = request_id or f"req-{next(_request_ids)}"
         request = TextRequest(
             operation, prompt, messages, options or SippTextOptions(), local,
-            ep_options, pr_options, emit_tokens, rid,
+            ep_options, pr_options, emit_tokens, rid, tools,
         )
         sink = RunSink(found.ref, wants_tokens=emit_tokens, request_id=rid)
         self._dispatch(lambda: found.start_text(request, sink), sink)

@@ -13,6 +13,7 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     │   ├── JsonSchemaError                        invalid_json_schema
     │   ├── ChatTemplateError                      chat_template
     │   ├── MediaError                             invalid_media
+    │   ├── PiiBlockedError                        pii_blocked
     │   └── RequestTooLargeError                   request_too_large
     ├── UnsupportedOperationError                  unsupported_operation
     ├── EndpointNotFoundError (LookupError)        endpoint_not_found
@@ -27,7 +28,8 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     ├── EngineError                                engine
     │   ├── EngineClosedError                      engine_closed
     │   ├── EngineDeadError                        engine_dead
-    │   └── KvCacheFullError                       kv_cache_full
+    │   ├── KvCacheFullError                       kv_cache_full
+    │   └── ToolCallError                          invalid_tool_call
     ├── AuthenticationError                        authentication
     ├── AuthorizationError                         authorization
     ├── BlockedError                               blocked
@@ -63,6 +65,7 @@ __all__ = [
     "KvCacheFullError",
     "MediaError",
     "ModelLoadError",
+    "PiiBlockedError",
     "ProviderError",
     "QueueFullError",
     "RateLimitedError",
@@ -72,6 +75,7 @@ __all__ = [
     "SippError",
     "TargetNotFoundError",
     "TargetNotReadyError",
+    "ToolCallError",
     "UnsupportedOperationError",
     "error_from_code",
 ]
@@ -129,6 +133,14 @@ class MediaError(InvalidRequestError):
     """A media input (image) is unreadable or of the wrong shape."""
 
     default_code = "invalid_media"
+
+
+class PiiBlockedError(InvalidRequestError):
+    """A PII policy in ``block`` mode found personal data; the message names the entity
+    types (never the values)."""
+
+    default_code = "pii_blocked"
+    http_status = 400
 
 
 class RequestTooLargeError(InvalidRequestError):
@@ -232,6 +244,13 @@ class KvCacheFullError(EngineError):
     """``llama_decode`` found no KV slot for the batch (recoverable by the scheduler)."""
 
     default_code = "kv_cache_full"
+
+
+class ToolCallError(EngineError):
+    """The model started a tool call whose JSON does not parse into a declared tool (the
+    run fails; a malformed call is never dropped silently)."""
+
+    default_code = "invalid_tool_call"
 
 
 class AuthenticationError(SippError):

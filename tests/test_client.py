@@ -13,7 +13,7 @@ from sipp.client import SippClient
 from sipp.descriptors import ProviderDescriptor
 from sipp.endpoints.base import Capability, Endpoint, Operation
 from sipp.endpoints.gateway import GatewayEndpoint
-from sipp.endpoints.kinds import EndpointKind
+from sipp.endpoints.kinds import EndpointEntry
 from sipp.endpoints.local import LocalEndpoint
 from sipp.endpoints.provider import ProviderEndpoint
 from sipp.errors import (
@@ -98,9 +98,9 @@ class FakeProviderEndpoint(FakeEndpoint):
 
 # The client's descriptor table, with fakes that take the real endpoints' option groups.
 FAKE_KINDS = {
-    FakeLocal: EndpointKind("local", FakeLocalEndpoint),
-    FakeGateway: EndpointKind("gateway", FakeGatewayEndpoint),
-    FakeProvider: EndpointKind("provider", FakeProviderEndpoint),
+    FakeLocal: EndpointEntry("local", FakeLocalEndpoint),
+    FakeGateway: EndpointEntry("gateway", FakeGatewayEndpoint),
+    FakeProvider: EndpointEntry("provider", FakeProviderEndpoint),
 }
 
 

@@ -11,22 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from sipp.descriptors import GatewayDescriptor, LocalModelDescriptor, ProviderDescriptor
 from sipp.endpoints.base import Endpoint
-from sipp.types import EndpointRef
+from sipp.types import EndpointKind, EndpointRef
 
-__all__ = ["DEFAULT_ENDPOINT_KINDS", "EndpointFactory", "EndpointKind", "kind_for"]
+__all__ = ["DEFAULT_ENDPOINT_KINDS", "EndpointEntry", "EndpointFactory", "entry_for"]
 
 EndpointFactory = Callable[[EndpointRef, Any], Endpoint]
 
 
 @dataclass(frozen=True)
-class EndpointKind:
+class EndpointEntry:
     """One row of the table: the ref kind and how to build the endpoint."""
 
-    kind: Literal["local", "gateway", "provider"]
+    kind: EndpointKind
     create: EndpointFactory
 
 
@@ -48,14 +48,14 @@ def _provider(ref: EndpointRef, descriptor: ProviderDescriptor) -> Endpoint:
     return ProviderEndpoint(ref, descriptor)
 
 
-DEFAULT_ENDPOINT_KINDS: Mapping[type, EndpointKind] = MappingProxyType({
-    LocalModelDescriptor: EndpointKind("local", _local),
-    GatewayDescriptor: EndpointKind("gateway", _gateway),
-    ProviderDescriptor: EndpointKind("provider", _provider),
+DEFAULT_ENDPOINT_KINDS: Mapping[type, EndpointEntry] = MappingProxyType({
+    LocalModelDescriptor: EndpointEntry("local", _local),
+    GatewayDescriptor: EndpointEntry("gateway", _gateway),
+    ProviderDescriptor: EndpointEntry("provider", _provider),
 })
 
 
-def kind_for(table: Mapping[type, EndpointKind], descriptor: object) -> EndpointKind | None:
+def entry_for(table: Mapping[type, EndpointEntry], descriptor: object) -> EndpointEntry | None:
     """The row for ``descriptor``'s class (or the nearest base class in the table)."""
     for cls in type(descriptor).__mro__:
         found = table.get(cls)

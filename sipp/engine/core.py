@@ -27,7 +27,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -174,9 +174,12 @@ class Engine:
         *,
         chat_template: str | None = None,
         name: str = "",
+        progress: Callable[[float], object] | None = None,
     ) -> Engine:
         """Load ``model_path`` on a new engine thread; blocks until ready or raises
-        ``ModelLoadError`` (or ``ConfigurationError`` for an impossible configuration)."""
+        ``ModelLoadError`` (or ``ConfigurationError`` for an impossible configuration).
+        ``progress(fraction)`` is called from the engine thread while the weights load;
+        returning False cancels the load."""
         if not os.path.isfile(model_path):
             raise ModelLoadError(f"failed to load model from {model_path}: no such file")
         engine = cls()
@@ -187,7 +190,7 @@ class Engine:
 
         def main() -> None:
             try:
-                engine._open(model_path, raw, chat_template)
+                engine._open(model_path, raw, chat_template, progress)
             except BaseException as exc:  # reported to the loading thread
                 failure.append(exc)
                 ready.set()
@@ -207,9 +210,10 @@ class Engine:
             raise ModelLoadError(f"failed to load model from {model_path}: {exc}") from exc
         return engine
 
-    def _open(self, path: str, raw: NativeRuntimeConfig, chat_template: str | None) -> None:
+    def _open(self, path: str, raw: NativeRuntimeConfig, chat_template: str | None,
+              progress: Callable[[float], object] | None = None) -> None:
         self.config = cfg = raw
-        loaded = load_model(path, raw)
+        loaded = load_model(path, raw, progress)
         self._loaded = loaded
         self.offloads = loaded.offloads
         self.model = model = loaded.model

@@ -126,7 +126,7 @@ class RuntimeMetrics:
 
     def record_finish(
         self,
-        reason: Literal["stop", "length", "cancelled", "error"],
+        reason: Literal["stop", "length", "cancelled", "error", "tool_calls"],
         *,
         generated_tokens: int,
         ttft_s: float | None,
@@ -137,6 +137,7 @@ class RuntimeMetrics:
         key = {
             "stop": "requests_completed",
             "length": "requests_completed",
+            "tool_calls": "requests_completed",
             "cancelled": "requests_cancelled",
             "error": "requests_failed",
         }.get(reason)

@@ -148,8 +148,10 @@ def plan_chain(
     n_ctx: int,
     grammar: str | None = None,
     eog_tokens: Sequence[int] = (),
+    grammar_triggers: Sequence[str] = (),
 ) -> tuple[Stage, ...]:
-    """The ordered stages of the sampler chain for ``params``."""
+    """The ordered stages of the sampler chain for ``params``; ``grammar_triggers`` (regex
+    patterns, e.g. a tool-call marker) make the grammar lazy: it starts where one matches."""
     stages: list[Stage] = []
     bias = list(params.logit_bias)
     if params.ignore_eos:
@@ -160,7 +162,10 @@ def plan_chain(
                 f"sampling.logit_bias token id {token} is outside the vocabulary (size {n_vocab})"
             )
     if grammar:
-        stages.append(Stage("grammar", _grammar_options(params, grammar, n_vocab)))
+        options = _grammar_options(params, grammar, n_vocab)
+        if grammar_triggers:
+            options["trigger_patterns"] = tuple(grammar_triggers)
+        stages.append(Stage("grammar", options))
     if bias:
         stages.append(Stage("logit_bias", {"bias": tuple(bias)}))
     seed = DEFAULT_SEED if params.seed is None else params.seed

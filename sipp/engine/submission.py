@@ -30,6 +30,8 @@ from sipp.engine.sampling import (
     resolve_sampling,
 )
 from sipp.engine.text import TextStream
+from sipp.engine.tools import ToolPlan, plan_tools
+from sipp.engine.tools.sink import ToolCallSink
 from sipp.errors import InvalidRequestError, RequestTooLargeError, UnsupportedOperationError
 from sipp.native import LlamaModel
 from sipp.requests import EmbedRequest, RunSink, TextRequest
@@ -89,6 +91,17 @@ class Submission:
         )
         grammar = resolve_grammar(local.grammar if local else None,
                                   local.json_schema if local else None)
+        plan = self._tool_plan(request)
+        triggers: tuple[str, ...] = ()
+        if plan is not None and plan.grammar is not None:
+            if grammar is not None:
+                raise InvalidRequestError(
+                    "tools with tool_choice other than 'none' constrain the output already: "
+                    "drop local.grammar / local.json_schema (or set tool_choice='none')"
+                )
+            grammar, triggers = plan.grammar, plan.triggers
+        if plan is not None and plan.parses:
+            sink = ToolCallSink(sink, plan.stream())
         override = local.sampling if local else None
         if self.offloads and override is not None and override.backend_sampling and (
             "backend_sampling" in override.fields_set
@@ -99,7 +112,7 @@ class Submission:
             )
         model = self.model
         stages = plan_chain(params, n_vocab=model.n_vocab, n_ctx=info.n_ctx_per_slot,
-                            grammar=grammar,
+                            grammar=grammar, grammar_triggers=triggers,
                             eog_tokens=tuple(sorted(model.eog_tokens()))
                             if params.ignore_eos else ())
         source: Tokens | None = None
@@ -148,6 +161,16 @@ class Submission:
             raise InvalidRequestError("prompt produced no tokens (empty prompt)")
         return tokens
 
+    def _tool_plan(self, request: TextRequest) -> ToolPlan | None:
+        """The tool plan of a chat with tools (family from the chat template)."""
+        tools = request.tools
+        if tools is None or not tools.tools:
+            return None
+        if request.operation != "chat" or self._template_source is None:
+            raise InvalidRequestError("tools need a chat on a model with a chat template")
+        return plan_tools(self._template_source, tools.tools, tools.choice,
+                          parallel=tools.parallel)
+
     def _render_chat(self, request: TextRequest) -> str:
         if self._template_source is None:
             raise UnsupportedOperationError(
@@ -162,7 +185,8 @@ class Submission:
                 eos_token=self._token_text(self._eos),
             )
         assert request.messages is not None
-        text = str(template.render(request.messages, add_generation_prompt=True))
+        tools = [t.to_dict() for t in request.tools.tools] if request.tools else None
+        text = str(template.render(request.messages, add_generation_prompt=True, tools=tools))
         if not text:
             raise UnsupportedOperationError(
                 "unsupported operation chat: model chat template did not produce a prompt"

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ProgressCallback", "bar_factory", "stderr_is_tty"]
+__all__ = ["ProgressCallback", "bar_factory", "load_bar", "stderr_is_tty"]
 
 ProgressCallback = Callable[[float], object]
 
@@ -66,3 +66,22 @@ def bar_factory(callback: ProgressCallback | None, *, bar: bool = True) -> Calla
         return _bar_class()(*args, sipp_callback=callback, sipp_bar=bar, **kwargs)
 
     return make
+
+
+def load_bar(desc: str) -> ProgressCallback | None:
+    """A model-load progress callback drawing a percent bar on a terminal (None elsewhere:
+    the load then reports nothing rather than writing bar frames into logs)."""
+    if not stderr_is_tty():
+        return None
+    bar = _bar_class()(total=100, desc=desc, unit="%", leave=False)
+    state = {"shown": 0}
+
+    def report(fraction: float) -> None:
+        target = int(fraction * 100)
+        if target > state["shown"]:
+            bar.update(target - state["shown"])
+            state["shown"] = target
+        if fraction >= 1.0:
+            bar.close()
+
+    return report

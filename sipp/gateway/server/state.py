@@ -11,7 +11,7 @@ from sipp.errors import AuthorizationError, TargetNotFoundError, TargetNotReadyE
 from sipp.gateway.server.activity import Activity
 from sipp.gateway.server.admin.sessions import PasswordCheck
 from sipp.gateway.server.admission import Admission
-from sipp.gateway.server.auth import BearerAuth
+from sipp.gateway.server.auth import BearerAuth, OpenAuth
 from sipp.gateway.server.blocklist import Blocklist
 from sipp.gateway.server.client_ip import ClientIpResolver
 from sipp.gateway.server.config import GatewayConfig, RateLimitConfig, TokenConfig
@@ -39,7 +39,10 @@ class GatewayState:
         self.client = client or SippClient()
         self.targets = TargetRegistry(config, self.client, secrets.target_keys)
         by_caller = {t.caller: t for t in config.tokens}
-        self.auth = BearerAuth([(by_caller[caller], value) for caller, value in secrets.tokens])
+        self.auth: BearerAuth | OpenAuth = (
+            BearerAuth([(by_caller[caller], value) for caller, value in secrets.tokens])
+            if config.tokens else OpenAuth(TokenConfig("", "local", ()))
+        )
         self.client_ip = ClientIpResolver(config.client_ip)
         self.clock = clock
         self.rate_limit = config.rate_limit

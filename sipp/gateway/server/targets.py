@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sipp._template_source import read_chat_template
 from sipp.client import SippClient
 from sipp.config import NativeRuntimeConfig
 from sipp.descriptors import LocalModelDescriptor, ProviderDescriptor, TimeoutPolicy
@@ -21,6 +22,7 @@ from sipp.gateway.server.config import (
     Target,
 )
 from sipp.gateway.server.logging import logger
+from sipp.models.source import parse_source
 from sipp.native import requested_backend, select_backend
 from sipp.types import EndpointRef
 
@@ -47,10 +49,14 @@ def descriptor_for(target: Target, key: str | None
                    ) -> LocalModelDescriptor | ProviderDescriptor:
     """The descriptor ``SippClient.add`` registers for ``target`` (``key`` = its secret)."""
     if isinstance(target, LocalTarget):
-        path = Path(target.model)
-        if not path.is_absolute():
-            path = Path.cwd() / path
-        return LocalModelDescriptor(str(path), local_runtime(target))
+        source = parse_source(target.model, field=f"targets.{target.name}.model")
+        model = target.model
+        if source.kind == "path" and not Path(model).expanduser().is_absolute():
+            model = str(Path.cwd() / model)  # relative to the working directory
+        template = (read_chat_template(target.chat_template,
+                                       f"targets.{target.name}.chat_template")
+                    if target.chat_template is not None else None)
+        return LocalModelDescriptor(model, local_runtime(target), chat_template=template)
     if isinstance(target, OpenAITarget):
         return ProviderDescriptor("openai", target.model, api_key=key, base_url=target.base_url,
                                   timeout=_timeout(target.timeout_seconds))
