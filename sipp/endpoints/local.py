@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from sipp.endpoints.base import Capability, Endpoint, Operation, OptionGroup
 from sipp.engine.core import Engine
 from sipp.errors import ConfigurationError, InvalidRequestError
+from sipp.models.load import resolve_local
 from sipp.requests import EmbedRequest, RunSink, TextRequest
 from sipp.types import EndpointRef, SippModelInfo
 
@@ -36,11 +37,8 @@ class LocalEndpoint(Endpoint):
         path = getattr(descriptor, "model_path", None)
         if not isinstance(path, str | os.PathLike) or not str(path):
             raise ConfigurationError("local descriptor model_path must be a non-empty path")
-        from sipp.models.load import resolve_local
-
         self._source = str(path)
         self._chat_template: str | None = getattr(descriptor, "chat_template", None)
-
         load = resolve_local(
             path, getattr(descriptor, "config", None), getattr(descriptor, "resolve", None)
         )
@@ -49,6 +47,7 @@ class LocalEndpoint(Endpoint):
             load.config,
             chat_template=getattr(descriptor, "chat_template", None),
             name=ref.id,
+            progress=getattr(descriptor, "progress", None),
         )
 
     @property
@@ -139,13 +138,17 @@ class LocalEndpoint(Endpoint):
             return "the model is loaded for embeddings only (it does not generate text)"
         if operation == "chat" and not info.has_chat_template:
             return (
-                "the model has no chat template (tokenizer.chat_template); call query() with "
-                "a raw prompt instead, or pass chat_template= on the LocalModelDescriptor"
+                "the model has no chat template (tokenizer.chat_template): call query() with "
+                "a raw prompt, or give it one: LocalModelDescriptor(chat_template=...), "
+                'chat_template = "FILE" on the gateway TOML target, or --chat-template FILE '
+                "(sipp, sipp serve)"
             )
         if operation == "embed" and not info.can_embed:
             return (
-                "the model does not produce embeddings; load an embedding model or set "
-                "context.embeddings=True with a pooling type other than none"
+                "the model does not produce embeddings: load an embedding model, or load this "
+                "one with context.embeddings=True (NativeRuntimeConfig; gateway TOML "
+                "[targets.runtime.context] embeddings = true; sipp serve --embeddings) and a "
+                "pooling type other than none"
             )
         return None
 
