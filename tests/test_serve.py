@@ -67,8 +67,9 @@ def served(tiny_llama_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]
             pytest.fail(f"sipp serve did not become ready: {proc.communicate()[1]}")
         time.sleep(0.2)
     yield base, proc
-    proc.terminate()
-    proc.communicate(timeout=30)
+    if proc.returncode is None:
+        proc.terminate()
+        proc.communicate(timeout=30)
 
 
 def test_serve_answers_openai_sdk_and_raw_http(served: tuple[str, subprocess.Popen[str]]) -> None:
@@ -87,6 +88,15 @@ def test_serve_answers_openai_sdk_and_raw_http(served: tuple[str, subprocess.Pop
     assert status == 200 and body["usage"]["output_tokens"] > 0
     status, body = _post(f"{base}/v1/query", {"model": "tiny-llama", "prompt": "Hello"})
     assert status == 401  # the key is required once one is configured
+    proc = served[1]
+    proc.terminate()
+    logs = proc.communicate(timeout=30)[1]
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert "\x1b" not in logs and "\\u001b" not in logs  # no ANSI colour codes
+    assert [line["msg"] for line in lines].count("gateway listening") == 1
+    assert not [line for line in lines if line["logger"].startswith("uvicorn")]
+    requests = [line for line in lines if line["msg"] == "request"]
+    assert [r["status"] for r in requests][-3:] == [200, 200, 401]  # one line per request
 
 
 def _args(*argv: str) -> object:
@@ -138,3 +148,16 @@ def test_bad_model_source_is_a_one_line_error() -> None:
     assert serve_main(["ftp://x/m.gguf"], err=err) == 2
     lines = err.getvalue().strip().splitlines()
     assert len(lines) == 1 and "unsupported scheme" in lines[0]
+
+
+def test_serve_without_the_gateway_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from sipp import __version__
+    from sipp._serve import serve_main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    err = io.StringIO()
+    assert serve_main(["m.gguf"], err=err) == 2
+    assert err.getvalue() == ("sipp serve: error: serving needs the gateway extra: "
+                              f'pip install "sipppy[gateway]=={__version__}"\n')
