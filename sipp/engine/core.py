@@ -9,8 +9,9 @@ inbox. Cancels go through the same inbox. No lock they take is ever held across 
 The engine thread loops: drain the inbox into the scheduler (adds, cancels, image
 requests to encode) → ``scheduler.schedule()`` → apply KV operations → build and decode
 one batch (:mod:`sipp.engine.batching`) → sample, detokenize, push
-(:mod:`sipp.engine.output`) → publish an immutable :class:`EngineStats` snapshot (what
-:meth:`Engine.metrics` and :meth:`Engine.slot_states` read) → complete finished runs. With
+(:mod:`sipp.engine.output`) → publish an immutable :class:`EngineStats` snapshot when a
+run finished, before idling and at most every 50 ms otherwise (what :meth:`Engine.metrics`
+and :meth:`Engine.slot_states` read) → complete finished runs. With
 nothing to do it blocks on the inbox (never spins). The scheduler is touched by this
 thread only.
 
@@ -21,17 +22,18 @@ thread raises, every pending and later run fails with ``EngineDeadError``.
 from __future__ import annotations
 
 import contextlib
+import enum
 import itertools
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sipp.config import NativeRuntimeConfig, ResolvedRuntimeConfig
+from sipp.config import NativeRuntimeConfig
 from sipp.engine.batching import StepBatch
 from sipp.engine.context_plan import (
     ContextPlan,
@@ -109,8 +111,8 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class EngineStats:
-    """What the engine thread last published (after its latest step): read by any thread
-    without waiting for a step."""
+    """What the engine thread last published: read by any thread without waiting for a
+    step."""
 
     scheduler: dict[str, object]
     running: int
@@ -129,15 +131,21 @@ class _Cancel:
     reason: str
 
 
-_CLOSE = "close"
-_Item = EngineRequest | MediaJob | _Cancel | str
+class _Signal(enum.Enum):
+    CLOSE = "close"  # stop the engine thread; whatever is still in the inbox fails
+
+
+# While busy, the stats snapshot is rebuilt at most this often (it costs tens of µs); it is
+# always rebuilt when a run finishes (before its result is delivered) and before idling.
+_PUBLISH_INTERVAL_S = 0.05
+_Item = EngineRequest | MediaJob | _Cancel | _Signal
 
 
 class Engine:
     """One loaded model and the thread that runs it. Create with :meth:`Engine.load`."""
 
     info: ModelInfo
-    config: ResolvedRuntimeConfig
+    config: NativeRuntimeConfig
     model: LlamaModel
     ctx: LlamaContext
     scheduler: Scheduler[RunState]
@@ -164,6 +172,7 @@ class Engine:
         self.warmup_s: float | None = None
         self.offloads = False  # whether the model offloads to a GPU
         self._stats = EngineStats({}, 0, 0, (), 0, 0)
+        self._next_publish = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -174,9 +183,12 @@ class Engine:
         *,
         chat_template: str | None = None,
         name: str = "",
+        progress: Callable[[float], object] | None = None,
     ) -> Engine:
         """Load ``model_path`` on a new engine thread; blocks until ready or raises
-        ``ModelLoadError`` (or ``ConfigurationError`` for an impossible configuration)."""
+        ``ModelLoadError`` (or ``ConfigurationError`` for an impossible configuration).
+        ``progress(fraction)`` is called from the engine thread while the weights load;
+        returning False cancels the load."""
         if not os.path.isfile(model_path):
             raise ModelLoadError(f"failed to load model from {model_path}: no such file")
         engine = cls()
@@ -187,7 +199,7 @@ class Engine:
 
         def main() -> None:
             try:
-                engine._open(model_path, raw, chat_template)
+                engine._open(model_path, raw, chat_template, progress)
             except BaseException as exc:  # reported to the loading thread
                 failure.append(exc)
                 ready.set()
@@ -207,9 +219,10 @@ class Engine:
             raise ModelLoadError(f"failed to load model from {model_path}: {exc}") from exc
         return engine
 
-    def _open(self, path: str, raw: NativeRuntimeConfig, chat_template: str | None) -> None:
-        self.config = cfg = raw.resolve()
-        loaded = load_model(path, raw)
+    def _open(self, path: str, raw: NativeRuntimeConfig, chat_template: str | None,
+              progress: Callable[[float], object] | None = None) -> None:
+        self.config = cfg = raw
+        loaded = load_model(path, raw, progress)
         self._loaded = loaded
         self.offloads = loaded.offloads
         self.model = model = loaded.model
@@ -249,30 +262,14 @@ class Engine:
                                       vision=self.vision, offloads=loaded.offloads)
         self._publish()
 
-    def _open_scheduler(self, plan: ContextPlan, cfg: ResolvedRuntimeConfig) -> None:
-        sched = cfg.scheduler
-        self.scheduler = Scheduler(SchedulerConfig(
-            n_slots=plan.n_parallel,
-            n_ctx_per_slot=plan.window(self.ctx.n_ctx),
-            token_budget=self.ctx.n_batch,
-            prefill_chunk_size=sched.prefill_chunk_size,
-            max_running_requests=sched.max_running_requests,
-            max_queued_requests=sched.max_queued_requests,
-            policy=sched.policy.order,
-            mode=sched.policy.mode,
-            decode_token_reserve=sched.policy.decode_token_reserve,
-            continuous_batching=sched.continuous_batching,
-            adaptive_prefill_chunking=sched.policy.enable_adaptive_prefill_chunking,
-            cache_mode=plan.cache_mode,
-            retained_prefix_tokens=cfg.cache.retained_prefix_tokens,
-            max_snapshot_entries=cfg.cache.max_snapshot_entries,
-            max_snapshot_bytes=cfg.cache.max_snapshot_bytes,
-            snapshot_interval_tokens=cfg.cache.snapshot_interval_tokens,
-            cross_slot_copy=plan.cross_slot_copy,
+    def _open_scheduler(self, plan: ContextPlan, cfg: NativeRuntimeConfig) -> None:
+        self.scheduler = Scheduler(SchedulerConfig.from_runtime(
+            cfg, n_ctx_per_slot=plan.window(self.ctx.n_ctx), token_budget=self.ctx.n_batch,
+            cache_mode=plan.cache_mode, cross_slot_copy=plan.cross_slot_copy,
             partial_kv_edits=plan.partial_kv_edits,
         ))
 
-    def _open_vision(self, cfg: ResolvedRuntimeConfig) -> None:
+    def _open_vision(self, cfg: NativeRuntimeConfig) -> None:
         info = self.info
         if not info.can_generate or info.model_class != "decoder":
             raise ModelLoadError(
@@ -291,7 +288,7 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
-        self._inbox.put(_CLOSE)
+        self._inbox.put(_Signal.CLOSE)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -398,8 +395,8 @@ class Engine:
         while True:
             if isinstance(item, _Cancel):
                 self.scheduler.cancel(item.request_id, item.reason)
-            elif isinstance(item, str):
-                return True  # _CLOSE: the rest fails in _shutdown
+            elif isinstance(item, _Signal):
+                return True  # CLOSE: the rest fails in _shutdown
             else:
                 added += 1
                 self._admit(item)
@@ -439,9 +436,11 @@ class Engine:
 
     def step(self) -> None:
         """One scheduler step on the engine thread: KV ops, one decode, sampling, results;
-        then the stats snapshot, then the runs that finished are completed."""
+        then the stats snapshot (when a run finished, the engine goes idle, or every
+        :data:`_PUBLISH_INTERVAL_S` while busy), then the runs that finished are completed."""
         done = self._done
         out = self.scheduler.schedule()
+        self._waiting = self.scheduler.num_waiting  # admissions free queue places now
         done.extend(out.finished)
         if out.shifted and self.runtime_metrics is not None:
             self.runtime_metrics.inc("context_shifts", len(out.shifted))
@@ -451,7 +450,10 @@ class Engine:
             decoded = self._batch.decode(out)
             if decoded is not None:
                 done.extend(self._output.sample(decoded, self._batch.indexes))
-        self._publish()
+        now = time.perf_counter()
+        if done or now >= self._next_publish or not self.scheduler.has_work:
+            self._publish()
+            self._next_publish = now + _PUBLISH_INTERVAL_S
         self._done = []
         for request in done:
             self._output.complete(request)
@@ -520,7 +522,7 @@ class Engine:
             if isinstance(item, MediaJob):
                 item.discard()
                 pending.append(item.run)
-            elif not isinstance(item, (_Cancel, str)):
+            elif not isinstance(item, (_Cancel, _Signal)):
                 pending.append(self._payload(item))
         try:
             self.scheduler.abort_all(RequestStatus.FINISHED_ERROR)
@@ -545,7 +547,8 @@ class Engine:
     # ------------------------------------------------------------------ introspection
     @property
     def stats(self) -> EngineStats:
-        """The snapshot the engine thread published after its latest step."""
+        """The snapshot the engine thread last published: exact while idle and as of
+        each run's completion, at most ~50 ms old while busy."""
         return self._stats
 
     def slot_states(self) -> Sequence[tuple[str, int, str | None]]:
@@ -554,7 +557,7 @@ class Engine:
     def metrics(self) -> dict[str, Any]:
         """Runtime metrics (``observability.runtime_metrics``): counters, gauges and
         histograms, the scheduler's statistics, and llama.cpp perf counters when
-        ``backend_profiling`` is on (as of the engine's latest step)."""
+        ``backend_profiling`` is on (the engine's latest :attr:`stats` snapshot)."""
         stats = self._stats
         out: dict[str, Any] = (
             self.runtime_metrics.snapshot() if self.runtime_metrics is not None else {}
