@@ -85,6 +85,7 @@ _INT32_MAX: Final = 2**31 - 1
 _UINT32_MAX: Final = 2**32 - 1
 _FLOAT32_MAX: Final = 3.4028234663852886e38
 _MAX_PARALLEL_SEQUENCES: Final = 256  # libllama's llama_max_parallel_sequences()
+_MAX_THREADS: Final = 512  # GGML_MAX_N_THREADS; 65536 threads segfault at the first decode
 
 # --- enumerations -------------------------------------------------------------------------
 
@@ -551,8 +552,8 @@ class ContextRuntimeConfig(_Group):
     n_batch: int | None = field(default=None, metadata=_rule(_int(1, _UINT32_MAX)))
     n_ubatch: int | None = field(default=None, metadata=_rule(_int(1, _UINT32_MAX)))
     n_parallel: int | None = field(default=None, metadata=_rule(_int(1, _MAX_PARALLEL_SEQUENCES)))
-    n_threads: int | None = field(default=None, metadata=_rule(_int(1)))
-    n_threads_batch: int | None = field(default=None, metadata=_rule(_int(1)))
+    n_threads: int | None = field(default=None, metadata=_rule(_int(1, _MAX_THREADS)))
+    n_threads_batch: int | None = field(default=None, metadata=_rule(_int(1, _MAX_THREADS)))
     flash_attention: FlashAttention | None = field(
         default=None, metadata=_rule(_choice(get_args(FlashAttention)))
     )

@@ -43,9 +43,9 @@ CORPUS = {
 
 def _default_cases(model: Path) -> Iterator[tuple[str, bytes]]:
     rng = random.Random(SEED)
-    for label, data in model_cases(model, SEED, n_random=12):
+    for label, data in model_cases(model, SEED, n_random=8):
         name = label.split(":", 1)[1]
-        if name in CORPUS or name.startswith("bitflip@") or rng.random() < 0.06:
+        if name in CORPUS or name.startswith("bitflip@") or rng.random() < 0.03:
             yield label, data
 
 
