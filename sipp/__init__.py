@@ -5,8 +5,9 @@
     print(client.query("Hello", endpoint=ref).result()["text"])
 
 Local endpoints run GGUF models in-process through llama.cpp (the native backend is chosen
-when ``sipp`` is imported, from ``SIPP_PYTHON_BACKEND`` or automatically, and opened on first
-use); gateway and provider endpoints call HTTP APIs with the same calls.
+and opened on first local use, from :func:`sipp.native.select_backend`, else
+``SIPP_PYTHON_BACKEND``, else automatically; importing ``sipp`` never fails on it); gateway
+and provider endpoints call HTTP APIs with the same calls.
 """
 
 from __future__ import annotations
@@ -52,13 +53,14 @@ from sipp.errors import (
     InvalidRequestError,
     JsonSchemaError,
     ModelLoadError,
+    PiiBlockedError,
     ProviderError,
     QueueFullError,
     RateLimitedError,
     SippError,
     UnsupportedOperationError,
 )
-from sipp.native._env import requested_backend as _requested_backend
+from sipp.pii import PiiPolicy
 from sipp.runs import SippEmbeddingRun, SippTextRun, SippTokenIterator
 from sipp.types import (
     ChatMessage,
@@ -68,6 +70,7 @@ from sipp.types import (
     SippTextOptions,
     TokenBatch,
 )
+from sipp.vector import VectorIndex
 
 __all__ = [
     "DEFAULT_CONTEXT_KEY",
@@ -99,6 +102,8 @@ __all__ = [
     "MultimodalRuntimeConfig",
     "NativeRuntimeConfig",
     "ObservabilityRuntimeConfig",
+    "PiiBlockedError",
+    "PiiPolicy",
     "ProviderDescriptor",
     "ProviderError",
     "QueueFullError",
@@ -117,15 +122,12 @@ __all__ = [
     "TimeoutPolicy",
     "TokenBatch",
     "UnsupportedOperationError",
+    "VectorIndex",
     "__version__",
     "backend_info",
     "get_active_backend",
     "set_llama_log_quiet",
 ]
-
-# The backend choice is read and validated now; the library itself opens on first use.
-_requested_backend()
-
 
 def backend_info() -> dict[str, Any]:
     """Which native backend is loaded (loading it now if needed), from where, and why."""

@@ -6,22 +6,17 @@ Operation code never changes with the endpoint: ``query``, ``chat`` and ``embed`
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-import json
-import math
 import threading
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from sipp.endpoints.base import (
-    LOCAL_ONLY_OPTION_KEYS,
-    EmbedRequest,
-    Endpoint,
-    Operation,
-    TextRequest,
-)
+from sipp._validate import check_json_object
+from sipp.endpoints.base import Endpoint, Operation
+from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointEntry, entry_for
 from sipp.errors import (
     AmbiguousEndpointError,
     ConfigurationError,
@@ -30,12 +25,15 @@ from sipp.errors import (
     SippError,
     UnsupportedOperationError,
 )
+from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
+from sipp.tools import ToolRequest, parse_tool_choice, parse_tools
 from sipp.types import (
     ChatMessage,
     EndpointRef,
     LocalEmbedOptions,
     LocalTextOptions,
+    SippModelInfo,
     SippTextOptions,
 )
 
@@ -60,40 +58,16 @@ def _close_endpoints(endpoints: dict[str, Endpoint]) -> None:
 def _json_options(name: str, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    if not isinstance(value, Mapping):
-        raise InvalidRequestError(f"{name} must be a JSON object (a dict with string keys)")
-
-    def check(item: Any, path: str) -> None:
-        if item is None or isinstance(item, bool | str | int):
-            return
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise InvalidRequestError(f"{path} must be a finite number, got {item}")
-            return
-        if isinstance(item, Mapping):
-            for key, sub in item.items():
-                if not isinstance(key, str):
-                    raise InvalidRequestError(f"{path} keys must be strings, got {key!r}")
-                check(sub, f"{path}.{key}")
-            return
-        if isinstance(item, list | tuple):
-            for index, sub in enumerate(item):
-                check(sub, f"{path}[{index}]")
-            return
-        raise InvalidRequestError(
-            f"{path} must contain only JSON values, got {type(item).__name__}"
-        )
-
-    check(value, name)
-    result: dict[str, Any] = json.loads(json.dumps(value))
-    return result
+    return check_json_object(name, value, error=InvalidRequestError)
 
 
 def _coerce_messages(
     messages: Sequence[ChatMessage | Mapping[str, Any]],
 ) -> tuple[ChatMessage, ...]:
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise InvalidRequestError("messages must be a list of ChatMessage or {role, content} dicts")
+        raise InvalidRequestError(
+            "messages must be a list of ChatMessage or {role, content, ...} dicts"
+        )
     if not messages:
         raise InvalidRequestError("chat messages must not be empty")
     result: list[ChatMessage] = []
@@ -101,13 +75,8 @@ def _coerce_messages(
         if isinstance(message, ChatMessage):
             result.append(message)
         elif isinstance(message, Mapping):
-            unknown = set(message) - {"role", "content"}
-            if unknown or "role" not in message or "content" not in message:
-                raise InvalidRequestError(
-                    f"messages[{index}] must have exactly the keys role and content"
-                )
             try:
-                result.append(ChatMessage(message["role"], message["content"]))
+                result.append(ChatMessage.from_dict(message))
             except InvalidRequestError as exc:
                 raise InvalidRequestError(f"messages[{index}]: {exc.message}") from exc
         else:
@@ -124,6 +93,9 @@ class SippClient:
     loaded model and connection.
     """
 
+    endpoint_kinds: ClassVar[Mapping[type, EndpointEntry]] = DEFAULT_ENDPOINT_KINDS
+    """Descriptor class → endpoint kind and factory (a subclass may register others)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._endpoints: dict[str, Endpoint] = {}
@@ -138,13 +110,19 @@ class SippClient:
         endpoint, which is closed once the new one is ready.
         """
         self._check_open()
-        kind = self._descriptor_kind(descriptor)
+        entry = entry_for(self.endpoint_kinds, descriptor)
+        if entry is None:
+            raise ConfigurationError(
+                "descriptor must be LocalModelDescriptor, ProviderDescriptor, or "
+                f"GatewayDescriptor, got {type(descriptor).__name__}"
+            )
+        kind = entry.kind
         if not isinstance(id, str) or not id:
             raise ConfigurationError(f"{kind} id must be a non-empty string")
         if id != id.strip():
             raise ConfigurationError(f"{kind} id must not contain surrounding whitespace")
         ref = EndpointRef(kind, id)
-        endpoint = self._create_endpoint(ref, descriptor)
+        endpoint = entry.create(ref, descriptor)
         with self._lock:
             if self._closed:
                 endpoint.close()
@@ -182,6 +160,50 @@ class SippClient:
         """The endpoint object behind ``ref`` (for advanced use: metrics, introspection)."""
         return self._lookup(ref)
 
+    # ------------------------------------------------------------------ model facts
+    def tokenize(self, text: str, *, endpoint: EndpointRef | None = None,
+                 add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text`` with a local endpoint's vocabulary. ``add_special`` adds
+        BOS/EOS as the model is configured; ``parse_special`` turns special-token text
+        (``<start_of_turn>``) into those tokens. ``endpoint`` may be omitted when exactly
+        one local endpoint is registered."""
+        found = self._local_endpoint(endpoint, "tokenize")
+        result: list[int] = found.tokenize(text, add_special=add_special,
+                                           parse_special=parse_special)
+        return result
+
+    def detokenize(self, ids: Sequence[int], *, endpoint: EndpointRef | None = None,
+                   remove_special: bool = False, unparse_special: bool = False) -> str:
+        """The text of token ``ids`` on a local endpoint (inverse of :meth:`tokenize`)."""
+        found = self._local_endpoint(endpoint, "detokenize")
+        text: str = found.detokenize(ids, remove_special=remove_special,
+                                     unparse_special=unparse_special)
+        return text
+
+    def model_info(self, endpoint: EndpointRef | None = None) -> SippModelInfo:
+        """Facts of a local endpoint's model: architecture, ``n_ctx_train``, ``n_params``,
+        ``size``, chat template, embedding size and capabilities (see ``SippModelInfo``)."""
+        info: SippModelInfo = self._local_endpoint(endpoint, "model_info").model_info()
+        return info
+
+    def _local_endpoint(self, ref: EndpointRef | None, what: str) -> Any:
+        self._check_open()
+        if ref is None:
+            with self._lock:
+                local = [e for e in self._endpoints.values() if e.ref.kind == "local"]
+            if len(local) != 1:
+                raise AmbiguousEndpointError(
+                    f"{what}: pass endpoint=... ({len(local)} local endpoints are registered; "
+                    "only a single one is chosen implicitly)"
+                )
+            return local[0]
+        found = self._lookup(ref)
+        if not hasattr(found, what):
+            raise UnsupportedOperationError(
+                f"{what} needs a local endpoint; {ref.kind}:{ref.id} runs elsewhere"
+            )
+        return found
+
     def close(self) -> None:
         """Close every endpoint; pending local runs fail with ``EngineClosedError``."""
         with self._lock:
@@ -194,8 +216,6 @@ class SippClient:
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close` (runs it in a worker thread)."""
-        import asyncio
-
         await asyncio.to_thread(self.close)
 
     def __enter__(self) -> SippClient:
@@ -242,11 +262,25 @@ class SippClient:
         provider_options: Mapping[str, Any] | None = None,
         emit_tokens: bool = False,
         request_id: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool = True,
     ) -> SippTextRun:
-        """Generate the assistant's reply to ``messages`` (rendered by the endpoint)."""
+        """Generate the assistant's reply to ``messages`` (rendered by the endpoint).
+
+        ``tools`` are OpenAI function tools; ``tool_choice`` is ``"auto"`` (default with
+        tools), ``"none"``, ``"required"`` or ``{"type": "function", "function": {"name":
+        ...}}``. Calls come back in the response's ``tool_calls`` (and as ``TokenBatch``
+        ``tool_calls`` deltas when streaming) with ``finish_reason="tool_calls"``.
+        """
+        specs = parse_tools(tools)
+        choice = parse_tool_choice(tool_choice, specs)
+        if not isinstance(parallel_tool_calls, bool):
+            raise InvalidRequestError("parallel_tool_calls must be a bool")
         return self._start_text(
             "chat", None, _coerce_messages(messages), endpoint, options, local,
             endpoint_options, provider_options, emit_tokens, request_id,
+            ToolRequest(specs, choice, parallel_tool_calls) if specs or tool_choice else None,
         )
 
     def embed(
@@ -297,34 +331,6 @@ class SippClient:
         if self._closed:
             raise ConfigurationError("SippClient is closed")
 
-    @staticmethod
-    def _descriptor_kind(descriptor: Any) -> Literal["local", "gateway", "provider"]:
-        name = type(descriptor).__name__
-        if name == "LocalModelDescriptor":
-            return "local"
-        if name == "GatewayDescriptor":
-            return "gateway"
-        if name == "ProviderDescriptor":
-            return "provider"
-        raise ConfigurationError(
-            "descriptor must be LocalModelDescriptor, ProviderDescriptor, or GatewayDescriptor,"
-            f" got {type(descriptor).__name__}"
-        )
-
-    @staticmethod
-    def _create_endpoint(ref: EndpointRef, descriptor: Any) -> Endpoint:
-        if ref.kind == "local":
-            from sipp.endpoints.local import LocalEndpoint
-
-            return LocalEndpoint(ref, descriptor)
-        if ref.kind == "gateway":
-            from sipp.endpoints.gateway import GatewayEndpoint
-
-            return GatewayEndpoint(ref, descriptor)
-        from sipp.endpoints.provider import ProviderEndpoint
-
-        return ProviderEndpoint(ref, descriptor)
-
     def _lookup(self, ref: EndpointRef) -> Endpoint:
         if not isinstance(ref, EndpointRef):
             raise InvalidRequestError(
@@ -343,7 +349,7 @@ class SippClient:
             if found.capability(operation) == "unsupported":
                 raise UnsupportedOperationError(
                     f"unsupported operation {operation} on endpoint {ref.kind}:{ref.id}"
-                    + _unsupported_reason(found, operation)
+                    + (f": {reason}" if (reason := found.unsupported_reason(operation)) else "")
                 )
             return found
         with self._lock:
@@ -372,26 +378,22 @@ class SippClient:
         provider_options: Mapping[str, Any] | None,
         operation: Operation,
     ) -> None:
+        """Refuse option groups ``endpoint`` does not accept: the only such check on the
+        way to the endpoint (endpoints trust what reaches ``start_*``)."""
         kind = endpoint.ref.kind
-        label = "embed" if operation == "embed" else "text"
-        if kind == "local":
-            if endpoint_options:
-                raise InvalidRequestError("endpoint_options are not valid for local endpoints")
-            if provider_options:
-                raise InvalidRequestError("provider_options are not valid for local endpoints")
-            return
-        if local is not None and not local.is_empty():
+        accepts = endpoint.accepts
+        if local is not None and not local.is_empty() and "local" not in accepts:
+            label = "embed" if operation == "embed" else "text"
             raise InvalidRequestError(f"local {label} options are not valid for {kind} endpoints")
-        if kind == "gateway":
-            if provider_options:
-                raise InvalidRequestError("provider_options are not valid for gateway endpoints")
-            for key in endpoint_options or {}:
-                if key in LOCAL_ONLY_OPTION_KEYS:
-                    raise InvalidRequestError(
-                        f"endpoint_options cannot contain local-only field: {key}"
-                    )
-        elif endpoint_options:
-            raise InvalidRequestError("endpoint_options are not valid for provider endpoints")
+        if endpoint_options and "endpoint_options" not in accepts:
+            raise InvalidRequestError(f"endpoint_options are not valid for {kind} endpoints")
+        if provider_options and "provider_options" not in accepts:
+            raise InvalidRequestError(f"provider_options are not valid for {kind} endpoints")
+        for key in endpoint_options or {}:
+            if key in endpoint.refused_option_keys:
+                raise InvalidRequestError(
+                    f"endpoint_options cannot contain local-only field: {key}"
+                )
 
     def _start_text(
         self,
@@ -405,6 +407,7 @@ class SippClient:
         provider_options: Mapping[str, Any] | None,
         emit_tokens: bool,
         request_id: str | None,
+        tools: ToolRequest | None = None,
     ) -> SippTextRun:
         if options is not None and not isinstance(options, SippTextOptions):
             raise InvalidRequestError("options must be a SippTextOptions")
@@ -419,7 +422,7 @@ class SippClient:
         rid = request_id or f"req-{next(_request_ids)}"
         request = TextRequest(
             operation, prompt, messages, options or SippTextOptions(), local,
-            ep_options, pr_options, emit_tokens, rid,
+            ep_options, pr_options, emit_tokens, rid, tools,
         )
         sink = RunSink(found.ref, wants_tokens=emit_tokens, request_id=rid)
         self._dispatch(lambda: found.start_text(request, sink), sink)
@@ -488,11 +491,3 @@ def _merge_embeddings(payloads: list[dict[str, Any]]) -> dict[str, Any]:
         "normalized": first.get("normalized"),
     }
 
-
-def _unsupported_reason(endpoint: Endpoint, operation: Operation) -> str:
-    reason = getattr(endpoint, "unsupported_reason", None)
-    if callable(reason):
-        text = reason(operation)
-        if text:
-            return f": {text}"
-    return ""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import sipp
+
+SOURCE_ROOT = str(Path(sipp.__file__).resolve().parents[1])  # the sipp under test
 
 EXPECTED = {
     "DEFAULT_CONTEXT_KEY", "DEFAULT_MAX_TOKENS", "AmbiguousEndpointError",
@@ -17,11 +20,13 @@ EXPECTED = {
     "EngineDeadError", "EngineError", "GatewayDescriptor", "GrammarError",
     "InvalidRequestError", "JsonSchemaError", "LocalEmbedOptions", "LocalModelDescriptor",
     "LocalTextOptions", "ModelLoadError", "ModelPlacementConfig", "MultimodalRuntimeConfig",
-    "NativeRuntimeConfig", "ObservabilityRuntimeConfig", "ProviderDescriptor", "ProviderError",
+    "NativeRuntimeConfig", "ObservabilityRuntimeConfig", "PiiBlockedError", "PiiPolicy",
+    "ProviderDescriptor", "ProviderError",
     "QueueFullError", "RateLimitedError", "ResidencyRuntimeConfig", "SamplingRuntimeConfig",
     "SamplingRuntimeOverride", "SchedulerPolicyConfig", "SchedulerRuntimeConfig", "SippClient",
     "SippEmbeddingRun", "SippError", "SippTextOptions", "SippTextRun", "SippTokenIterator",
-    "TimeoutPolicy", "TokenBatch", "UnsupportedOperationError", "__version__", "backend_info",
+    "TimeoutPolicy", "TokenBatch", "UnsupportedOperationError", "VectorIndex", "__version__",
+    "backend_info",
     "get_active_backend", "set_llama_log_quiet",
 }
 
@@ -51,10 +56,16 @@ def test_import_does_not_open_the_native_library() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_invalid_backend_environment_fails_the_import() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", "import sipp"],
-        capture_output=True, text=True, env={"SIPP_PYTHON_BACKEND": "bogus", "PATH": ""},
+def test_invalid_backend_environment_fails_at_first_use_not_at_import() -> None:
+    code = (
+        "import sipp\n"
+        "try:\n    sipp.backend_info()\n"
+        "except sipp.ConfigurationError as exc:\n    print(exc)\n"
     )
-    assert result.returncode != 0
-    assert "Invalid SIPP_PYTHON_BACKEND=bogus" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True,
+        env={"SIPP_PYTHON_BACKEND": "bogus", "PATH": "", "PYTHONPATH": SOURCE_ROOT},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Invalid SIPP_PYTHON_BACKEND=bogus" in result.stdout

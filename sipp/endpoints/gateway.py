@@ -9,48 +9,43 @@ protocol.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from sipp.descriptors import GatewayDescriptor
 from sipp.endpoints.base import (
     LOCAL_ONLY_OPTION_KEYS,
     Capability,
-    EmbedRequest,
     Endpoint,
     Operation,
-    TextRequest,
+    OptionGroup,
 )
-from sipp.errors import (
-    ConfigurationError,
-    EndpointError,
-    InvalidRequestError,
-    SippError,
-)
+from sipp.errors import ConfigurationError, EndpointError, SippError
 from sipp.gateway import profile
-from sipp.providers._http import (
+from sipp.requests import EmbedRequest, RunSink, TextRequest
+from sipp.transports.driver import RunDriver
+from sipp.transports.http import (
     MAX_ERROR_BODY_BYTES,
     MAX_RESPONSE_BYTES,
     CallFailure,
     HttpCall,
     HttpClient,
     Response,
-    RunDriver,
+    encode_json,
     retry_after_seconds,
 )
-from sipp.providers.sse import SseError, SseParser
-from sipp.requests import RunSink
+from sipp.transports.sse import SseError, SseParser
 from sipp.types import EndpointRef, FinishReason, Usage
 
 __all__ = ["GatewayEndpoint"]
-
 
 
 class GatewayEndpoint(Endpoint):
     """An endpoint backed by a gateway target (see :class:`GatewayDescriptor`)."""
 
     kind = "gateway"
+    accepts: ClassVar[frozenset[OptionGroup]] = frozenset({"endpoint_options"})
+    refused_option_keys = LOCAL_ONLY_OPTION_KEYS
 
     def __init__(self, ref: EndpointRef, descriptor: GatewayDescriptor) -> None:
         if not isinstance(descriptor, GatewayDescriptor):
@@ -64,33 +59,8 @@ class GatewayEndpoint(Endpoint):
     def capability(self, operation: Operation) -> Capability:
         return "unknown"
 
-    # ------------------------------------------------------------ validation hooks
-    def validate_text(self, request: TextRequest) -> None:
-        """Refuse what a gateway cannot take (local options, provider options)."""
-        if request.local is not None and not request.local.is_empty():
-            raise InvalidRequestError("local text options are not valid for gateway endpoints")
-        if request.provider_options:
-            raise InvalidRequestError("provider_options are not valid for gateway endpoints")
-        self._check_endpoint_options(request.endpoint_options)
-
-    def validate_embed(self, request: EmbedRequest) -> None:
-        if request.local is not None and not request.local.is_empty():
-            raise InvalidRequestError("local embed options are not valid for gateway endpoints")
-        if request.provider_options:
-            raise InvalidRequestError("provider_options are not valid for gateway endpoints")
-        self._check_endpoint_options(request.endpoint_options)
-
-    @staticmethod
-    def _check_endpoint_options(options: Mapping[str, Any] | None) -> None:
-        for key in options or {}:
-            if key in LOCAL_ONLY_OPTION_KEYS:
-                raise InvalidRequestError(
-                    f"endpoint_options cannot contain local-only field: {key}"
-                )
-
     # ------------------------------------------------------------ operations
     def start_text(self, request: TextRequest, sink: RunSink) -> None:
-        self.validate_text(request)
         d = self.descriptor
         extra = self._extra(request.endpoint_options)
         stream = request.emit_tokens
@@ -113,7 +83,6 @@ class GatewayEndpoint(Endpoint):
         self._http.start(call, work(driver, route, payload, headers))
 
     def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
-        self.validate_embed(request)
         body = profile.encode_embed_body(
             self.descriptor.target, request.input, extra=self._extra(request.endpoint_options)
         )
@@ -134,11 +103,7 @@ class GatewayEndpoint(Endpoint):
         return merged
 
     def _prepare(self, body: dict[str, Any], *, stream: bool) -> tuple[bytes, dict[str, str]]:
-        try:
-            payload = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequestError(f"request body is not JSON-serialisable: {exc}") from exc
-        return payload, self._headers(stream)
+        return encode_json(body), self._headers(stream)
 
     def _headers(self, stream: bool) -> dict[str, str]:
         d = self.descriptor

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
+from sipp._validate import RESERVED_CORRELATION_HEADERS, check_header_name
 from sipp.descriptors import ProviderDescriptor
-from sipp.endpoints.base import Capability, Endpoint, Operation
+from sipp.endpoints.base import Capability, Endpoint, Operation, OptionGroup
 from sipp.errors import (
     ConfigurationError,
-    InvalidRequestError,
     ProviderError,
     SippError,
     UnsupportedOperationError,
@@ -31,19 +31,19 @@ from sipp.errors import (
 from sipp.providers import anthropic, openai
 from sipp.providers._common import ParsedEmbedding, ParsedText, ProviderStreamError
 from sipp.providers._errors import ProviderFormatError, error_from_payload, http_error, redact
-from sipp.providers._http import (
+from sipp.requests import EmbedRequest, RunSink, TextRequest
+from sipp.transports.driver import RunDriver
+from sipp.transports.http import (
     MAX_ERROR_BODY_BYTES,
     MAX_RESPONSE_BYTES,
     CallFailure,
     HttpCall,
     HttpClient,
     Response,
-    RunDriver,
+    encode_json,
     retry_after_seconds,
 )
-from sipp.providers._validate import RESERVED_CORRELATION_HEADERS, check_header_name
-from sipp.providers.sse import SseError, SseParser
-from sipp.requests import EmbedRequest, RunSink, TextRequest
+from sipp.transports.sse import SseError, SseParser
 from sipp.types import ChatMessage, EndpointRef
 
 __all__ = ["ProviderEndpoint"]
@@ -55,6 +55,7 @@ class ProviderEndpoint(Endpoint):
     """An endpoint that calls a provider API directly (see :class:`ProviderDescriptor`)."""
 
     kind = "provider"
+    accepts: ClassVar[frozenset[OptionGroup]] = frozenset({"provider_options"})
 
     def __init__(self, ref: EndpointRef, descriptor: ProviderDescriptor) -> None:
         if not isinstance(descriptor, ProviderDescriptor):
@@ -75,7 +76,7 @@ class ProviderEndpoint(Endpoint):
         self._http = HttpClient(descriptor.timeouts)
         self.correlation_header: str | None = None
 
-    def set_correlation_header(self, name: str | None) -> None:
+    def set_correlation_header(self, name: str | None) -> bool:
         """Send each run's ``request_id`` upstream under header ``name`` (None: stop).
 
         The name must be a valid HTTP header name that is not a transport or
@@ -83,13 +84,14 @@ class ProviderEndpoint(Endpoint):
         """
         if name is None:
             self.correlation_header = None
-            return
+            return True
         check_header_name("correlation_header", name)
         taken = {key.lower() for key in self._headers} | RESERVED_CORRELATION_HEADERS
         if name.lower() in taken:
             raise ConfigurationError(
                 f"correlation_header must not replace the {name.lower()} header")
         self.correlation_header = name
+        return True
 
     def _correlation(self, request_id: str) -> dict[str, str] | None:
         header = self.correlation_header
@@ -107,22 +109,8 @@ class ProviderEndpoint(Endpoint):
             return anthropic.EMBED_UNSUPPORTED
         return None
 
-    # ------------------------------------------------------------ validation hooks
-    def validate_text(self, request: TextRequest) -> None:
-        if request.local is not None and not request.local.is_empty():
-            raise InvalidRequestError("local text options are not valid for provider endpoints")
-        if request.endpoint_options:
-            raise InvalidRequestError("endpoint_options are not valid for provider endpoints")
-
-    def validate_embed(self, request: EmbedRequest) -> None:
-        if request.local is not None and not request.local.is_empty():
-            raise InvalidRequestError("local embed options are not valid for provider endpoints")
-        if request.endpoint_options:
-            raise InvalidRequestError("endpoint_options are not valid for provider endpoints")
-
     # ------------------------------------------------------------ operations
     def start_text(self, request: TextRequest, sink: RunSink) -> None:
-        self.validate_text(request)
         model = self.descriptor.model
         stream = request.emit_tokens
         parse: Callable[[Any], ParsedText]
@@ -150,7 +138,7 @@ class ProviderEndpoint(Endpoint):
                 provider_options=request.provider_options,
             )
             path, parse = openai.CHAT_PATH, openai.parse_chat
-        payload = _encode(body)
+        payload = encode_json(body)
         extra = self._correlation(request.request_id)
         driver = RunDriver(sink, self._new_call(), text=True)
         if stream:
@@ -174,11 +162,10 @@ class ProviderEndpoint(Endpoint):
                 f"unsupported operation embed on endpoint provider:{self.ref.id}: "
                 + anthropic.EMBED_UNSUPPORTED
             )
-        self.validate_embed(request)
         body = openai.embedding_body(
             self.provider, self.descriptor.model, request.input, request.provider_options
         )
-        payload = _encode(body)
+        payload = encode_json(body)
         driver = RunDriver(sink, self._new_call(), text=False)
         self._http.start(
             driver.call,
@@ -339,13 +326,6 @@ class ProviderEndpoint(Endpoint):
 def _redact(text: str, secrets: Iterable[str]) -> str:
     result: str = redact(text, secrets)
     return result
-
-
-def _encode(body: dict[str, Any]) -> bytes:
-    try:
-        return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequestError(f"request body is not JSON-serialisable: {exc}") from exc
 
 
 def _text_payload(parsed: ParsedText) -> dict[str, Any]:

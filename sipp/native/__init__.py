@@ -1,7 +1,8 @@
 """The native layer: the only package that touches cffi and libllama.
 
-Importing it opens nothing; the backend is selected and opened on first use
-(:func:`get_native`, or any owner object). Owner objects wrap one handle each:
+Importing it opens nothing; the backend is selected (:func:`select_backend`, else
+``SIPP_PYTHON_BACKEND``, else automatically) and opened on first use (:func:`get_native`, or
+any owner object). Owner objects wrap one handle each:
 :class:`LlamaModel`, :class:`LlamaContext`, :class:`LlamaBatch`, :class:`SamplerChain`,
 :class:`MtmdContext` / :class:`Bitmap`.
 """
@@ -12,7 +13,7 @@ from sipp.native._env import VALID_BACKENDS, requested_backend
 from sipp.native._errors import DecodeAbortedError, InvalidBatchError, UseAfterCloseError
 from sipp.native._gguf import GgufInfo, check_model_file, read_gguf_info
 from sipp.native._info import backend_info
-from sipp.native._lib import get_native, set_log_level, set_log_quiet
+from sipp.native._lib import get_native, select_backend, set_log_level, set_log_quiet
 from sipp.native.batch import LlamaBatch
 from sipp.native.context import LlamaContext
 from sipp.native.model import LlamaModel
@@ -38,12 +39,13 @@ __all__ = [
     "get_native",
     "read_gguf_info",
     "requested_backend",
+    "select_backend",
     "set_log_level",
     "set_log_quiet",
 ]
 
 
 def check_backend_env() -> None:
-    """Validate ``SIPP_PYTHON_BACKEND`` now (``import sipp`` calls this; raises
-    ``ConfigurationError``: "Invalid SIPP_PYTHON_BACKEND=<v>. Expected one of: ...")."""
+    """Validate ``SIPP_PYTHON_BACKEND`` now (raises ``ConfigurationError``: "Invalid
+    SIPP_PYTHON_BACKEND=<v>. Expected one of: ..."); opening the backend checks it too."""
     requested_backend()

@@ -1,4 +1,6 @@
-"""Backend selection from the environment (stdlib only, safe to call at ``import sipp``)."""
+"""Backend names and how a request for one is read (stdlib only; reading never opens a
+library). An explicit choice (:func:`sipp.native.select_backend`) comes before the
+``SIPP_PYTHON_BACKEND`` environment variable, which is read only when the backend opens."""
 
 from __future__ import annotations
 
@@ -13,12 +15,23 @@ __all__ = [
     "VALID_BACKENDS",
     "auto_order",
     "install_hint",
+    "parse_backend",
     "requested_backend",
 ]
 
 BACKEND_ENV = "SIPP_PYTHON_BACKEND"
 LIBRARY_PATH_ENV = "SIPP_PYTHON_NATIVE_LIBRARY_PATH"
 VALID_BACKENDS: tuple[str, ...] = ("auto", "cpu", "cuda", "metal", "vulkan")
+
+
+def parse_backend(name: object) -> str:
+    """The validated, lower-cased backend ``name`` passed as an argument."""
+    value = name.strip().lower() if isinstance(name, str) else ""
+    if value not in VALID_BACKENDS:
+        raise ConfigurationError(
+            f"Invalid backend {name!r}. Expected one of: {', '.join(VALID_BACKENDS)}"
+        )
+    return value
 
 
 def requested_backend(environ: dict[str, str] | None = None) -> str:
@@ -42,7 +55,12 @@ def auto_order(platform: str | None = None) -> tuple[str, ...]:
 
 
 def install_hint(backend: str) -> str:
-    """The pip command that installs ``backend``."""
-    if backend == "cpu":
-        return 'pip install "sipppy-backend-cpu"'
-    return f'pip install "sipppy[{backend}]"'
+    """A command that installs ``backend`` for *this* sipp. PyPI's ``sipppy`` 0.1.x is
+    another project, so a bare ``pip install "sipppy[vulkan]"`` would fetch it: the hint
+    builds the matching wheel into ``dist/`` and pins this version."""
+    from sipp._version import __version__
+
+    target = "sipppy-backend-cpu" if backend == "cpu" else f"sipppy[{backend}]"
+    command = (f"scripts/build_wheels.sh {backend} && "
+               f'pip install --find-links dist "{target}=={__version__}"')
+    return command + (" (or: bash scripts/setup.sh)" if backend == "cpu" else "")

@@ -85,6 +85,7 @@ class GgufInfo:
     data_size: int = 0
     file_size: int = 0
     unknown_tensor_types: set[int] = field(default_factory=set)
+    n_elements: int = 0  # parameters: elements of all tensors in this file
 
     @property
     def architecture(self) -> str | None:
@@ -246,6 +247,7 @@ def _parse(buf: mmap.mmap, size: int) -> GgufInfo:
             raise _Malformed(
                 f"tensor {i} data offset {offset} is not a multiple of the alignment {alignment}"
             )
+        info.n_elements += n_elements
         block = GGML_TYPE_SIZES.get(ttype)
         if block is None:
             info.unknown_tensor_types.add(ttype)

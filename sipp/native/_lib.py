@@ -3,6 +3,8 @@
 Nothing is opened at import time. :func:`get_native` opens the backend on first use (under a
 lock), installs the log callback and quiet aborts (no gdb fork, see ``_quiet``) once, calls
 ``llama_backend_init()`` once and keeps it all for the life of the process.
+:func:`select_backend` names the backend to open before that (an argument, so no caller has
+to write ``SIPP_PYTHON_BACKEND`` into the environment).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from cffi import FFI
 
 from sipp.errors import BackendError
 from sipp.native._cdef import CDEF
+from sipp.native._env import parse_backend
 from sipp.native._loader import LoadedBackend, library_file, load_backend
 from sipp.native._quiet import install_quiet_aborts
 
@@ -25,6 +28,7 @@ __all__ = [
     "get_ffi",
     "get_native",
     "recent_log_errors",
+    "select_backend",
     "set_log_level",
     "set_log_quiet",
 ]
@@ -35,6 +39,7 @@ LOG_LEVELS: dict[str, int] = {"none": 99, "error": 4, "warn": 3, "info": 2, "deb
 _lock = threading.Lock()
 _ffi: FFI | None = None
 _native: Native | None = None
+_choice: str | None = None  # select_backend(); None: SIPP_PYTHON_BACKEND or automatic
 _threshold = [LOG_LEVELS["none"]]  # mutable cell read by the callback
 _last_level = [0]
 _errors: deque[str] = deque(maxlen=16)  # recent error/warning lines, for error messages
@@ -98,6 +103,28 @@ class Native:
         return self._mtmd
 
 
+def select_backend(name: str) -> None:
+    """Open backend ``name`` (cpu, cuda, metal, vulkan; auto: undo a choice) on first use,
+    instead of what ``SIPP_PYTHON_BACKEND`` says.
+
+    One process opens one backend: once it is open, asking for another raises
+    ``BackendError`` (asking for the open one, or auto, is a no-op). An invalid name raises
+    ``ConfigurationError``.
+    """
+    global _choice
+    value = parse_backend(name)
+    with _lock:
+        if _native is not None:
+            loaded = _native.backend.name
+            if value not in ("auto", loaded):
+                raise BackendError(
+                    f"the {loaded} backend is already loaded in this process, so the {value} "
+                    "backend cannot be used: one process loads one native backend"
+                )
+            return
+        _choice = None if value == "auto" else value
+
+
 def get_native() -> Native:
     """Open the backend if needed and return the process-wide :class:`Native`."""
     native = _native
@@ -117,7 +144,7 @@ def _open() -> Native:
         def prepare(lib: Any) -> None:
             lib.llama_log_set(callback, ffi.NULL)
 
-        backend = load_backend(ffi, prepare)
+        backend = load_backend(ffi, prepare, backend=_choice)
         install_quiet_aborts(library_file(backend.library_dir, "ggml-base"))
         backend.lib.llama_backend_init()
         _native = Native(ffi, backend, callback)

@@ -1,17 +1,19 @@
 """Find, check and open a native backend (libllama, libggml*, libmtmd).
 
 Backends are distributions ``sipppy-backend-<name>`` registering their import package under
-the entry-point group ``sipp.backends``. :func:`load_backend` picks one (explicitly from
-``SIPP_PYTHON_BACKEND`` or in automatic order), checks its manifest against our cdef and
-version, opens its libraries and records why other backends were skipped.
+the entry-point group ``sipp.backends``. :func:`load_backend` picks one (the ``backend``
+argument first, then ``SIPP_PYTHON_BACKEND``, else in automatic order), checks its manifest
+against our cdef and version, opens its libraries and records why other backends were
+skipped.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from pathlib import Path
@@ -22,9 +24,11 @@ from sipp._version import __version__
 from sipp.errors import BackendError
 from sipp.native._cdef import BY_VALUE_STRUCTS, cdef_sha256
 from sipp.native._env import (
+    BACKEND_ENV,
     LIBRARY_PATH_ENV,
     auto_order,
     install_hint,
+    parse_backend,
     requested_backend,
 )
 
@@ -210,8 +214,6 @@ def _open_runtime(ffi: Any, module: ModuleType) -> list[Any]:
     try:
         for path in paths:
             if sys.platform == "win32":
-                import os
-
                 os.add_dll_directory(str(path.parent))
             handles.append(ffi.dlopen(str(path), ffi.RTLD_GLOBAL | ffi.RTLD_NOW))
     except OSError as exc:
@@ -305,17 +307,29 @@ def _open_override(ffi: Any, raw: str, prepare: Callable[[Any], None]) -> Loaded
 def load_backend(
     ffi: Any,
     prepare: Callable[[Any], None],
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
     platform: str | None = None,
+    backend: str | None = None,
 ) -> LoadedBackend:
-    """Select and open a backend; ``prepare(lib)`` runs right after dlopen (log callback)."""
-    import os
+    """Select and open a backend; ``prepare(lib)`` runs right after dlopen (log callback).
 
+    ``backend`` (an explicit choice, ``None`` or ``"auto"`` for none) is checked before
+    ``SIPP_PYTHON_BACKEND`` in ``environ``; a library folder named by
+    ``SIPP_PYTHON_NATIVE_LIBRARY_PATH`` overrides both (a developer's own build).
+    """
     env = os.environ if environ is None else environ
     override = env.get(LIBRARY_PATH_ENV, "").strip()
     if override:
         return _open_override(ffi, override, prepare)
-    requested = requested_backend(dict(env))
+    chosen = parse_backend(backend) if backend is not None else "auto"
+    if chosen != "auto":
+        requested = chosen
+        selected_by = f"argument backend={chosen}"
+        without = "Choose another backend (or auto)"
+    else:
+        requested = requested_backend(dict(env))
+        selected_by = f"env {BACKEND_ENV}={requested}"
+        without = f"Unset {BACKEND_ENV} (or choose cpu)"
     installed = installed_backends()
     if requested != "auto":
         ep = installed.get(requested)
@@ -329,15 +343,14 @@ def load_backend(
             loaded = _open_package(ffi, requested, ep, prepare)
         except NoDeviceError as exc:
             raise BackendError(
-                f"{requested} backend is not usable: {exc}. Unset SIPP_PYTHON_BACKEND (or "
-                f"choose cpu) to run without it"
+                f"{requested} backend is not usable: {exc}. {without} to run without it"
             ) from exc
         except BackendError as exc:
             raise BackendError(
                 f"{requested} backend is not usable: {exc}. "
                 f"Reinstall it with: {install_hint(requested)}"
             ) from exc
-        loaded.selected_by = f"env SIPP_PYTHON_BACKEND={requested}"
+        loaded.selected_by = selected_by
         return loaded
     warnings: list[str] = []
     for name in auto_order(platform):

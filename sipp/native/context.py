@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -165,6 +167,25 @@ class LlamaContext(Owner):
         if rc != 0:
             raise_for_decode(rc, "llama_encode", batch.n_tokens)
 
+    def warmup(self) -> float:
+        """One throw-away run, as llama.cpp's ``common_init`` does: BOS and EOS through the
+        encoder (if any) and the decoder, so weights are paged in and compute buffers
+        allocated before the first request; then the KV memory is cleared and the perf
+        counters reset. Returns the seconds it took."""
+        start = time.perf_counter()
+        model = self.model
+        tokens = [t for t in (model.bos, model.eos) if t is not None] or [0]
+        if model.has_encoder:
+            self.encode(_one_sequence(tokens, logits=False))
+            start_token = model.decoder_start_token
+            tokens = [start_token if start_token is not None else tokens[0]]
+        if model.has_decoder:
+            self.decode(_one_sequence(tokens[: self.n_batch], logits=True))
+        self.memory_clear(True)
+        self.synchronize()
+        self.perf_reset()
+        return time.perf_counter() - start
+
     def synchronize(self) -> None:
         """Wait until queued computations finish."""
         self._lib.llama_synchronize(self._handle())
@@ -317,3 +338,12 @@ class LlamaContext(Owner):
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else f"n_ctx={self.n_ctx} n_seq_max={self.n_seq_max}"
         return f"<LlamaContext {state}>"
+
+
+def _one_sequence(tokens: Sequence[int], *, logits: bool) -> LlamaBatch:
+    """A batch of ``tokens`` at positions 0.. of sequence 0 (output for the last one)."""
+    n = len(tokens)
+    batch = LlamaBatch(n)
+    batch.set(np.asarray(tokens, dtype=np.int32), np.arange(n, dtype=np.int32), 0,
+              logits=np.array([0] * (n - 1) + [1 if logits else 0], dtype=np.int8))
+    return batch

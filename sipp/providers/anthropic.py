@@ -19,7 +19,7 @@ from sipp.providers._common import (
     require_object,
 )
 from sipp.providers._errors import ProviderFormatError
-from sipp.providers.sse import SseEvent
+from sipp.transports.sse import SseEvent
 from sipp.types import ChatMessage, FinishReason, SippTextOptions, Usage
 
 __all__ = [

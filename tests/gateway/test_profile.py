@@ -15,8 +15,8 @@ from sipp.errors import (
     TargetNotFoundError,
 )
 from sipp.gateway import profile
-from sipp.providers.sse import SseParser
 from sipp.runs import RunSink, SippTextRun
+from sipp.transports.sse import SseParser
 from sipp.types import ChatMessage, EndpointRef, SippTextOptions
 
 

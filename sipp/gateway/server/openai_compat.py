@@ -13,16 +13,14 @@ import struct
 import time
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sipp.errors import InvalidRequestError, SippError
 from sipp.gateway.server.config import TokenConfig
+from sipp.gateway.server.execution import Execution, Route
 from sipp.gateway.server.http import Exchange
 from sipp.runs import SippEmbeddingRun, SippTextRun
 from sipp.types import ChatMessage, SippTextOptions, TokenBatch
-
-if TYPE_CHECKING:
-    from sipp.gateway.server.app import PublicApp, Route
 
 __all__ = ["openai_error", "openai_routes"]
 
@@ -49,17 +47,16 @@ def openai_error(exc: SippError) -> tuple[int, Any]:
                               "code": exc.code}}
 
 
-def openai_routes(app: PublicApp, prefix: str) -> dict[str, Route]:
-    from sipp.gateway.server.app import Route
-
+def openai_routes(execution: Execution, prefix: str) -> dict[str, Route]:
+    """The four OpenAI-compatible routes under ``prefix``."""
     base = prefix.rstrip("/")
     return {
-        f"{base}/chat/completions": Route("chat_completions", partial(_text, app, chat=True),
+        f"{base}/chat/completions": Route("chat_completions", partial(_text, execution, chat=True),
                                           openai_error),
-        f"{base}/completions": Route("completions", partial(_text, app, chat=False),
+        f"{base}/completions": Route("completions", partial(_text, execution, chat=False),
                                      openai_error),
-        f"{base}/embeddings": Route("embeddings", partial(_embeddings, app), openai_error),
-        f"{base}/models": Route("models", partial(_models, app), openai_error, method="GET"),
+        f"{base}/embeddings": Route("embeddings", partial(_embeddings, execution), openai_error),
+        f"{base}/models": Route("models", partial(_models, execution), openai_error, method="GET"),
     }
 
 
@@ -208,7 +205,7 @@ class _ChunkStream:
 
 
 # --------------------------------------------------------------------------- handlers
-async def _text(app: PublicApp, ex: Exchange, token: TokenConfig, body: bytes, *,
+async def _text(execution: Execution, ex: Exchange, token: TokenConfig, body: bytes, *,
                 chat: bool) -> str:
     obj = _object(body)
     known = frozenset({"model", "stream", "max_tokens", "max_completion_tokens", "temperature",
@@ -218,8 +215,8 @@ async def _text(app: PublicApp, ex: Exchange, token: TokenConfig, body: bytes, *
     stream = obj.get("stream") is True
     include_usage = bool((obj.get("stream_options") or {}).get("include_usage"))
     name: str = obj["model"]
-    target = app.state.resolve_target(token, name)
-    client = app.state.client
+    target = execution.state.resolve_target(token, name)
+    client = execution.state.client
     messages = _messages(obj) if chat else None
     prompt = None if chat else _prompt(obj)
     rid = ("chatcmpl-" if chat else "cmpl-") + ex.request_id
@@ -232,13 +229,13 @@ async def _text(app: PublicApp, ex: Exchange, token: TokenConfig, body: bytes, *
         return client.query(prompt, endpoint=target.ref, options=options, emit_tokens=stream,
                             request_id=ex.request_id)
 
-    async def execute(run: SippTextRun) -> None:
+    async def serve(run: SippTextRun) -> None:
         operation = "chat_completions" if chat else "completions"
         if stream:
-            response = await app.stream(ex, run, operation,
+            response = await execution.stream(ex, run, operation,
                                         _ChunkStream(rid, name, chat, include_usage))
         else:
-            response = await app.await_run(ex, run)
+            response = await execution.await_run(ex, run)
             finish = _finish(response["finish_reason"])
             choice: dict[str, Any] = (
                 {"index": 0, "message": {"role": "assistant", "content": response["text"]},
@@ -252,13 +249,13 @@ async def _text(app: PublicApp, ex: Exchange, token: TokenConfig, body: bytes, *
                 out["usage"] = usage
             await ex.json(200, out)
         if response is not None:
-            app.state.record_usage(ex, name, response.get("usage"))
+            execution.state.record_usage(ex, name, response.get("usage"))
 
-    await app.admitted(start, execute)
+    await execution.admitted(start, serve)
     return name
 
 
-async def _embeddings(app: PublicApp, ex: Exchange, token: TokenConfig, body: bytes) -> str:
+async def _embeddings(execution: Execution, ex: Exchange, token: TokenConfig, body: bytes) -> str:
     obj = _object(body)
     _check_unsupported(obj, frozenset({"model", "input"}))
     fmt = obj.get("encoding_format") or "float"
@@ -273,23 +270,25 @@ async def _embeddings(app: PublicApp, ex: Exchange, token: TokenConfig, body: by
         raise InvalidRequestError("field 'input' must be a string or a non-empty array of "
                                   "strings (token arrays are not supported)")
     name: str = obj["model"]
-    target = app.state.resolve_target(token, name)
+    target = execution.state.resolve_target(token, name)
 
-    async def execute(run: SippEmbeddingRun) -> None:
-        response = await app.await_run(ex, run)
+    def start() -> SippEmbeddingRun:
+        return execution.state.client.embed(raw if isinstance(raw, str) else inputs,
+                                      endpoint=target.ref, request_id=ex.request_id)
+
+    async def serve(run: SippEmbeddingRun) -> None:
+        response = await execution.await_run(ex, run)
         vectors: list[list[float]] = response["values"] if not isinstance(raw, str) else [
             response["values"]]
         data = [{"object": "embedding", "index": i,
                  "embedding": _vector(v, fmt)} for i, v in enumerate(vectors)]
         usage = response.get("usage")
-        app.state.record_usage(ex, name, usage)
+        execution.state.record_usage(ex, name, usage)
         tokens = usage["input_tokens"] if usage else 0
         await ex.json(200, {"object": "list", "data": data, "model": name,
                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
-    await app.admitted(lambda: app.state.client.embed(
-        raw if isinstance(raw, str) else inputs, endpoint=target.ref,
-        request_id=ex.request_id), execute)
+    await execution.admitted(start, serve)
     return name
 
 
@@ -299,8 +298,8 @@ def _vector(values: list[float], fmt: str) -> Any:
     return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
 
 
-async def _models(app: PublicApp, ex: Exchange, token: TokenConfig, body: bytes) -> None:
-    created = int(app.state.started)
+async def _models(execution: Execution, ex: Exchange, token: TokenConfig, body: bytes) -> None:
+    created = int(execution.state.started)
     data = [{"id": name, "object": "model", "created": created, "owned_by": "sipp-gateway"}
-            for name in app.state.targets.states if token.allows(name)]
+            for name in execution.state.targets.states if token.allows(name)]
     await ex.json(200, {"object": "list", "data": data})

@@ -3,11 +3,12 @@ no offload device, no layers, no op offload, no KV offload, and no residency lea
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from sipp.config import ResolvedResidencyConfig
-from sipp.engine._llama import gpu_devices, placement_args
 from sipp.engine._residency import acquire
+from sipp.engine.loading import gpu_devices, placement_args
 from sipp.errors import ConfigurationError
 from sipp.gateway.server.config import LocalTarget
 from sipp.gateway.server.targets import local_runtime
@@ -22,23 +23,21 @@ def _target(backend: str, runtime: dict[str, object] | None = None) -> LocalTarg
 
 
 def test_cpu_target_resolves_to_no_gpu_at_all() -> None:
-    cfg = local_runtime(_target("cpu")).resolve()
-    assert cfg.placement.devices == ("none",) or list(cfg.placement.devices) == ["none"]
+    cfg = local_runtime(_target("cpu"))
+    assert list(cfg.placement.devices) == ["none"]
     assert cfg.context.op_offload is False
     assert cfg.context.offload_kqv is False
     placed = placement_args(cfg.placement, GPU_PROCESS)
     assert placed["devices"] == []  # an empty device list: libllama offloads nothing
     used = gpu_devices(GPU_PROCESS, cfg.placement.devices)
     assert used == []
-    residency = ResolvedResidencyConfig(
-        **{**vars(cfg.residency), "allow_cpu_models_while_gpu_loaded": True}
-    )
+    residency = replace(cfg.residency, allow_cpu_models_while_gpu_loaded=True)
     assert acquire(residency, GPU_PROCESS, used, offloads=False) is None  # no lease
 
 
 def test_auto_target_in_the_same_process_would_use_the_gpu() -> None:
     # the contrast: without backend = "cpu" the same defaults pick the GPU and offload ops
-    cfg = local_runtime(_target("auto")).resolve()
+    cfg = local_runtime(_target("auto"))
     assert gpu_devices(GPU_PROCESS, cfg.placement.devices) == ["CUDA0"]
     assert cfg.context.op_offload is True
 
