@@ -10,7 +10,6 @@ whose ``json_object`` admits any object, by a logit bias that closes the object 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
