@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
+from sipp._json import UntrustedJsonError, loads_untrusted
 from sipp.errors import InvalidRequestError, SippError
 from sipp.gateway.server.config import TokenConfig
 from sipp.gateway.server.execution import Execution, Route
@@ -63,9 +64,9 @@ def openai_routes(execution: Execution, prefix: str) -> dict[str, Route]:
 # --------------------------------------------------------------------------- decoding
 def _object(body: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from exc
+        obj = loads_untrusted(body)
+    except UntrustedJsonError as exc:
+        raise InvalidRequestError(f"request body: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidRequestError("request body must be a JSON object")
     model = obj.get("model")
@@ -92,7 +93,10 @@ def _check_unsupported(obj: Mapping[str, Any], known: frozenset[str]) -> None:
 
 
 def _options(obj: Mapping[str, Any]) -> SippTextOptions:
-    max_tokens = obj.get("max_completion_tokens", obj.get("max_tokens"))
+    # an explicit null max_completion_tokens leaves max_tokens in force
+    max_tokens = obj.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = obj.get("max_tokens")
     stop = obj.get("stop")
     if isinstance(stop, str):
         stop = [stop]
