@@ -2,6 +2,7 @@
 
     sipp doctor [--json]        which native backend loads, from where, and why
     sipp MODEL PROMPT [...]     stream generated text (MODEL: GGUF path or 'gemma')
+    sipp rpc-server --port N    serve this host's devices to a model split over hosts
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args and args[0] == "doctor":
             return doctor(args[1:])
+        if args and args[0] == "rpc-server":
+            from sipp._rpc_server import rpc_server
+
+            return rpc_server(args[1:])
         if not args or args[0] in ("-h", "--help"):
             print(__doc__.strip() if __doc__ else "sipp")
             return 0 if args else 2

@@ -26,6 +26,7 @@ from sipp.native import LlamaContext as NativeContext
 from sipp.native import LlamaModel as NativeModel
 from sipp.native import SamplerChain as NativeChain
 from sipp.native.model import Device
+from sipp.native.rpc import is_rpc_device
 
 __all__ = [
     "Batch",
@@ -63,7 +64,7 @@ def placement_args(
             'placement.devices: "none" (no offload device) cannot be combined with device names'
         )
     for index, name in enumerate(chosen):
-        if name == "none":
+        if name == "none" or is_rpc_device(name):  # remote workers are checked at load
             continue
         if name not in names:
             raise ConfigurationError(
