@@ -1,4 +1,5 @@
-"""Shared logic of the backend packages' hatch build hooks (``sipp_backend_*/hatch_build.py``).
+"""The hatch build hook of the four backend packages (each ``sipp_backend_*/hatch_build.py``
+names its backend and returns :func:`build_hook`).
 
 The hook builds (or takes from the cache) the native libraries of its backend, installs them
 into the import package folder and makes the wheel platform-specific. Environment:
@@ -17,6 +18,8 @@ from typing import Any
 
 if not __package__:  # loaded by path from a hatch_build.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 from build_scripts import backend_options, build_native
 
@@ -62,3 +65,15 @@ def initialize(backend: str, root: Path, version: str, build_data: dict[str, Any
         path = package_dir / name
         if path.exists():
             build_data["force_include"][str(path)] = f"{package}/{name}"
+
+
+def build_hook(backend: str) -> type[BuildHookInterface]:  # type: ignore[type-arg]
+    """The hook class of ``sipppy-backend-<backend>``."""
+
+    class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
+        PLUGIN_NAME = "custom"
+
+        def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+            initialize(backend, Path(self.root), version, build_data)
+
+    return CustomBuildHook

@@ -16,11 +16,15 @@ _STATS_KEYS = (
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="GGUF path, or a packaged model name such as 'gemma'")
+    parser.add_argument("model", help="GGUF path, packaged name ('gemma'), "
+                        "hf://org/repo/file.gguf or https://... URL")
     parser.add_argument("prompt", help="prompt text (with --chat: the user message)")
     parser.add_argument("--chat", action="store_true",
                         help="render the prompt as a user message with the model's chat template")
     parser.add_argument("--system", default=None, help="system message (with --chat)")
+    parser.add_argument("--chat-template", default=None, metavar="FILE",
+                        help="Jinja chat template file (or inline text) for --chat, replacing "
+                             "the GGUF's tokenizer.chat_template")
     parser.add_argument("--max-tokens", type=int, default=128, metavar="N")
     parser.add_argument("--ctx-size", type=int, default=None, metavar="N")
     parser.add_argument("--backend", default="auto",
@@ -52,13 +56,21 @@ def run_generate(args: argparse.Namespace, out: TextIO = sys.stdout,
                  err: TextIO = sys.stderr) -> int:
     """Load the model, stream the completion, return the exit code."""
     import sipp
-    from sipp.native import select_backend
-    from sipp.packaged_models import resolve_model
+    from sipp._template_source import read_chat_template
+    from sipp.models import parse_source, resolve_model
+    from sipp.models.progress import load_bar
+    from sipp.native import check_backend_env, select_backend
 
     try:
         if args.backend != "auto":
             select_backend(args.backend)  # before SIPP_PYTHON_BACKEND, for this process
-        model_path = resolve_model(args.model)
+        else:
+            check_backend_env()  # a bad SIPP_PYTHON_BACKEND is a usage error (exit 2)
+        source = parse_source(args.model)
+        if source.kind == "path":  # a missing file or a folder is a usage error (exit 2)
+            resolve_model(source)
+        template = (read_chat_template(args.chat_template, "--chat-template")
+                    if args.chat_template is not None else None)
         context: dict[str, Any] = {}
         if args.ctx_size is not None:
             context["n_ctx"] = args.ctx_size
@@ -73,6 +85,9 @@ def run_generate(args: argparse.Namespace, out: TextIO = sys.stdout,
             ),
         )
         options = sipp.SippTextOptions(max_tokens=args.max_tokens, temperature=args.temperature)
+        descriptor = sipp.LocalModelDescriptor(
+            args.model, config, chat_template=template, progress=load_bar("loading")
+        )
     except sipp.SippError as exc:
         print(f"sipp: error: {exc}", file=err)
         return 2
@@ -80,7 +95,7 @@ def run_generate(args: argparse.Namespace, out: TextIO = sys.stdout,
     with sipp.SippClient() as client:
         run: sipp.SippTextRun | None = None
         try:
-            ref = client.add("cli", sipp.LocalModelDescriptor(str(model_path), config))
+            ref = client.add("cli", descriptor)
             if args.chat:
                 messages = []
                 if args.system:

@@ -1,9 +1,4 @@
-"""The ``sipp`` command.
-
-    sipp doctor [--json]        which native backend loads, from where, and why
-    sipp MODEL PROMPT [...]     stream generated text (MODEL: GGUF path or 'gemma')
-    sipp rpc-server --port N    serve this host's devices to a model split over hosts
-"""
+"""The ``sipp`` command (see ``_USAGE``)."""
 
 from __future__ import annotations
 
@@ -14,9 +9,22 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from sipp.errors import SippError
+from sipp.errors import ConfigurationError, SippError
 
 __all__ = ["main"]
+
+_USAGE = """\
+usage: sipp MODEL PROMPT [--chat] [--max-tokens N] [...]   generate text
+       sipp serve MODEL [--port 8080] [--host 127.0.0.1] [...]  serve over HTTP
+       sipp models pull|list|rm|show ...                     the model cache
+       sipp show MODEL                                       a model's metadata
+       sipp doctor [--json]                                  which native backend loads
+       sipp rpc-server --port N [--host 127.0.0.1]           serve this host's devices to
+                                                             a model split over hosts
+
+MODEL is a GGUF path, a packaged name (gemma), hf://org/repo/file.gguf (globs such as
+hf://org/repo/*Q4_K_M.gguf, @revision) or an https:// URL.
+Run 'sipp COMMAND --help' (or 'sipp MODEL PROMPT --help') for the options."""
 
 
 def _doctor_parser() -> argparse.ArgumentParser:
@@ -73,10 +81,16 @@ def format_report(info: dict[str, Any]) -> str:
 def doctor(argv: Sequence[str]) -> int:
     """``sipp doctor``: print ``backend_info()``; exit 1 if no backend loads."""
     args = _doctor_parser().parse_args(list(argv))
-    from sipp.native import backend_info
+    from sipp.native import backend_info  # deferred: cffi and the native declarations
 
     try:
         info = backend_info()
+    except ConfigurationError as exc:  # a bad SIPP_PYTHON_BACKEND: a usage error
+        if args.json:
+            print(json.dumps(exc.to_dict(), indent=2))
+        else:
+            print(f"sipp doctor: error: {exc}", file=sys.stderr)
+        return 2
     except SippError as exc:
         if args.json:
             print(json.dumps(exc.to_dict(), indent=2))
@@ -109,8 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sipp._rpc_server import rpc_server
 
             return rpc_server(args[1:])
+        if args and args[0] in ("models", "show"):
+            from sipp._models_cli import models_main, show_main
+
+            return (models_main if args[0] == "models" else show_main)(args[1:])
+        if args and args[0] == "serve":
+            from sipp._serve import serve_main
+
+            return serve_main(args[1:])
         if not args or args[0] in ("-h", "--help"):
-            print(__doc__.strip() if __doc__ else "sipp")
+            print(_USAGE, file=sys.stdout if args else sys.stderr)
             return 0 if args else 2
         return generate(args)
     except BrokenPipeError:

@@ -6,22 +6,19 @@ Operation code never changes with the endpoint: ``query``, ``chat`` and ``embed`
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
-import json
-import math
 import threading
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from sipp.endpoints.base import (
-    LOCAL_ONLY_OPTION_KEYS,
-    EmbedRequest,
-    Endpoint,
-    Operation,
-    TextRequest,
-)
+from sipp._validate import check_json_object
+from sipp.documents import coerce_documents, with_documents
+from sipp.endpoints.base import Endpoint, Operation
+from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointEntry, entry_for
 from sipp.errors import (
     AmbiguousEndpointError,
     ConfigurationError,
@@ -30,14 +27,23 @@ from sipp.errors import (
     SippError,
     UnsupportedOperationError,
 )
+from sipp.pii.apply import RestoringSink, mask_embed_inputs, mask_text_request
+from sipp.pii.policy import PiiPolicy
+from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
+from sipp.tools import ToolChoice, ToolRequest, ToolSpec, parse_tool_choice, parse_tools
 from sipp.types import (
     ChatMessage,
     EndpointRef,
     LocalEmbedOptions,
     LocalTextOptions,
+    SippModelInfo,
     SippTextOptions,
 )
+from sipp.vector import VectorIndex
+
+if TYPE_CHECKING:
+    from sipp.rag import RagAnswer
 
 __all__ = ["SippClient"]
 
@@ -60,40 +66,16 @@ def _close_endpoints(endpoints: dict[str, Endpoint]) -> None:
 def _json_options(name: str, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    if not isinstance(value, Mapping):
-        raise InvalidRequestError(f"{name} must be a JSON object (a dict with string keys)")
-
-    def check(item: Any, path: str) -> None:
-        if item is None or isinstance(item, bool | str | int):
-            return
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise InvalidRequestError(f"{path} must be a finite number, got {item}")
-            return
-        if isinstance(item, Mapping):
-            for key, sub in item.items():
-                if not isinstance(key, str):
-                    raise InvalidRequestError(f"{path} keys must be strings, got {key!r}")
-                check(sub, f"{path}.{key}")
-            return
-        if isinstance(item, list | tuple):
-            for index, sub in enumerate(item):
-                check(sub, f"{path}[{index}]")
-            return
-        raise InvalidRequestError(
-            f"{path} must contain only JSON values, got {type(item).__name__}"
-        )
-
-    check(value, name)
-    result: dict[str, Any] = json.loads(json.dumps(value))
-    return result
+    return check_json_object(name, value, error=InvalidRequestError)
 
 
 def _coerce_messages(
     messages: Sequence[ChatMessage | Mapping[str, Any]],
 ) -> tuple[ChatMessage, ...]:
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise InvalidRequestError("messages must be a list of ChatMessage or {role, content} dicts")
+        raise InvalidRequestError(
+            "messages must be a list of ChatMessage or {role, content, ...} dicts"
+        )
     if not messages:
         raise InvalidRequestError("chat messages must not be empty")
     result: list[ChatMessage] = []
@@ -101,13 +83,8 @@ def _coerce_messages(
         if isinstance(message, ChatMessage):
             result.append(message)
         elif isinstance(message, Mapping):
-            unknown = set(message) - {"role", "content"}
-            if unknown or "role" not in message or "content" not in message:
-                raise InvalidRequestError(
-                    f"messages[{index}] must have exactly the keys role and content"
-                )
             try:
-                result.append(ChatMessage(message["role"], message["content"]))
+                result.append(ChatMessage.from_dict(message))
             except InvalidRequestError as exc:
                 raise InvalidRequestError(f"messages[{index}]: {exc.message}") from exc
         else:
@@ -124,33 +101,55 @@ class SippClient:
     loaded model and connection.
     """
 
-    def __init__(self) -> None:
+    endpoint_kinds: ClassVar[Mapping[type, EndpointEntry]] = DEFAULT_ENDPOINT_KINDS
+    """Descriptor class → endpoint kind and factory (a subclass may register others)."""
+
+    def __init__(self, *, pii: PiiPolicy | None = None) -> None:
+        """``pii``: the :class:`~sipp.pii.PiiPolicy` for every endpoint (see
+        docs/pii-masking.md); :meth:`add` may set another per endpoint."""
+        if pii is not None and not isinstance(pii, PiiPolicy):
+            raise ConfigurationError(f"pii must be a PiiPolicy, got {type(pii).__name__}")
+        self._pii = pii
+        self._pii_by_id: dict[str, PiiPolicy] = {}
         self._lock = threading.Lock()
         self._endpoints: dict[str, Endpoint] = {}
         self._closed = False
         self._finalizer = weakref.finalize(self, _close_endpoints, self._endpoints)
 
     # ------------------------------------------------------------------ registry
-    def add(self, id: str, descriptor: Any) -> EndpointRef:
+    def add(self, id: str, descriptor: Any, *, pii: PiiPolicy | None = None) -> EndpointRef:
         """Register ``descriptor`` under ``id`` and return its :class:`EndpointRef`.
 
         Local descriptors load their model now (blocking). Reusing an id replaces the old
-        endpoint, which is closed once the new one is ready.
+        endpoint, which is closed once the new one is ready. ``pii`` replaces the client's
+        PII policy for this endpoint.
         """
         self._check_open()
-        kind = self._descriptor_kind(descriptor)
+        if pii is not None and not isinstance(pii, PiiPolicy):
+            raise ConfigurationError(f"pii must be a PiiPolicy, got {type(pii).__name__}")
+        entry = entry_for(self.endpoint_kinds, descriptor)
+        if entry is None:
+            raise ConfigurationError(
+                "descriptor must be LocalModelDescriptor, ProviderDescriptor, or "
+                f"GatewayDescriptor, got {type(descriptor).__name__}"
+            )
+        kind = entry.kind
         if not isinstance(id, str) or not id:
             raise ConfigurationError(f"{kind} id must be a non-empty string")
         if id != id.strip():
             raise ConfigurationError(f"{kind} id must not contain surrounding whitespace")
         ref = EndpointRef(kind, id)
-        endpoint = self._create_endpoint(ref, descriptor)
+        endpoint = entry.create(ref, descriptor)
         with self._lock:
             if self._closed:
                 endpoint.close()
                 raise ConfigurationError("SippClient is closed")
             old = self._endpoints.pop(id, None)
             self._endpoints[id] = endpoint
+            if pii is None:
+                self._pii_by_id.pop(id, None)
+            else:
+                self._pii_by_id[id] = pii
         if old is not None:
             old.close()
         return ref
@@ -182,6 +181,50 @@ class SippClient:
         """The endpoint object behind ``ref`` (for advanced use: metrics, introspection)."""
         return self._lookup(ref)
 
+    # ------------------------------------------------------------------ model facts
+    def tokenize(self, text: str, *, endpoint: EndpointRef | None = None,
+                 add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text`` with a local endpoint's vocabulary. ``add_special`` adds
+        BOS/EOS as the model is configured; ``parse_special`` turns special-token text
+        (``<start_of_turn>``) into those tokens. ``endpoint`` may be omitted when exactly
+        one local endpoint is registered."""
+        found = self._local_endpoint(endpoint, "tokenize")
+        result: list[int] = found.tokenize(text, add_special=add_special,
+                                           parse_special=parse_special)
+        return result
+
+    def detokenize(self, ids: Sequence[int], *, endpoint: EndpointRef | None = None,
+                   remove_special: bool = False, unparse_special: bool = False) -> str:
+        """The text of token ``ids`` on a local endpoint (inverse of :meth:`tokenize`)."""
+        found = self._local_endpoint(endpoint, "detokenize")
+        text: str = found.detokenize(ids, remove_special=remove_special,
+                                     unparse_special=unparse_special)
+        return text
+
+    def model_info(self, endpoint: EndpointRef | None = None) -> SippModelInfo:
+        """Facts of a local endpoint's model: architecture, ``n_ctx_train``, ``n_params``,
+        ``size``, chat template, embedding size and capabilities (see ``SippModelInfo``)."""
+        info: SippModelInfo = self._local_endpoint(endpoint, "model_info").model_info()
+        return info
+
+    def _local_endpoint(self, ref: EndpointRef | None, what: str) -> Any:
+        self._check_open()
+        if ref is None:
+            with self._lock:
+                local = [e for e in self._endpoints.values() if e.ref.kind == "local"]
+            if len(local) != 1:
+                raise AmbiguousEndpointError(
+                    f"{what}: pass endpoint=... ({len(local)} local endpoints are registered; "
+                    "only a single one is chosen implicitly)"
+                )
+            return local[0]
+        found = self._lookup(ref)
+        if not hasattr(found, what):
+            raise UnsupportedOperationError(
+                f"{what} needs a local endpoint; {ref.kind}:{ref.id} runs elsewhere"
+            )
+        return found
+
     def close(self) -> None:
         """Close every endpoint; pending local runs fail with ``EngineClosedError``."""
         with self._lock:
@@ -194,8 +237,6 @@ class SippClient:
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close` (runs it in a worker thread)."""
-        import asyncio
-
         await asyncio.to_thread(self.close)
 
     def __enter__(self) -> SippClient:
@@ -242,11 +283,53 @@ class SippClient:
         provider_options: Mapping[str, Any] | None = None,
         emit_tokens: bool = False,
         request_id: str | None = None,
+        tools: Sequence[Mapping[str, Any] | ToolSpec] | None = None,
+        tool_choice: str | Mapping[str, Any] | ToolChoice | None = None,
+        parallel_tool_calls: bool = True,
+        documents: Sequence[Mapping[str, Any]] | None = None,
     ) -> SippTextRun:
-        """Generate the assistant's reply to ``messages`` (rendered by the endpoint)."""
+        """Generate the assistant's reply to ``messages`` (rendered by the endpoint).
+
+        ``documents`` (``[{"id", "text", ...}]``) reach a local chat template that takes a
+        ``documents`` variable; otherwise they become a system block (see
+        :mod:`sipp.documents`).
+
+        ``tools`` are OpenAI function tools; ``tool_choice`` is ``"auto"`` (default with
+        tools), ``"none"``, ``"required"`` or ``{"type": "function", "function": {"name":
+        ...}}``. Calls come back in the response's ``tool_calls`` (and as ``TokenBatch``
+        ``tool_calls`` deltas when streaming) with ``finish_reason="tool_calls"``.
+        """
+        specs = parse_tools(tools)
+        choice = parse_tool_choice(tool_choice, specs)
+        if not isinstance(parallel_tool_calls, bool):
+            raise InvalidRequestError("parallel_tool_calls must be a bool")
         return self._start_text(
             "chat", None, _coerce_messages(messages), endpoint, options, local,
             endpoint_options, provider_options, emit_tokens, request_id,
+            ToolRequest(specs, choice, parallel_tool_calls) if specs or tool_choice else None,
+            coerce_documents(documents),
+        )
+
+    def retrieve_and_chat(
+        self,
+        question: str,
+        *,
+        index: VectorIndex,
+        endpoint: EndpointRef | None = None,
+        k: int = 4,
+        filter: Mapping[str, Any] | None = None,
+        embed_endpoint: EndpointRef | None = None,
+        options: SippTextOptions | None = None,
+        timeout: float | None = None,
+    ) -> RagAnswer:
+        """Answer ``question`` with the ``k`` best documents of ``index`` (blocking); the
+        result carries the answer ``text`` and the document ``ids`` used. See
+        :func:`sipp.rag.retrieve_and_chat`."""
+        from sipp.rag import retrieve_and_chat
+
+        return retrieve_and_chat(
+            self, question, index=index, endpoint=endpoint, k=k, filter=filter,
+            embed_endpoint=embed_endpoint, options=options, timeout=timeout,
         )
 
     def embed(
@@ -282,6 +365,7 @@ class SippClient:
         ep_options = _json_options("endpoint_options", endpoint_options)
         pr_options = _json_options("provider_options", provider_options)
         self._validate_boundaries(found, local, ep_options, pr_options, "embed")
+        inputs = tuple(mask_embed_inputs(self._pii_for(found), found.ref.kind, inputs))
         rid = request_id or f"req-{next(_request_ids)}"
         requests = [
             EmbedRequest(text, local, ep_options, pr_options, rid) for text in inputs
@@ -293,37 +377,13 @@ class SippClient:
         return SippEmbeddingRun(self._fan_out_embed(found, requests, rid))
 
     # ------------------------------------------------------------------ internals
+    def _pii_for(self, endpoint: Endpoint) -> PiiPolicy | None:
+        with self._lock:
+            return self._pii_by_id.get(endpoint.ref.id, self._pii)
+
     def _check_open(self) -> None:
         if self._closed:
             raise ConfigurationError("SippClient is closed")
-
-    @staticmethod
-    def _descriptor_kind(descriptor: Any) -> Literal["local", "gateway", "provider"]:
-        name = type(descriptor).__name__
-        if name == "LocalModelDescriptor":
-            return "local"
-        if name == "GatewayDescriptor":
-            return "gateway"
-        if name == "ProviderDescriptor":
-            return "provider"
-        raise ConfigurationError(
-            "descriptor must be LocalModelDescriptor, ProviderDescriptor, or GatewayDescriptor,"
-            f" got {type(descriptor).__name__}"
-        )
-
-    @staticmethod
-    def _create_endpoint(ref: EndpointRef, descriptor: Any) -> Endpoint:
-        if ref.kind == "local":
-            from sipp.endpoints.local import LocalEndpoint
-
-            return LocalEndpoint(ref, descriptor)
-        if ref.kind == "gateway":
-            from sipp.endpoints.gateway import GatewayEndpoint
-
-            return GatewayEndpoint(ref, descriptor)
-        from sipp.endpoints.provider import ProviderEndpoint
-
-        return ProviderEndpoint(ref, descriptor)
 
     def _lookup(self, ref: EndpointRef) -> Endpoint:
         if not isinstance(ref, EndpointRef):
@@ -343,7 +403,7 @@ class SippClient:
             if found.capability(operation) == "unsupported":
                 raise UnsupportedOperationError(
                     f"unsupported operation {operation} on endpoint {ref.kind}:{ref.id}"
-                    + _unsupported_reason(found, operation)
+                    + (f": {reason}" if (reason := found.unsupported_reason(operation)) else "")
                 )
             return found
         with self._lock:
@@ -372,26 +432,22 @@ class SippClient:
         provider_options: Mapping[str, Any] | None,
         operation: Operation,
     ) -> None:
+        """Refuse option groups ``endpoint`` does not accept: the only such check on the
+        way to the endpoint (endpoints trust what reaches ``start_*``)."""
         kind = endpoint.ref.kind
-        label = "embed" if operation == "embed" else "text"
-        if kind == "local":
-            if endpoint_options:
-                raise InvalidRequestError("endpoint_options are not valid for local endpoints")
-            if provider_options:
-                raise InvalidRequestError("provider_options are not valid for local endpoints")
-            return
-        if local is not None and not local.is_empty():
+        accepts = endpoint.accepts
+        if local is not None and not local.is_empty() and "local" not in accepts:
+            label = "embed" if operation == "embed" else "text"
             raise InvalidRequestError(f"local {label} options are not valid for {kind} endpoints")
-        if kind == "gateway":
-            if provider_options:
-                raise InvalidRequestError("provider_options are not valid for gateway endpoints")
-            for key in endpoint_options or {}:
-                if key in LOCAL_ONLY_OPTION_KEYS:
-                    raise InvalidRequestError(
-                        f"endpoint_options cannot contain local-only field: {key}"
-                    )
-        elif endpoint_options:
-            raise InvalidRequestError("endpoint_options are not valid for provider endpoints")
+        if endpoint_options and "endpoint_options" not in accepts:
+            raise InvalidRequestError(f"endpoint_options are not valid for {kind} endpoints")
+        if provider_options and "provider_options" not in accepts:
+            raise InvalidRequestError(f"provider_options are not valid for {kind} endpoints")
+        for key in endpoint_options or {}:
+            if key in endpoint.refused_option_keys:
+                raise InvalidRequestError(
+                    f"endpoint_options cannot contain local-only field: {key}"
+                )
 
     def _start_text(
         self,
@@ -405,6 +461,8 @@ class SippClient:
         provider_options: Mapping[str, Any] | None,
         emit_tokens: bool,
         request_id: str | None,
+        tools: ToolRequest | None = None,
+        documents: tuple[dict[str, Any], ...] = (),
     ) -> SippTextRun:
         if options is not None and not isinstance(options, SippTextOptions):
             raise InvalidRequestError("options must be a SippTextOptions")
@@ -417,16 +475,22 @@ class SippClient:
         pr_options = _json_options("provider_options", provider_options)
         self._validate_boundaries(found, local, ep_options, pr_options, operation)
         rid = request_id or f"req-{next(_request_ids)}"
+        policy = self._pii_for(found)
+        masking = policy is not None and policy.applies_to(found.ref.kind)
+        if documents and messages is not None and (found.ref.kind != "local" or masking):
+            messages, documents = with_documents(messages, documents), ()
+        session, prompt, messages = mask_text_request(policy, found.ref.kind, prompt, messages)
         request = TextRequest(
             operation, prompt, messages, options or SippTextOptions(), local,
-            ep_options, pr_options, emit_tokens, rid,
+            ep_options, pr_options, emit_tokens, rid, tools, documents,
         )
         sink = RunSink(found.ref, wants_tokens=emit_tokens, request_id=rid)
-        self._dispatch(lambda: found.start_text(request, sink), sink)
+        target = sink if session is None else RestoringSink(sink, session)
+        self._dispatch(lambda: found.start_text(request, target), target)
         return SippTextRun(sink)
 
     @staticmethod
-    def _dispatch(start: Any, sink: RunSink) -> None:
+    def _dispatch(start: Callable[[], None], sink: RunSink) -> None:
         """Start the work; an error the endpoint raises up front fails the run at once."""
         try:
             start()
@@ -464,7 +528,7 @@ class SippClient:
         for child in children:
             child._add_done_callback(child_done)
         for request, child in zip(requests, children, strict=True):
-            self._dispatch(lambda r=request, c=child: endpoint.start_embed(r, c), child)
+            self._dispatch(functools.partial(endpoint.start_embed, request, child), child)
         return parent
 
 
@@ -488,11 +552,3 @@ def _merge_embeddings(payloads: list[dict[str, Any]]) -> dict[str, Any]:
         "normalized": first.get("normalized"),
     }
 
-
-def _unsupported_reason(endpoint: Endpoint, operation: Operation) -> str:
-    reason = getattr(endpoint, "unsupported_reason", None)
-    if callable(reason):
-        text = reason(operation)
-        if text:
-            return f": {text}"
-    return ""

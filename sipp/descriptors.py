@@ -10,18 +10,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from sipp.config import NativeRuntimeConfig
-from sipp.errors import ConfigurationError
-from sipp.providers._validate import (
+from sipp._validate import (
     check_base_url,
     check_header_name,
     check_header_value,
     check_json_object,
     check_positive_seconds,
 )
+from sipp.config import NativeRuntimeConfig
+from sipp.errors import ConfigurationError
+from sipp.models.resolve import ResolveOptions
+from sipp.models.source import parse_source
 
 __all__ = ["GatewayDescriptor", "LocalModelDescriptor", "ProviderDescriptor", "TimeoutPolicy"]
 
@@ -29,16 +30,34 @@ __all__ = ["GatewayDescriptor", "LocalModelDescriptor", "ProviderDescriptor", "T
 @dataclass(frozen=True)
 class LocalModelDescriptor:
     """A local GGUF model: ``model_path``, optional ``NativeRuntimeConfig`` and an optional
-    Jinja ``chat_template`` that overrides the GGUF's ``tokenizer.chat_template``."""
+    Jinja ``chat_template`` that overrides the GGUF's ``tokenizer.chat_template``.
+
+    ``model_path`` is any model source (see :mod:`sipp.models`): a GGUF path, a packaged
+    name (``"gemma"``), ``"hf://org/repo/file.gguf"`` (globs, ``@revision``) or an
+    ``https://`` URL; remote ones are downloaded into the model cache when the endpoint is
+    added. ``multimodal.projector_path`` takes the same, or ``"auto"``. ``resolve`` sets the
+    cache directory, offline mode, hub endpoint or token (default: the environment).
+    ``progress(fraction)`` is called while the model loads; returning ``False`` cancels.
+    """
 
     model_path: str | os.PathLike[str]
     config: NativeRuntimeConfig | None = None
     chat_template: str | None = None
+    progress: Callable[[float], object] | None = field(default=None, compare=False, repr=False)
+    resolve: ResolveOptions | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_path, str | os.PathLike) or not str(self.model_path):
             raise ConfigurationError("model_path must be a non-empty path string")
-        object.__setattr__(self, "model_path", str(Path(self.model_path).expanduser()))
+        source = parse_source(self.model_path, field="model_path")  # no I/O beyond exists()
+        shown = source.path if source.kind == "path" else source.text
+        object.__setattr__(self, "model_path", str(shown))
+        if self.progress is not None and not callable(self.progress):
+            raise ConfigurationError("progress must be a callable taking a fraction in [0, 1]")
+        if self.resolve is not None and not isinstance(self.resolve, ResolveOptions):
+            raise ConfigurationError(
+                f"resolve must be a sipp.models.ResolveOptions, got {type(self.resolve).__name__}"
+            )
         if self.config is not None and not isinstance(self.config, NativeRuntimeConfig):
             raise ConfigurationError(
                 f"config must be a NativeRuntimeConfig, got {type(self.config).__name__}"

@@ -13,6 +13,7 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     │   ├── JsonSchemaError                        invalid_json_schema
     │   ├── ChatTemplateError                      chat_template
     │   ├── MediaError                             invalid_media
+    │   ├── PiiBlockedError                        pii_blocked
     │   └── RequestTooLargeError                   request_too_large
     ├── UnsupportedOperationError                  unsupported_operation
     ├── EndpointNotFoundError (LookupError)        endpoint_not_found
@@ -27,14 +28,16 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     ├── EngineError                                engine
     │   ├── EngineClosedError                      engine_closed
     │   ├── EngineDeadError                        engine_dead
-    │   └── KvCacheFullError                       kv_cache_full
+    │   ├── KvCacheFullError                       kv_cache_full
+    │   └── ToolCallError                          invalid_tool_call
     ├── AuthenticationError                        authentication
     ├── AuthorizationError                         authorization
     ├── BlockedError                               blocked
     ├── RateLimitedError                           rate_limited
     ├── AdmissionError                             admission
-    ├── EndpointError                              endpoint   (gateway endpoint failures)
-    └── ProviderError                              provider   (direct provider HTTP)
+    └── RemoteCallError                            (never raised itself)
+        ├── EndpointError                          endpoint   (gateway endpoint failures)
+        └── ProviderError                          provider   (direct provider HTTP)
 """
 
 from __future__ import annotations
@@ -62,14 +65,17 @@ __all__ = [
     "KvCacheFullError",
     "MediaError",
     "ModelLoadError",
+    "PiiBlockedError",
     "ProviderError",
     "QueueFullError",
     "RateLimitedError",
+    "RemoteCallError",
     "RequestTimeoutError",
     "RequestTooLargeError",
     "SippError",
     "TargetNotFoundError",
     "TargetNotReadyError",
+    "ToolCallError",
     "UnsupportedOperationError",
     "error_from_code",
 ]
@@ -127,6 +133,14 @@ class MediaError(InvalidRequestError):
     """A media input (image) is unreadable or of the wrong shape."""
 
     default_code = "invalid_media"
+
+
+class PiiBlockedError(InvalidRequestError):
+    """A PII policy in ``block`` mode found personal data; the message names the entity
+    types (never the values)."""
+
+    default_code = "pii_blocked"
+    http_status = 400
 
 
 class RequestTooLargeError(InvalidRequestError):
@@ -232,6 +246,13 @@ class KvCacheFullError(EngineError):
     default_code = "kv_cache_full"
 
 
+class ToolCallError(EngineError):
+    """The model started a tool call whose JSON does not parse into a declared tool (the
+    run fails; a malformed call is never dropped silently)."""
+
+    default_code = "invalid_tool_call"
+
+
 class AuthenticationError(SippError):
     """Missing or invalid credentials."""
 
@@ -273,12 +294,11 @@ class AdmissionError(SippError):
     http_status = 429
 
 
-class EndpointError(SippError):
-    """A gateway endpoint call failed: ``kind`` is configuration, transport, timeout, http
-    or protocol; ``status`` the HTTP status when there was one."""
-
-    default_code = "endpoint"
-    http_status = 500
+class RemoteCallError(SippError):
+    """A call to a remote endpoint failed: the shape :class:`EndpointError` and
+    :class:`ProviderError` share. ``kind`` says how, ``status`` is the HTTP status when there
+    was one, ``retry_after`` (seconds) comes from ``Retry-After``, ``raw_body`` keeps the
+    (redacted) error body. Never raised itself, so it has no wire code of its own."""
 
     def __init__(
         self,
@@ -299,9 +319,17 @@ class EndpointError(SippError):
         self.raw_body = raw_body
 
 
-class ProviderError(SippError):
-    """A direct provider call failed; keeps ``provider``, ``kind``, ``status``, the raw body
-    and ``retry_after`` (seconds) from ``Retry-After`` on rate limits."""
+class EndpointError(RemoteCallError):
+    """A gateway endpoint call failed: ``kind`` is configuration, transport, timeout, http
+    or protocol."""
+
+    default_code = "endpoint"
+    http_status = 500
+
+
+class ProviderError(RemoteCallError):
+    """A direct provider call failed; also keeps ``provider`` (``kind``: authentication,
+    rate_limited, timeout, transport, ...)."""
 
     default_code = "provider"
     http_status = 500
@@ -318,13 +346,11 @@ class ProviderError(SippError):
         retry_after: float | None = None,
         raw_body: Any = None,
     ) -> None:
-        super().__init__(message, code=code)
+        super().__init__(
+            message, kind=kind, code=code, status=status, request_id=request_id,
+            retry_after=retry_after, raw_body=raw_body,
+        )
         self.provider = provider
-        self.kind = kind
-        self.status = status
-        self.request_id = request_id
-        self.retry_after = retry_after
-        self.raw_body = raw_body
 
 
 def _all_subclasses(cls: type[SippError]) -> list[type[SippError]]:
@@ -350,7 +376,7 @@ def error_from_code(code: str, message: str, **extra: Any) -> SippError:
     """
     if not _SIMPLE_CLASSES:
         for sub in _all_subclasses(SippError):
-            if sub in (EndpointError, ProviderError):
+            if issubclass(sub, RemoteCallError):  # these need a kind: never rebuilt from a code
                 continue
             _SIMPLE_CLASSES.setdefault(sub.default_code, sub)
     cls = _SIMPLE_CLASSES.get(code) or _VARIANT_CODES.get(code)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sipp.errors import ConfigurationError
 
-__all__ = ["PACKAGED_MODELS", "resolve_model"]
+__all__ = ["PACKAGED_MODELS", "packaged_model_key", "resolve_model"]
 
 # name -> (import name, PyPI distribution, description)
 PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
@@ -22,6 +22,12 @@ PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
     ),
 }
 _ALIASES = {"gemma3": "gemma", "gemma3-270m": "gemma", "gemma-3-270m": "gemma"}
+
+
+def packaged_model_key(name: str) -> str | None:
+    """The packaged model ``name`` stands for (aliases included), or None."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    return key if key in PACKAGED_MODELS else None
 
 
 def resolve_model(name_or_path: str) -> Path:

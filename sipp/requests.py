@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from sipp.tools import ToolRequest
 from sipp.types import ChatMessage, LocalEmbedOptions, LocalTextOptions, SippTextOptions
 
 __all__ = ["EmbedRequest", "RunSink", "TextRequest"]
@@ -30,6 +31,9 @@ class TextRequest:
     provider_options: Mapping[str, Any] | None
     emit_tokens: bool
     request_id: str = ""
+    tools: ToolRequest | None = None
+    # chat documents for templates with a ``documents`` variable (see sipp.documents)
+    documents: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,11 @@ class RunSink(Protocol):
     :meth:`fail`; later calls are ignored. All methods are safe from any thread.
     """
 
-    def push(self, text: str, token_count: int) -> None:
-        """Deliver one token batch (dropped unless the caller streams tokens)."""
+    def push(
+        self, text: str, token_count: int, tool_calls: tuple[dict[str, Any], ...] = ()
+    ) -> None:
+        """Deliver one token batch (dropped unless the caller streams tokens);
+        ``tool_calls`` are tool-call deltas that follow ``text``."""
 
     def complete(self, payload: dict[str, Any]) -> None:
         """Finish successfully; ``payload`` is the response without its ``endpoint`` key."""

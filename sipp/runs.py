@@ -82,14 +82,18 @@ class RunSink:
     def finished(self) -> bool:
         return self._state != _PENDING
 
-    def push(self, text: str, token_count: int) -> None:
-        """Deliver one token batch (dropped unless the run streams tokens)."""
-        if not self.wants_tokens or (not text and token_count == 0):
+    def push(
+        self, text: str, token_count: int, tool_calls: tuple[dict[str, Any], ...] = ()
+    ) -> None:
+        """Deliver one token batch (dropped unless the run streams tokens); ``tool_calls``
+        are tool-call deltas that follow ``text``."""
+        if not self.wants_tokens or (not text and token_count == 0 and not tool_calls):
             return
         with self._cond:
             if self._state != _PENDING:
                 return
-            batch = TokenBatch(text, token_count, self._tokens_emitted, self._request_id)
+            batch = TokenBatch(text, token_count, self._tokens_emitted, self._request_id,
+                               tuple(tool_calls))
             self._tokens_emitted += token_count
             self._batches.append(batch)
             self._cond.notify_all()

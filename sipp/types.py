@@ -6,12 +6,10 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
+from sipp.config import SamplingRuntimeConfig
 from sipp.errors import InvalidRequestError
-
-if TYPE_CHECKING:
-    from sipp.config import SamplingRuntimeConfig
 
 __all__ = [
     "ChatMessage",
@@ -22,6 +20,7 @@ __all__ = [
     "LocalEmbedOptions",
     "LocalTextOptions",
     "SippEmbeddingResponse",
+    "SippModelInfo",
     "SippTextOptions",
     "SippTextResponse",
     "TokenBatch",
@@ -29,11 +28,11 @@ __all__ = [
 ]
 
 EndpointKind = Literal["local", "gateway", "provider"]
-ChatRole = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+ChatRole = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "cancelled", "error", "tool_calls"]
 
 _ENDPOINT_KINDS = ("local", "gateway", "provider")
-_CHAT_ROLES = ("system", "user", "assistant")
+_CHAT_ROLES = ("system", "user", "assistant", "tool")
 _UINT32_MAX = 2**32 - 1
 
 
@@ -70,23 +69,104 @@ class EndpointRef:
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One conversation turn: ``role`` is system, user or assistant."""
+    """One conversation turn: ``role`` is system, user, assistant or tool.
+
+    An assistant turn may carry ``tool_calls`` (OpenAI's shape: ``{"id", "type":
+    "function", "function": {"name", "arguments"}}``, arguments as JSON text or an object;
+    ``content`` may then be empty or None); a ``tool`` turn carries a tool's result in
+    ``content`` with the ``tool_call_id`` it answers and optionally the function ``name``.
+    """
 
     role: ChatRole
-    content: str
+    content: str = ""
+    tool_calls: Sequence[Mapping[str, Any]] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if self.role not in _CHAT_ROLES:
             raise InvalidRequestError(
-                f"chat role must be one of: system, user, assistant; got {self.role!r}"
+                f"chat role must be one of: system, user, assistant, tool; got {self.role!r}"
             )
+        if self.content is None:
+            object.__setattr__(self, "content", "")
         if not isinstance(self.content, str):
             raise InvalidRequestError(
                 f"chat message content must be a string, got {type(self.content).__name__}"
             )
+        if self.tool_calls is not None:
+            if self.role != "assistant":
+                raise InvalidRequestError("tool_calls are only valid on an assistant message")
+            object.__setattr__(self, "tool_calls", _tool_calls(self.tool_calls) or None)
+        for key in ("tool_call_id", "name"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise InvalidRequestError(f"chat message {key} must be a non-empty string")
+        if self.tool_call_id is not None and self.role != "tool":
+            raise InvalidRequestError("tool_call_id is only valid on a tool message")
 
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    def __hash__(self) -> int:
+        calls = json.dumps(self.tool_calls, sort_keys=True) if self.tool_calls else None
+        return hash((self.role, self.content, calls, self.tool_call_id, self.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"role", "content"}`` plus whichever tool fields are set."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [json.loads(json.dumps(c)) for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+    @staticmethod
+    def from_dict(message: Mapping[str, Any]) -> ChatMessage:
+        """A message from an OpenAI-style dict (``role``, ``content`` and the tool keys)."""
+        unknown = set(message) - {"role", "content", "tool_calls", "tool_call_id", "name"}
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown message key(s): {', '.join(sorted(map(str, unknown)))} (known: "
+                "role, content, tool_calls, tool_call_id, name)"
+            )
+        if "role" not in message:
+            raise InvalidRequestError("message has no role")
+        if "content" not in message and not message.get("tool_calls"):
+            raise InvalidRequestError("message has no content")
+        return ChatMessage(
+            message["role"], message.get("content") or "", message.get("tool_calls"),
+            message.get("tool_call_id"), message.get("name"),
+        )
+
+
+def _tool_calls(raw: Any) -> tuple[dict[str, Any], ...]:
+    """Normalize assistant tool calls: arguments as JSON text, ids and types checked."""
+    if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
+        raise InvalidRequestError("tool_calls must be a list of calls")
+    out: list[dict[str, Any]] = []
+    for index, call in enumerate(raw):
+        where = f"tool_calls[{index}]"
+        if not isinstance(call, Mapping):
+            raise InvalidRequestError(f"{where} must be an object")
+        function = call.get("function")
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            raise InvalidRequestError(f"{where}.function.name must be a string")
+        if call.get("type", "function") != "function":
+            raise InvalidRequestError(f"{where}.type must be 'function'")
+        args = function.get("arguments", "{}")
+        if isinstance(args, Mapping):
+            args = json.dumps(args, ensure_ascii=False)
+        if not isinstance(args, str):
+            raise InvalidRequestError(f"{where}.function.arguments must be JSON text or an object")
+        call_id = call.get("id")
+        if call_id is not None and not isinstance(call_id, str):
+            raise InvalidRequestError(f"{where}.id must be a string")
+        entry: dict[str, Any] = {"type": "function",
+                                 "function": {"name": function["name"], "arguments": args}}
+        if call_id is not None:
+            entry = {"id": call_id, **entry}
+        out.append(entry)
+    return tuple(out)
 
 
 def _check_finite(name: str, value: float | None, low: float, high: float | None) -> None:
@@ -144,6 +224,9 @@ class LocalTextOptions:
 
     ``json_schema`` may be a dict or JSON text and takes precedence over ``grammar``.
     ``media`` holds images (file paths, raw bytes or HxWx3 uint8 arrays) for vision models.
+    ``fill_window=True`` with ``options.max_tokens`` unset generates until end of sequence
+    or until the context window is full, instead of ``DEFAULT_MAX_TOKENS`` (what OpenAI
+    clients expect when they omit ``max_tokens``).
     """
 
     context_key: str | None = None
@@ -151,6 +234,7 @@ class LocalTextOptions:
     json_schema: Mapping[str, Any] | str | bool | None = None
     sampling: SamplingRuntimeConfig | None = None
     media: Sequence[Any] | None = None
+    fill_window: bool = False
 
     def __post_init__(self) -> None:
         if self.context_key is not None and not isinstance(self.context_key, str):
@@ -167,8 +251,6 @@ class LocalTextOptions:
         elif self.json_schema is not None and not isinstance(self.json_schema, Mapping | bool):
             raise InvalidRequestError("local.json_schema must be a dict, a bool or JSON text")
         if self.sampling is not None:
-            from sipp.config import SamplingRuntimeConfig
-
             if not isinstance(self.sampling, SamplingRuntimeConfig):
                 raise InvalidRequestError(
                     "local.sampling must be a SamplingRuntimeConfig (SamplingRuntimeOverride)"
@@ -177,6 +259,8 @@ class LocalTextOptions:
             if isinstance(self.media, str | bytes) or not isinstance(self.media, Sequence):
                 raise InvalidRequestError("local.media must be a list of images")
             object.__setattr__(self, "media", tuple(self.media))
+        if not isinstance(self.fill_window, bool):
+            raise InvalidRequestError("local.fill_window must be a bool")
 
     def is_empty(self) -> bool:
         return (
@@ -185,6 +269,7 @@ class LocalTextOptions:
             and self.json_schema is None
             and self.sampling is None
             and not self.media
+            and not self.fill_window
         )
 
 
@@ -211,21 +296,28 @@ class TokenBatch:
 
     ``sequence_start`` is the index of the first token of this batch in the run's output,
     ``token_count`` how many tokens it covers (0 for text released late, e.g. held back by
-    a possible stop string).
+    a possible stop string). ``tool_calls`` holds tool-call deltas in OpenAI's streaming
+    shape (``{"index", "id", "type", "function": {"name", "arguments"}}`` when a call
+    starts, then ``{"index", "function": {"arguments": fragment}}``), in output order after
+    ``text``.
     """
 
     text: str
     token_count: int
     sequence_start: int
     request_id: str = ""
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "text": self.text,
             "token_count": self.token_count,
             "sequence_start": self.sequence_start,
             "request_id": self.request_id,
         }
+        if self.tool_calls:
+            out["tool_calls"] = [dict(d) for d in self.tool_calls]
+        return out
 
 
 class Usage(TypedDict):
@@ -245,9 +337,12 @@ class _SippTextResponseFields(TypedDict):
 class SippTextResponse(_SippTextResponseFields, total=False):
     """What ``SippTextRun.result()`` returns; ``logprobs`` only from local endpoints with
     ``sampling.n_probs > 0`` (per token: ``token``, ``text``, ``logprob``,
-    ``top_logprobs``)."""
+    ``top_logprobs``); ``tool_calls`` (OpenAI's shape, arguments as JSON text) when the
+    model called tools (``finish_reason`` is then ``"tool_calls"`` and ``text`` holds only
+    the text around the calls)."""
 
     logprobs: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
 
 
 class SippEmbeddingResponse(TypedDict):
@@ -260,3 +355,29 @@ class SippEmbeddingResponse(TypedDict):
     local_stats: dict[str, Any] | None
     pooling: str | None
     normalized: bool | None
+
+
+class SippModelInfo(TypedDict):
+    """What ``SippClient.model_info`` reports about a local endpoint's loaded model.
+
+    ``source`` is the model source as given (path, packaged name, ``hf://`` or URL) and
+    ``path`` the file libllama opened; ``size`` is bytes of tensor data, ``n_params`` the
+    parameter count; ``embedding_size`` the length of an embed vector; ``chat_template`` is
+    the template chat uses (the descriptor's override, else the GGUF's, else None);
+    ``capabilities`` says which operations this endpoint supports as loaded.
+    """
+
+    endpoint: str
+    source: str
+    path: str
+    architecture: str
+    description: str
+    n_params: int
+    size: int
+    n_ctx_train: int
+    n_ctx: int
+    n_vocab: int
+    n_layer: int
+    embedding_size: int
+    chat_template: str | None
+    capabilities: dict[str, bool]

@@ -104,7 +104,15 @@ def test_generation_needs_model_and_prompt(capsys: pytest.CaptureFixture[str]) -
 def test_generation_reports_a_missing_model_clearly() -> None:
     proc = _run("/no/such/model.gguf", "hello")
     assert proc.returncode == 2
-    assert "neither an existing file nor a packaged model" in proc.stderr
+    assert "/no/such/model.gguf: file not found" in proc.stderr
+    assert "packaged name" in proc.stderr and "hf://" in proc.stderr  # what else works
+
+
+def test_a_directory_as_model_says_it_is_one(tmp_path: Path) -> None:
+    proc = _run(str(tmp_path), "hello")
+    assert proc.returncode == 2
+    assert "is a directory, expected a .gguf file" in proc.stderr
+    assert proc.stderr.count("\n") == 1  # one line, no traceback
 
 
 def test_generation_streams_text_and_stats(info: dict[str, Any], tiny_llama_path: Path) -> None:
@@ -119,7 +127,21 @@ def test_chat_without_template_fails_with_advice(info: dict[str, Any],
                                                   tiny_llama_no_template_path: Path) -> None:
     proc = _run(str(tiny_llama_no_template_path), "Hello", "--chat")
     assert proc.returncode == 1
-    assert "template" in proc.stderr
+    assert "template" in proc.stderr and "--chat-template FILE" in proc.stderr
+
+
+def test_chat_template_flag_gives_a_template(info: dict[str, Any], tmp_path: Path,
+                                             tiny_llama_no_template_path: Path) -> None:
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n"
+                        "{% endfor %}[assistant] ")
+    proc = _run(str(tiny_llama_no_template_path), "Hello", "--chat", "--chat-template",
+                str(template), "--max-tokens", "3", "--stats", "basic", "--temperature", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "output_tokens:" in proc.stderr
+    proc = _run(str(tiny_llama_no_template_path), "Hello", "--chat", "--chat-template",
+                str(tmp_path / "none.jinja"))
+    assert proc.returncode == 2 and "--chat-template: cannot read template file" in proc.stderr
 
 
 @pytest.mark.gemma
@@ -213,3 +235,11 @@ def test_ctrl_c_cancels_the_run_cleanly(info: dict[str, Any], tiny_llama_path: P
     output_tokens = int(next(line.split(":")[1] for line in stderr.splitlines()
                              if line.strip().startswith("output_tokens")))
     assert 0 < output_tokens < 4000
+
+
+@pytest.mark.parametrize("argv", [("doctor",), ("model.gguf", "hello")])
+def test_a_bad_backend_name_is_a_one_line_usage_error(argv: tuple[str, ...]) -> None:
+    proc = _run(*argv, SIPP_PYTHON_BACKEND="rocm")
+    assert proc.returncode == 2
+    assert "error: Invalid SIPP_PYTHON_BACKEND=rocm" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -10,7 +10,12 @@ from typing import Any, ClassVar
 import pytest
 
 from sipp.client import SippClient
+from sipp.descriptors import ProviderDescriptor
 from sipp.endpoints.base import Capability, Endpoint, Operation
+from sipp.endpoints.gateway import GatewayEndpoint
+from sipp.endpoints.kinds import EndpointEntry
+from sipp.endpoints.local import LocalEndpoint
+from sipp.endpoints.provider import ProviderEndpoint
 from sipp.errors import (
     AmbiguousEndpointError,
     ConfigurationError,
@@ -31,23 +36,23 @@ from sipp.types import (
 
 
 @dataclass
-class LocalModelDescriptor:  # same class name as the real one: dispatch is by kind
+class FakeLocal:
     caps: tuple[str, ...] = ("query", "chat", "embed")
     fail_with: Exception | None = None
 
 
-class GatewayDescriptor(LocalModelDescriptor):
+class FakeGateway(FakeLocal):
     pass
 
 
-class ProviderDescriptor(LocalModelDescriptor):
+class FakeProvider(FakeLocal):
     pass
 
 
 class FakeEndpoint(Endpoint):
     instances: ClassVar[list[FakeEndpoint]] = []
 
-    def __init__(self, ref: EndpointRef, descriptor: LocalModelDescriptor) -> None:
+    def __init__(self, ref: EndpointRef, descriptor: FakeLocal) -> None:
         super().__init__(ref)
         self.kind = ref.kind
         self.descriptor = descriptor
@@ -78,17 +83,37 @@ class FakeEndpoint(Endpoint):
         self.closed = True
 
 
+class FakeLocalEndpoint(FakeEndpoint):
+    accepts = LocalEndpoint.accepts
+
+
+class FakeGatewayEndpoint(FakeEndpoint):
+    accepts = GatewayEndpoint.accepts
+    refused_option_keys = GatewayEndpoint.refused_option_keys
+
+
+class FakeProviderEndpoint(FakeEndpoint):
+    accepts = ProviderEndpoint.accepts
+
+
+# The client's descriptor table, with fakes that take the real endpoints' option groups.
+FAKE_KINDS = {
+    FakeLocal: EndpointEntry("local", FakeLocalEndpoint),
+    FakeGateway: EndpointEntry("gateway", FakeGatewayEndpoint),
+    FakeProvider: EndpointEntry("provider", FakeProviderEndpoint),
+}
+
+
 @pytest.fixture()
 def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[SippClient]:
     FakeEndpoint.instances = []
-    monkeypatch.setattr(SippClient, "_create_endpoint",
-                        staticmethod(lambda ref, d: FakeEndpoint(ref, d)))
+    monkeypatch.setattr(SippClient, "endpoint_kinds", FAKE_KINDS)
     with SippClient() as c:
         yield c
 
 
 def test_add_returns_ref_and_query_runs(client: SippClient) -> None:
-    ref = client.add("m", LocalModelDescriptor())
+    ref = client.add("m", FakeLocal())
     assert ref == EndpointRef("local", "m")
     run = client.query("hello", endpoint=ref, emit_tokens=True)
     assert run.result()["text"] == "hello"
@@ -96,9 +121,9 @@ def test_add_returns_ref_and_query_runs(client: SippClient) -> None:
 
 
 def test_reusing_an_id_replaces_and_closes_the_old_endpoint(client: SippClient) -> None:
-    client.add("m", LocalModelDescriptor())
+    client.add("m", FakeLocal())
     first = FakeEndpoint.instances[0]
-    client.add("m", GatewayDescriptor())
+    client.add("m", FakeGateway())
     assert first.closed
     assert client.endpoints() == [EndpointRef("gateway", "m")]
     with pytest.raises(EndpointNotFoundError):
@@ -106,23 +131,21 @@ def test_reusing_an_id_replaces_and_closes_the_old_endpoint(client: SippClient) 
 
 
 def test_close_closes_every_endpoint_and_refuses_new_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(SippClient, "_create_endpoint",
-                        staticmethod(lambda ref, d: FakeEndpoint(ref, d)))
+    monkeypatch.setattr(SippClient, "endpoint_kinds", FAKE_KINDS)
     FakeEndpoint.instances = []
     client = SippClient()
-    client.add("a", LocalModelDescriptor())
-    client.add("b", ProviderDescriptor())
+    client.add("a", FakeLocal())
+    client.add("b", FakeProvider())
     client.close()
     assert all(e.closed for e in FakeEndpoint.instances)
     with pytest.raises(ConfigurationError, match="closed"):
-        client.add("c", LocalModelDescriptor())
+        client.add("c", FakeLocal())
 
 
 def test_unclosed_client_warns(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(SippClient, "_create_endpoint",
-                        staticmethod(lambda ref, d: FakeEndpoint(ref, d)))
+    monkeypatch.setattr(SippClient, "endpoint_kinds", FAKE_KINDS)
     client = SippClient()
-    client.add("a", LocalModelDescriptor())
+    client.add("a", FakeLocal())
     with pytest.warns(ResourceWarning, match="not closed"):
         del client
         gc.collect()
@@ -130,38 +153,49 @@ def test_unclosed_client_warns(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_ids_and_descriptors_are_rejected(client: SippClient) -> None:
     with pytest.raises(ConfigurationError, match="non-empty"):
-        client.add("", LocalModelDescriptor())
+        client.add("", FakeLocal())
     with pytest.raises(ConfigurationError, match="whitespace"):
-        client.add(" m", LocalModelDescriptor())
+        client.add(" m", FakeLocal())
     with pytest.raises(ConfigurationError, match="descriptor must be"):
         client.add("m", object())
+
+
+def test_descriptors_dispatch_by_class_including_subclasses() -> None:
+    class MyProvider(ProviderDescriptor):
+        pass
+
+    with SippClient() as client:
+        ref = client.add("p", MyProvider("openai", "gpt-test", api_key="sk-test",
+                                         base_url="http://127.0.0.1:9/v1"))
+        assert ref == EndpointRef("provider", "p")
+        assert isinstance(client.endpoint(ref), ProviderEndpoint)
 
 
 def test_implicit_endpoint_only_when_exactly_one_local_supports_it(client: SippClient) -> None:
     with pytest.raises(AmbiguousEndpointError, match="no supported endpoint for query"):
         client.query("x")
-    client.add("remote", GatewayDescriptor())
+    client.add("remote", FakeGateway())
     with pytest.raises(AmbiguousEndpointError, match="no supported endpoint"):
         client.query("x")  # gateway endpoints are never chosen implicitly
-    client.add("text", LocalModelDescriptor(caps=("query", "chat")))
-    client.add("vec", LocalModelDescriptor(caps=("embed",)))
+    client.add("text", FakeLocal(caps=("query", "chat")))
+    client.add("vec", FakeLocal(caps=("embed",)))
     assert client.query("x").result()["endpoint"] == {"kind": "local", "id": "text"}
     assert client.embed("abc").result()["endpoint"] == {"kind": "local", "id": "vec"}
-    client.add("text2", LocalModelDescriptor(caps=("query",)))
+    client.add("text2", FakeLocal(caps=("query",)))
     with pytest.raises(AmbiguousEndpointError, match="text, text2"):
         client.query("x")
 
 
 def test_unsupported_operation_is_refused(client: SippClient) -> None:
-    ref = client.add("vec", LocalModelDescriptor(caps=("embed",)))
+    ref = client.add("vec", FakeLocal(caps=("embed",)))
     with pytest.raises(UnsupportedOperationError, match="unsupported operation chat"):
         client.chat([ChatMessage("user", "hi")], endpoint=ref)
 
 
 def test_local_only_options_never_reach_remote_endpoints(client: SippClient) -> None:
-    gateway = client.add("g", GatewayDescriptor())
-    provider = client.add("p", ProviderDescriptor())
-    local = client.add("l", LocalModelDescriptor())
+    gateway = client.add("g", FakeGateway())
+    provider = client.add("p", FakeProvider())
+    local = client.add("l", FakeLocal())
     with pytest.raises(InvalidRequestError, match="local text options are not valid for gateway"):
         client.query("x", endpoint=gateway, local=LocalTextOptions(grammar="root ::= \"a\""))
     with pytest.raises(InvalidRequestError, match="local embed options are not valid for provider"):
@@ -181,7 +215,7 @@ def test_local_only_options_never_reach_remote_endpoints(client: SippClient) -> 
 
 
 def test_json_options_are_checked_and_copied(client: SippClient) -> None:
-    gateway = client.add("g", GatewayDescriptor())
+    gateway = client.add("g", FakeGateway())
     with pytest.raises(InvalidRequestError, match=r"endpoint_options.a must be a finite"):
         client.query("x", endpoint=gateway, endpoint_options={"a": float("nan")})
     with pytest.raises(InvalidRequestError, match="only JSON values"):
@@ -193,7 +227,7 @@ def test_json_options_are_checked_and_copied(client: SippClient) -> None:
 
 
 def test_chat_messages_validation(client: SippClient) -> None:
-    ref = client.add("l", LocalModelDescriptor())
+    ref = client.add("l", FakeLocal())
     with pytest.raises(InvalidRequestError, match="must not be empty"):
         client.chat([], endpoint=ref)
     with pytest.raises(InvalidRequestError, match=r"messages\[1\]: chat role must be one of"):
@@ -217,7 +251,7 @@ def test_option_validation_names_the_field() -> None:
 
 
 def test_errors_raised_by_an_endpoint_fail_the_run_at_once(client: SippClient) -> None:
-    ref = client.add("l", LocalModelDescriptor(fail_with=QueueFullError("queue is full (8)")))
+    ref = client.add("l", FakeLocal(fail_with=QueueFullError("queue is full (8)")))
     run = client.query("x", endpoint=ref)
     assert run.done()
     with pytest.raises(QueueFullError, match="queue is full"):
@@ -225,7 +259,7 @@ def test_errors_raised_by_an_endpoint_fail_the_run_at_once(client: SippClient) -
 
 
 def test_embed_list_returns_one_vector_per_input_in_order(client: SippClient) -> None:
-    ref = client.add("vec", LocalModelDescriptor(caps=("embed",)))
+    ref = client.add("vec", FakeLocal(caps=("embed",)))
     response = client.embed(["a", "bbb", "cc"], endpoint=ref).result()
     assert response["values"] == [[1.0], [3.0], [2.0]]
     assert response["usage"] == {"input_tokens": 3, "output_tokens": 0, "total_tokens": 3}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from sipp.requests import EmbedRequest, RunSink, TextRequest
 from sipp.types import EndpointRef
@@ -14,11 +14,15 @@ __all__ = [
     "EmbedRequest",
     "Endpoint",
     "Operation",
+    "OptionGroup",
     "TextRequest",
 ]
 
 Operation = Literal["query", "chat", "embed"]
 Capability = Literal["supported", "unsupported", "unknown"]
+# The request option groups beyond ``options``: ``local`` (LocalTextOptions /
+# LocalEmbedOptions), ``endpoint_options`` and ``provider_options``.
+OptionGroup = Literal["local", "endpoint_options", "provider_options"]
 
 # Fields only a local endpoint understands; gateways refuse them inside endpoint_options.
 LOCAL_ONLY_OPTION_KEYS = frozenset(
@@ -34,9 +38,18 @@ class Endpoint(abc.ABC):
     """
 
     kind: Literal["local", "gateway", "provider"]
+    accepts: ClassVar[frozenset[OptionGroup]] = frozenset()
+    """The option groups this endpoint takes; the client refuses the others before
+    ``start_*`` (the one place requests are checked against the endpoint)."""
+    refused_option_keys: ClassVar[frozenset[str]] = frozenset()
+    """Keys ``endpoint_options`` must not carry here."""
 
     def __init__(self, ref: EndpointRef) -> None:
         self.ref = ref
+
+    def unsupported_reason(self, operation: Operation) -> str | None:
+        """Why ``operation`` is unsupported here, for the client's error (None: no detail)."""
+        return None
 
     @abc.abstractmethod
     def capability(self, operation: Operation) -> Capability:
@@ -49,6 +62,11 @@ class Endpoint(abc.ABC):
     @abc.abstractmethod
     def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
         """Begin an embedding."""
+
+    def set_correlation_header(self, name: str | None) -> bool:
+        """Send each run's ``request_id`` upstream under header ``name`` (None: stop).
+        False when this endpoint has no upstream request to carry it (the default)."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; pending runs fail with ``EngineClosedError`` or similar."""

@@ -27,6 +27,7 @@ import jinja2.ext
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from sipp.engine.tools.render import template_inputs
 from sipp.errors import ChatTemplateError
 from sipp.types import ChatMessage
 
@@ -114,7 +115,7 @@ def _message_dict(index: int, message: Any) -> Mapping[str, Any]:
     role = message.get("role")
     if not isinstance(role, str) or not role:
         raise ChatTemplateError(f"messages[{index}].role must be a non-empty string, got {role!r}")
-    if "content" not in message:
+    if "content" not in message and not message.get("tool_calls"):
         raise ChatTemplateError(f"messages[{index}] has no 'content'")
     return message
 
@@ -147,12 +148,18 @@ class ChatTemplate:
         self,
         messages: Sequence[Mapping[str, Any] | ChatMessage],
         add_generation_prompt: bool = True,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
         **extra: Any,
     ) -> str:
-        """Render ``messages`` (``{"role", "content"}`` mappings or :class:`ChatMessage`).
+        """Render ``messages`` (``{"role", "content"}`` mappings or :class:`ChatMessage`,
+        with assistant ``tool_calls`` and ``tool`` turns).
 
-        ``extra`` adds template variables (``tools``, ``date_string``, ...) and may override
-        ``bos_token``/``eos_token``. Raises :class:`ChatTemplateError` on any failure.
+        ``tools`` (OpenAI function tools) become the template's ``tools`` variable, as
+        Hugging Face templates expect; a template that ignores tools gets them, the calls
+        and the results as text instead (:mod:`sipp.engine.tools.render`). ``extra`` adds
+        template variables (``date_string``, ...) and may override ``bos_token`` /
+        ``eos_token``. Raises :class:`ChatTemplateError` on any failure.
         """
         if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
             raise ChatTemplateError(
@@ -165,7 +172,13 @@ class ChatTemplate:
             "documents": None,
         }
         variables.update(extra)
-        variables["messages"] = [_message_dict(i, m) for i, m in enumerate(messages)]
+        dicts: list[Mapping[str, Any]] = [_message_dict(i, m) for i, m in enumerate(messages)]
+        if tools is not None:
+            variables["tools"] = [dict(t) for t in tools]
+        if tools or any(m.get("tool_calls") or m.get("role") == "tool" for m in dicts):
+            adapted, variables["tools"] = template_inputs(self.source, dicts, tools)
+            dicts = list(adapted)
+        variables["messages"] = dicts
         variables["add_generation_prompt"] = bool(add_generation_prompt)
         try:
             return self._template.render(variables)
@@ -181,6 +194,13 @@ class ChatTemplate:
             raise ChatTemplateError(
                 f"chat template failed{self._at(exc)}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    @property
+    def takes_documents(self) -> bool:
+        """Whether the template reads a ``documents`` variable (RAG-aware templates)."""
+        from jinja2 import meta
+
+        return "documents" in meta.find_undeclared_variables(_environment().parse(self.source))
 
     def starts_with_bos(self, prompt: str) -> bool:
         """Whether ``prompt`` (rendered by this template) already begins with the BOS text."""

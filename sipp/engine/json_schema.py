@@ -17,6 +17,10 @@ date-time, uuid, email, uri), integer ``minimum``/``maximum``/``exclusiveMinimum
 
 Choices made for generation (documented, not bugs):
 
+- Objects are closed by default: a schema that declares ``properties`` admits only those
+  keys unless ``additionalProperties`` is ``true`` or a schema (OpenAI's ``strict`` flag
+  never loosens this). An object schema without ``properties`` (``{"type": "object"}``)
+  admits any object.
 - Properties are emitted in a fixed order: required properties first (in ``properties``
   order, then any required names that ``properties`` does not declare), then the optional
   ones in declared order, each of which may be left out, then additional properties.
@@ -1045,7 +1049,9 @@ class _Converter:
             raise SchemaError(
                 "expected an array of property names", keyword="required", pointer=pointer
             )
-        additional = schema.get("additionalProperties", True)
+        # Closed by default: an object that declares properties takes only those (as
+        # llama.cpp's converter and OpenAI's strict mode do); no properties: any object.
+        additional = schema.get("additionalProperties", "properties" not in schema)
         if not isinstance(additional, (bool, dict)):
             raise SchemaError(
                 "expected a boolean or a schema", keyword="additionalProperties", pointer=pointer
@@ -1067,6 +1073,9 @@ class _Converter:
                     )
                 sub_pointer = _child(pointer, "properties", name)
                 value = self.rule(props[name], f"{hint}-{name}", sub_pointer)
+            elif additional is False and "additionalProperties" not in schema:
+                # closed by default, but a required name must be producible: any value
+                value = self.use("value")
             elif additional is False:
                 raise SchemaError(
                     f"required property {name!r} is not in properties"

@@ -7,12 +7,13 @@ as Prometheus text (exposition format 0.0.4) with :meth:`render_prometheus`.
 
 from __future__ import annotations
 
-import bisect
 import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal
+
+from sipp._prometheus import Histogram, escape_label
 
 __all__ = ["COUNTERS", "GAUGES", "HISTOGRAMS", "Histogram", "RuntimeMetrics"]
 
@@ -80,35 +81,6 @@ _NAME_RE: Final = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-class Histogram:
-    """Cumulative-bucket histogram with fixed upper bounds (``+Inf`` is implicit)."""
-
-    __slots__ = ("bounds", "count", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        if list(bounds) != sorted(set(bounds)) or not bounds:
-            raise ValueError("histogram bounds must be a non-empty, strictly increasing list")
-        self.bounds = tuple(float(b) for b in bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        """Record one value (O(log buckets))."""
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[float, int]]:
-        """``(upper bound, observations <= bound)`` pairs ending with ``(inf, count)``."""
-        out: list[tuple[float, int]] = []
-        running = 0
-        for bound, n in zip((*self.bounds, math.inf), self.counts, strict=True):
-            running += n
-            out.append((bound, running))
-        return out
-
-
 class RuntimeMetrics:
     """The metrics of one loaded model; every method is thread-safe."""
 
@@ -154,7 +126,7 @@ class RuntimeMetrics:
 
     def record_finish(
         self,
-        reason: Literal["stop", "length", "cancelled", "error"],
+        reason: Literal["stop", "length", "cancelled", "error", "tool_calls"],
         *,
         generated_tokens: int,
         ttft_s: float | None,
@@ -165,6 +137,7 @@ class RuntimeMetrics:
         key = {
             "stop": "requests_completed",
             "length": "requests_completed",
+            "tool_calls": "requests_completed",
             "cancelled": "requests_cancelled",
             "error": "requests_failed",
         }.get(reason)
@@ -212,7 +185,7 @@ class RuntimeMetrics:
         for key, value in (labels or {}).items():
             if not _LABEL_RE.match(key) or key.startswith("__") or key == "le":
                 raise ValueError(f"label name {key!r} is not a valid Prometheus label name")
-            pairs.append(f'{key}="{_escape(str(value))}"')
+            pairs.append(f'{key}="{escape_label(str(value))}"')
         base = ",".join(pairs)
         snap = self.snapshot()
         lines: list[str] = []
@@ -239,10 +212,6 @@ class RuntimeMetrics:
             lines.append(f"{metric}_sum{_braces(base)} {_num(hist['sum'])}")
             lines.append(f"{metric}_count{_braces(base)} {hist['count']}")
         return "\n".join(lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _braces(*parts: str) -> str:

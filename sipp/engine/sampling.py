@@ -5,9 +5,10 @@ request's ``LocalTextOptions.sampling`` override (only the fields it sets) ← t
 ``SippTextOptions.temperature`` / ``top_p`` shortcuts (a different value in both places is an
 ``InvalidRequestError``).
 
-:func:`plan_chain` turns a :class:`~sipp.config.ResolvedSamplingConfig` into an ordered
-tuple of :class:`Stage` values (pure Python, testable without a model); :func:`build_chain` creates
-the native ``llama_sampler`` chain from a plan. Every stage runs in C:
+:func:`plan_chain` turns a :class:`~sipp.config.SamplingRuntimeConfig` into an ordered
+tuple of :class:`Stage` values (pure Python, testable without a model); :class:`Sampler`
+creates the native ``llama_sampler`` chain from a plan and samples with it (a stateless
+greedy chain reads the logits row directly instead). Every stage runs in C:
 
 * ``temperature == 0`` → greedy argmax (after grammar and logit bias, and after the
   ``penalties`` / ``dry`` stages when they differ from Sipp's defaults);
@@ -23,61 +24,64 @@ only sees tokens the grammar allows; with ``grammar_lazy`` it stays inactive unt
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sipp.config import ResolvedSamplingConfig, SamplingRuntimeConfig
+import numpy as np
+import numpy.typing as npt
+
+from sipp.config import SamplingRuntimeConfig
 from sipp.errors import InvalidRequestError
+from sipp.native import LlamaContext, LlamaModel, SamplerChain
 
 __all__ = [
+    "Sampler",
     "Stage",
+    "TokenLogprob",
     "history_length",
     "is_greedy",
     "plan_chain",
     "resolve_grammar",
     "resolve_sampling",
+    "top_logprobs",
 ]
 
 _EXPENSIVE_ON_FULL_VOCAB = frozenset({"penalties", "dry"})
 # Sipp's default repeat penalty: neutral for greedy chains (see _greedy_keeps)
-_DEFAULT_REPEAT_PENALTY = SamplingRuntimeConfig().resolve().repeat_penalty
+_DEFAULT_REPEAT_PENALTY = SamplingRuntimeConfig.setting("repeat_penalty").default
 
 LARGE_VOCAB = 32_768
 DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a random seed per chain
 
 
 def resolve_sampling(
-    base: ResolvedSamplingConfig,
+    base: SamplingRuntimeConfig,
     override: SamplingRuntimeConfig | None = None,
     *,
     temperature: float | None = None,
     top_p: float | None = None,
-) -> ResolvedSamplingConfig:
-    """The model's resolved sampling with a request override and the common ``temperature``
-    / ``top_p`` options applied (both set to different values → ``InvalidRequestError``)."""
-    changes: dict[str, float] = {}
-    for name, common in (("temperature", temperature), ("top_p", top_p)):
-        if common is None:
+) -> SamplingRuntimeConfig:
+    """The model's sampling with a request override and the common ``temperature`` /
+    ``top_p`` options applied (both set to different values → ``InvalidRequestError``)."""
+    common: dict[str, float] = {}
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if value is None:
             continue
-        local = getattr(override, name, None) if override is not None else None
-        if local is not None and not math.isclose(float(local), float(common)):
+        if override is not None and name in override.fields_set and not math.isclose(
+            float(getattr(override, name)), float(value)
+        ):
             raise InvalidRequestError(f"common {name} conflicts with local sampling.{name}")
-        changes[name] = float(common)
-    resolved = base.with_override(override)
-    if changes:
-        resolved = dataclasses.replace(
-            resolved,
-            temperature=changes.get("temperature", resolved.temperature),
-            top_p=changes.get("top_p", resolved.top_p),
-        )
-    return resolved
+        common[name] = float(value)
+    merged = base.with_override(override)
+    if not common:
+        return merged
+    return merged.with_override(SamplingRuntimeConfig.from_dict(common))
 
 
-def is_greedy(params: ResolvedSamplingConfig) -> bool:
+def is_greedy(params: SamplingRuntimeConfig) -> bool:
     """Temperature 0 without mirostat: a plain argmax."""
     return params.temperature <= 0.0 and params.mirostat == 0
 
@@ -105,7 +109,7 @@ class Stage:
         return self.name, self.options
 
 
-def history_length(params: ResolvedSamplingConfig) -> int:
+def history_length(params: SamplingRuntimeConfig) -> int:
     """How many prompt tokens to feed the chain before sampling (repeat/DRY windows)."""
     if params.mirostat:
         return 0
@@ -119,7 +123,7 @@ def history_length(params: ResolvedSamplingConfig) -> int:
     return n
 
 
-def _greedy_keeps(stage: str, p: ResolvedSamplingConfig) -> bool:
+def _greedy_keeps(stage: str, p: SamplingRuntimeConfig) -> bool:
     """Whether a temperature-0 chain keeps this repetition stage: only when the caller
     changed it from Sipp's defaults (repeat_penalty 1.05 shapes sampling at temperature
     > 0; greedy stays a plain argmax unless penalties or DRY were asked for)."""
@@ -131,21 +135,23 @@ def _greedy_keeps(stage: str, p: ResolvedSamplingConfig) -> bool:
     return stage == "dry" and p.dry_multiplier > 0
 
 
-def _penalties_active(p: ResolvedSamplingConfig) -> bool:
+def _penalties_active(p: SamplingRuntimeConfig) -> bool:
     return p.repeat_last_n != 0 and (
         p.repeat_penalty != 1.0 or p.frequency_penalty != 0.0 or p.presence_penalty != 0.0
     )
 
 
 def plan_chain(
-    params: ResolvedSamplingConfig,
+    params: SamplingRuntimeConfig,
     *,
     n_vocab: int,
     n_ctx: int,
     grammar: str | None = None,
     eog_tokens: Sequence[int] = (),
+    grammar_triggers: Sequence[str] = (),
 ) -> tuple[Stage, ...]:
-    """The ordered stages of the sampler chain for ``params``."""
+    """The ordered stages of the sampler chain for ``params``; ``grammar_triggers`` (regex
+    patterns, e.g. a tool-call marker) make the grammar lazy: it starts where one matches."""
     stages: list[Stage] = []
     bias = list(params.logit_bias)
     if params.ignore_eos:
@@ -156,7 +162,10 @@ def plan_chain(
                 f"sampling.logit_bias token id {token} is outside the vocabulary (size {n_vocab})"
             )
     if grammar:
-        stages.append(Stage("grammar", _grammar_options(params, grammar, n_vocab)))
+        options = _grammar_options(params, grammar, n_vocab)
+        if grammar_triggers:
+            options["trigger_patterns"] = tuple(grammar_triggers)
+        stages.append(Stage("grammar", options))
     if bias:
         stages.append(Stage("logit_bias", {"bias": tuple(bias)}))
     seed = DEFAULT_SEED if params.seed is None else params.seed
@@ -180,7 +189,7 @@ def plan_chain(
         stages.append(Stage("mirostat_v2", {"seed": seed, "tau": params.mirostat_tau,
                                             "eta": params.mirostat_eta}))
         return tuple(stages)
-    for name in _ordered(params.samplers, n_vocab, params.top_k):
+    for name in _ordered(tuple(params.samplers), n_vocab, params.top_k):
         stage = _stage(name, params, n_vocab, n_ctx)
         if stage is not None:
             stages.append(stage)
@@ -189,7 +198,7 @@ def plan_chain(
     return tuple(stages)
 
 
-def _grammar_options(params: ResolvedSamplingConfig, grammar: str, n_vocab: int) -> dict[str, Any]:
+def _grammar_options(params: SamplingRuntimeConfig, grammar: str, n_vocab: int) -> dict[str, Any]:
     """The grammar stage: eager, or lazy (``grammar_lazy``) with ``preserved_tokens`` as the
     tokens that switch it on."""
     options: dict[str, Any] = {"grammar": grammar, "root": "root"}
@@ -229,7 +238,7 @@ def _ordered(samplers: tuple[str, ...], n_vocab: int, top_k: int) -> tuple[str, 
     return tuple(rest)
 
 
-def _stage(name: str, p: ResolvedSamplingConfig, n_vocab: int, n_ctx: int) -> Stage | None:
+def _stage(name: str, p: SamplingRuntimeConfig, n_vocab: int, n_ctx: int) -> Stage | None:
     min_keep = p.min_keep
     if name == "top_k":
         return Stage("top_k", {"k": p.top_k}) if p.top_k > 0 else None
@@ -278,3 +287,122 @@ def _stage(name: str, p: ResolvedSamplingConfig, n_vocab: int, n_ctx: int) -> St
         return Stage("adaptive_p", {"target": p.adaptive_target, "decay": p.adaptive_decay,
                                    "seed": seed})
     raise InvalidRequestError(f"sampling.samplers: unknown sampler stage {name!r}")
+
+
+# ----------------------------------------------------------------------------- running a chain
+_BAN = -3.0e38  # the native logit_bias stage takes finite biases; this bans a token
+_BAN_LIMIT = -1.0e37  # a bias at most this large in magnitude bans its token ...
+_FINITE_LIMIT = 1.0e36  # ... against any maximum logit smaller than this in magnitude
+
+
+def _native_spec(stage: Stage) -> tuple[str, Mapping[str, Any]]:
+    if stage.name == "logit_bias":
+        bias = tuple((t, _BAN if b == -math.inf else b) for t, b in stage.options["bias"])
+        return "logit_bias", {"bias": bias}
+    return stage.spec()
+
+
+class _Greedy:
+    """Greedy selection (after an optional logit bias) straight from the logits row.
+
+    ``llama_sampler_sample`` first copies the whole vocabulary into a candidate array
+    (262,144 entries for Gemma: most of a millisecond per token); a stateless greedy
+    chain needs only the row's argmax, compared with the few biased entries. Same result
+    as the native stages: biases added in float32, first index of the maximum wins.
+    """
+
+    __slots__ = ("bans", "bias", "ids", "only_bans", "unique")
+
+    def __init__(self, bias: Sequence[tuple[int, float]]) -> None:
+        self.ids = np.array([t for t, _ in bias], dtype=np.intp)
+        self.bias = np.array([b for _, b in bias], dtype=np.float32)
+        self.unique = len(set(self.ids.tolist())) == self.ids.shape[0]
+        # bans (huge negative biases, e.g. every EOG token under ignore_eos) can only lose
+        # against a finite maximum elsewhere: a set lookup settles them
+        self.bans = frozenset(t for t, b in bias if b <= _BAN_LIMIT)
+        self.only_bans = self.unique and len(self.bans) == self.ids.shape[0]
+
+    def select(self, logits: npt.NDArray[np.float32]) -> int:
+        ids = self.ids
+        best = int(np.argmax(logits))
+        if not ids.shape[0]:
+            return best
+        if self.only_bans and best not in self.bans and abs(logits[best]) < _FINITE_LIMIT:
+            return best
+        if not self.unique or best in ids:  # rare: the raw maximum is a biased token
+            row = logits.copy()
+            with np.errstate(over="ignore"):  # a ban on a ban is -inf, as in C
+                np.add.at(row, ids, self.bias)
+            return int(np.argmax(row))
+        # ``best`` is the first maximum of every unbiased entry; only a biased entry
+        # whose new value beats it (or ties at a lower index) can win instead.
+        with np.errstate(over="ignore"):
+            biased = logits[ids] + self.bias
+        top = biased.max()
+        if top < logits[best]:
+            return best
+        first = int(ids[biased == top].min())
+        return first if top > logits[best] or first < best else best
+
+
+def _greedy_plan(specs: Sequence[tuple[str, Mapping[str, Any]]]) -> _Greedy | None:
+    """A :class:`_Greedy` when the chain is ``[logit_bias] greedy`` (no state), else None."""
+    names = [name for name, _ in specs]
+    if names == ["greedy"]:
+        return _Greedy(())
+    if names == ["logit_bias", "greedy"]:
+        return _Greedy(specs[0][1]["bias"])
+    return None
+
+
+class Sampler:
+    """One request's sampler: the native chain built from planned stages (plain greedy
+    reads the logits row directly: see :class:`_Greedy`). Engine thread only after
+    creation; :meth:`close` frees the chain."""
+
+    __slots__ = ("_greedy", "native")
+
+    def __init__(self, model: LlamaModel, stages: Sequence[Stage]) -> None:
+        specs = [_native_spec(s) for s in stages]
+        self.native = SamplerChain(model, specs)
+        self._greedy = _greedy_plan(specs)
+
+    @property
+    def is_fast_greedy(self) -> bool:
+        """Whether :meth:`sample` skips the native chain (a stateless greedy plan)."""
+        return self._greedy is not None
+
+    def sample(self, ctx: LlamaContext, index: int) -> int:
+        """The token for batch entry ``index`` of the last decode."""
+        if self._greedy is not None:
+            return self._greedy.select(ctx.logits_ith(index))
+        return int(self.native.sample(ctx, index))
+
+    def accept(self, token: int) -> None:
+        self.native.accept(token)
+
+    def close(self) -> None:
+        self.native.close()
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One sampled token's log-probability and the most likely alternatives."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...]
+
+
+def top_logprobs(logits: npt.NDArray[np.float32], n: int, token: int) -> TokenLogprob:
+    """Log-probabilities under the model's own distribution (softmax of the raw logits,
+    before any sampler stage): the sampled ``token``'s and the ``n`` most likely tokens',
+    most likely first."""
+    row = logits.astype(np.float64)
+    peak = row.max()
+    logz = peak + math.log(float(np.exp(row - peak).sum()))
+    n = min(n, row.shape[0])
+    ids = np.argpartition(-row, n - 1)[:n]
+    ids = ids[np.argsort(-row[ids], kind="stable")]
+    return TokenLogprob(token, float(row[token] - logz),
+                        tuple((int(i), float(row[i] - logz)) for i in ids.tolist()))

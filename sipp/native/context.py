@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,12 @@ _UINT_PARAMS = (
     "n_outputs_max_per_seq",
 )
 _INT_PARAMS = ("n_threads", "n_threads_batch")
+# Upper bounds the pinned llama.cpp needs (past them it crashes or fails late):
+# GGML_MAX_N_THREADS (ggml.h; 65536 threads segfault at the first decode), LLAMA_MAX_SEQ.
+MAX_THREADS = 512
+MAX_SEQ = 256
+_UPPER: dict[str, int] = {"n_threads": MAX_THREADS, "n_threads_batch": MAX_THREADS, "n_seq_max": MAX_SEQ}  # fmt: skip  # noqa: E501
+_UINT32_MAX = 2**32 - 1
 _FLOAT_PARAMS = (
     "rope_freq_base",
     "rope_freq_scale",
@@ -48,6 +57,12 @@ _CHOICE_PARAMS: dict[str, tuple[str, dict[str, int]]] = {
     "type_k": ("type_k", KV_TYPES),
     "type_v": ("type_v", KV_TYPES),
 }
+
+
+def _int_in(key: str, value: Any, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{key} must be an int >= {low} and <= {high}, got {value!r}")
+    return value
 
 
 def _free_context(lib: Any, ptr: Any, _model: LlamaModel) -> None:
@@ -86,18 +101,18 @@ class LlamaContext(Owner):
             if value is None:
                 continue
             if key in _FLOAT_PARAMS:
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ValueError(f"{key} must be a number, got {value!r}")
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, (int, float))
+                    or not math.isfinite(value)
+                ):
+                    raise ValueError(f"{key} must be a number (finite), got {value!r}")
                 setattr(cparams, key, float(value))
             elif key == _ORIG_CTX:
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise ValueError(f"{key} must be an int >= 0, got {value!r}")
-                setattr(cparams, key, value)
+                setattr(cparams, key, _int_in(key, value, 0, _UINT32_MAX))
             elif key in _UINT_PARAMS or key in _INT_PARAMS:
                 low = 0 if key in _UINT_PARAMS else 1
-                if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                    raise ValueError(f"{key} must be an int >= {low}, got {value!r}")
-                setattr(cparams, key, value)
+                setattr(cparams, key, _int_in(key, value, low, _UPPER.get(key, _UINT32_MAX)))
             elif key in _BOOL_PARAMS:
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be a bool, got {value!r}")
@@ -152,14 +167,33 @@ class LlamaContext(Owner):
         if rc != 0:
             raise_for_decode(rc, "llama_encode", batch.n_tokens)
 
+    def warmup(self) -> float:
+        """One throw-away run, as llama.cpp's ``common_init`` does: BOS and EOS through the
+        encoder (if any) and the decoder, so weights are paged in and compute buffers
+        allocated before the first request; then the KV memory is cleared and the perf
+        counters reset. Returns the seconds it took."""
+        start = time.perf_counter()
+        model = self.model
+        tokens = [t for t in (model.bos, model.eos) if t is not None] or [0]
+        if model.has_encoder:
+            self.encode(_one_sequence(tokens, logits=False))
+            start_token = model.decoder_start_token
+            tokens = [start_token if start_token is not None else tokens[0]]
+        if model.has_decoder:
+            self.decode(_one_sequence(tokens[: self.n_batch], logits=True))
+        self.memory_clear(True)
+        self.synchronize()
+        self.perf_reset()
+        return time.perf_counter() - start
+
     def synchronize(self) -> None:
         """Wait until queued computations finish."""
         self._lib.llama_synchronize(self._handle())
 
     def set_n_threads(self, n_threads: int, n_threads_batch: int) -> None:
         """Threads for single-token decode and for batch (prefill) decode."""
-        if n_threads < 1 or n_threads_batch < 1:
-            raise ValueError("n_threads and n_threads_batch must be >= 1")
+        _int_in("n_threads", n_threads, 1, MAX_THREADS)
+        _int_in("n_threads_batch", n_threads_batch, 1, MAX_THREADS)
         self._lib.llama_set_n_threads(self._handle(), n_threads, n_threads_batch)
 
     @property
@@ -304,3 +338,12 @@ class LlamaContext(Owner):
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else f"n_ctx={self.n_ctx} n_seq_max={self.n_seq_max}"
         return f"<LlamaContext {state}>"
+
+
+def _one_sequence(tokens: Sequence[int], *, logits: bool) -> LlamaBatch:
+    """A batch of ``tokens`` at positions 0.. of sequence 0 (output for the last one)."""
+    n = len(tokens)
+    batch = LlamaBatch(n)
+    batch.set(np.asarray(tokens, dtype=np.int32), np.arange(n, dtype=np.int32), 0,
+              logits=np.array([0] * (n - 1) + [1 if logits else 0], dtype=np.int8))
+    return batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -96,6 +96,25 @@ def _choice(name: str, value: str, table: dict[str, int]) -> int:
     return table[value]
 
 
+class _ProgressHook:
+    """Adapts ``progress(fraction)`` to libllama's ``bool (*)(float, void *)``."""
+
+    def __init__(self, progress: Callable[[float], object]) -> None:
+        self.progress = progress
+        self.cancelled = False
+        self.error: BaseException | None = None
+
+    def __call__(self, fraction: float, _user_data: Any) -> bool:
+        keep_going = self.progress(min(1.0, max(0.0, float(fraction)))) is not False
+        self.cancelled = not keep_going
+        return keep_going
+
+    def on_error(self, _exc_type: Any, exc: BaseException | None, _tb: Any) -> bool:
+        self.error = exc
+        self.cancelled = True
+        return False
+
+
 class LlamaModel(Owner):
     """A GGUF model loaded by libllama.
 
@@ -107,8 +126,10 @@ class LlamaModel(Owner):
     ``use_extra_bufts`` (weight repacking buffers) defaults to on, except on AMX CPUs where
     the pinned ggml's AMX path crashes. The path is checked in Python first (exists, is a
     file, GGUF magic, header and tensor data complete, architecture known); every failure
-    is a ``ModelLoadError`` naming the path and the reason. Closing the model closes its
-    live contexts and samplers first.
+    is a ``ModelLoadError`` naming the path and the reason. ``progress(fraction)`` is
+    called from libllama during the load (on the loading thread, 0.0 to 1.0); returning
+    ``False`` (or raising) cancels the load with a ``ModelLoadError``. Closing the model
+    closes its live contexts and samplers first.
     """
 
     _kind = "LlamaModel"
@@ -127,6 +148,7 @@ class LlamaModel(Owner):
         vocab_only: bool = False,
         check_tensors: bool = False,
         use_extra_bufts: bool | None = None,
+        progress: Callable[[float], object] | None = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -172,9 +194,22 @@ class LlamaModel(Owner):
             info = ffi.string(lib.llama_print_system_info()).decode(errors="replace")
             use_extra_bufts = not _amx_weight_buffers_loaded(info)
         params.use_extra_bufts = bool(use_extra_bufts)
+        if progress is not None and not callable(progress):
+            raise TypeError("progress must be a callable taking a fraction in [0, 1]")
+        hook = _ProgressHook(progress) if progress is not None else None
+        if hook is not None:
+            # the cffi callback must outlive the load: it is a local until the call returns
+            callback = ffi.callback("llama_progress_callback", hook, onerror=hook.on_error)
+            params.progress_callback = callback
         recent_log_errors(clear=True)
         ptr = lib.llama_model_load_from_file(os.fsencode(self.path), params)
+        if hook is not None:
+            del callback
         if ptr == ffi.NULL:
+            if hook is not None and hook.cancelled:
+                reason = (f"the progress callback raised {hook.error!r}" if hook.error
+                          else "cancelled by the progress callback (it returned False)")
+                raise ModelLoadError(f"Cannot load model {self.path}: {reason}")
             detail = "; ".join(recent_log_errors(clear=True)[-3:]) or "llama.cpp returned NULL"
             raise ModelLoadError(f"Cannot load model {self.path}: {detail}")
         self._own(ptr, _free_model, lib, ptr)
@@ -186,6 +221,7 @@ class LlamaModel(Owner):
         self._dependents: weakref.WeakSet[Owner] = weakref.WeakSet()
         self._pieces: dict[int, bytes] = {}
         self._special_pieces: dict[int, bytes] = {}
+        self._eog: frozenset[int] | None = None
 
     # ------------------------------------------------------------------ lifetime
     def _attach(self, dependent: Owner) -> None:
@@ -321,10 +357,12 @@ class LlamaModel(Owner):
         return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
 
     def eog_tokens(self) -> frozenset[int]:
-        """All end-of-generation token ids (scans the vocabulary once)."""
+        """All end-of-generation token ids (scans the vocabulary on the first call)."""
         self._handle()
-        is_eog, vocab = self._lib.llama_vocab_is_eog, self._vocab
-        return frozenset(t for t in range(self.n_vocab) if is_eog(vocab, t))
+        if self._eog is None:
+            is_eog, vocab = self._lib.llama_vocab_is_eog, self._vocab
+            self._eog = frozenset(t for t in range(self.n_vocab) if is_eog(vocab, t))
+        return self._eog
 
     def is_control(self, token: int) -> bool:
         """Whether ``token`` is a control token (not rendered as text)."""

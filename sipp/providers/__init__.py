@@ -1,2 +1,2 @@
 """Provider adapters (OpenAI, OpenAI-compatible, Anthropic): request mapping and response
-and stream parsing, plus the HTTP transport shared with gateway endpoints."""
+and stream parsing. The HTTP transport they run on is :mod:`sipp.transports`."""

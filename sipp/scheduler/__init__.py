@@ -1,6 +1,7 @@
 """Pure-Python scheduling for one loaded model (no native imports; tested without a model).
 
-The engine thread owns the ``llama_context`` and drives one :class:`Scheduler`::
+The engine thread owns the ``llama_context`` and drives one :class:`Scheduler` (only that
+thread calls it; other threads reach it through the engine's inbox)::
 
     sched = Scheduler(SchedulerConfig(n_slots=4, n_ctx_per_slot=2048, token_budget=512))
     sched.add(Request(request_id=7, prompt_tokens=ids, max_tokens=64, context_key="chat-1"))
@@ -31,8 +32,9 @@ The engine thread owns the ``llama_context`` and drives one :class:`Scheduler`::
         done = sched.update_from_output(sampled, finished)  # also "length" by max_tokens
                                          # and embed requests after their single chunk
 
-Other API: ``cancel(request_id, reason)`` (thread-safe; effective at the next
-``schedule()``), ``stats`` (:class:`SchedulerStats`), ``num_waiting``, ``num_running``,
+Other API: ``cancel(request_id, reason)`` (effective at the next ``schedule()``),
+``check(request)`` (the ``RequestTooLargeError`` checks alone; any thread), ``stats``
+(:class:`SchedulerStats`), ``num_waiting``, ``num_running``,
 ``slot_states()``, ``snapshot_store`` (:class:`SnapshotStore`), ``snapshot_saved``.
 
 Step planning: every running decode gets one token each step (round-robin if the budget is

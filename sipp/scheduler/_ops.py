@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic
 
 import numpy as np
 import numpy.typing as npt
+
+from sipp.scheduler._request import P
 
 if TYPE_CHECKING:
     from sipp.scheduler._request import Request
@@ -73,14 +75,14 @@ KvOp = KvRemove | KvCopy | KvClear | SnapshotRestore | SnapshotSave
 
 
 @dataclass(slots=True, eq=False)
-class ScheduledChunk:
+class ScheduledChunk(Generic[P]):
     """Tokens of one request in this step's batch, at positions ``start_pos ...``.
 
     ``sample`` is True when the last token needs logits (a decode token or the final
     prompt chunk); for an embed request it means "read the pooled embedding".
     """
 
-    request: Request
+    request: Request[P]
     slot: int
     start_pos: int
     tokens: npt.NDArray[np.int32]
@@ -92,7 +94,7 @@ class ScheduledChunk:
 
 
 @dataclass(slots=True, eq=False)
-class SchedulerOutput:
+class SchedulerOutput(Generic[P]):
     """One step: apply ``kv_ops`` in order, then decode ``chunks`` in one batch.
 
     ``finished`` lists requests the scheduler ended itself (cancelled, failed) that the
@@ -103,10 +105,10 @@ class SchedulerOutput:
     """
 
     kv_ops: list[KvOp] = field(default_factory=list)
-    chunks: list[ScheduledChunk] = field(default_factory=list)
-    finished: list[Request] = field(default_factory=list)
-    preempted: list[Request] = field(default_factory=list)
-    shifted: list[Request] = field(default_factory=list)
+    chunks: list[ScheduledChunk[P]] = field(default_factory=list)
+    finished: list[Request[P]] = field(default_factory=list)
+    preempted: list[Request[P]] = field(default_factory=list)
+    shifted: list[Request[P]] = field(default_factory=list)
 
     @property
     def n_tokens(self) -> int:

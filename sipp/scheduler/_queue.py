@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from typing import Generic
 
-from sipp.scheduler._request import Request
+from sipp.scheduler._request import P, Request
 
 __all__ = ["WaitQueue"]
 
 
-class WaitQueue:
+class WaitQueue(Generic[P]):
     """A heap of waiting requests; removal is lazy (O(log n) amortized per operation).
 
     Order key: ``(-priority if by_priority else 0, sequence)``; :meth:`push_front` uses a
@@ -19,8 +20,8 @@ class WaitQueue:
 
     def __init__(self, *, by_priority: bool) -> None:
         self._by_priority = by_priority
-        self._heap: list[tuple[int, int, int, Request]] = []
-        self._members: dict[int, Request] = {}
+        self._heap: list[tuple[int, int, int, Request[P]]] = []
+        self._members: dict[int, Request[P]] = {}
         self._back = itertools.count(1)
         self._front = itertools.count(-1, -1)
 
@@ -30,16 +31,16 @@ class WaitQueue:
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._members
 
-    def _push(self, request: Request, seq: int) -> None:
+    def _push(self, request: Request[P], seq: int) -> None:
         rank = -request.priority if self._by_priority else 0
         self._members[request.request_id] = request
         heapq.heappush(self._heap, (rank, seq, request.request_id, request))
 
-    def push(self, request: Request) -> None:
+    def push(self, request: Request[P]) -> None:
         """Queue behind every waiting request of the same rank."""
         self._push(request, next(self._back))
 
-    def push_front(self, request: Request) -> None:
+    def push_front(self, request: Request[P]) -> None:
         """Queue ahead of every waiting request of the same rank (preemption)."""
         self._push(request, next(self._front))
 
@@ -48,27 +49,27 @@ class WaitQueue:
         while heap and self._members.get(heap[0][2]) is not heap[0][3]:
             heapq.heappop(heap)
 
-    def peek(self) -> Request | None:
+    def peek(self) -> Request[P] | None:
         """The next request to admit, or None."""
         self._settle()
         return self._heap[0][3] if self._heap else None
 
-    def pop(self) -> Request:
+    def pop(self) -> Request[P]:
         """Remove and return the next request (the queue must not be empty)."""
         self._settle()
         request = heapq.heappop(self._heap)[3]
         del self._members[request.request_id]
         return request
 
-    def get(self, request_id: int) -> Request | None:
+    def get(self, request_id: int) -> Request[P] | None:
         """A waiting request by id, or None."""
         return self._members.get(request_id)
 
-    def remove(self, request_id: int) -> Request | None:
+    def remove(self, request_id: int) -> Request[P] | None:
         """Remove a request wherever it is; returns it, or None when absent."""
         return self._members.pop(request_id, None)
 
-    def requests(self) -> list[Request]:
+    def requests(self) -> list[Request[P]]:
         """Waiting requests in admission order."""
         self._settle()
         live = [e for e in self._heap if self._members.get(e[2]) is e[3]]

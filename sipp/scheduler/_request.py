@@ -6,7 +6,7 @@ import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -14,10 +14,11 @@ import numpy.typing as npt
 from sipp.scheduler._tokens import TokenBuffer, as_token_array
 from sipp.types import FinishReason
 
-__all__ = ["CacheSource", "Request", "RequestKind", "RequestStatus"]
+__all__ = ["CacheSource", "P", "Request", "RequestKind", "RequestStatus"]
 
 _MAX_EXTRA_CAPACITY = 4096
 
+P = TypeVar("P")  # what the engine hangs on a request (its ``payload``)
 RequestKind = Literal["generate", "embed"]
 CacheSource = Literal["none", "live", "snapshot"]
 
@@ -62,7 +63,7 @@ _REASONS: dict[RequestStatus, FinishReason] = {
 
 
 @dataclass(eq=False)
-class Request:
+class Request(Generic[P]):
     """One generate or embed sequence as the scheduler sees it.
 
     ``prompt_tokens`` is stored as an int32 array. The sequence the slot's KV must hold is
@@ -72,8 +73,8 @@ class Request:
     index. ``output_tokens`` (what the caller sees) never changes on a shift.
     While decoding, exactly one token (the last sampled) is pending. ``num_cached_tokens``
     counts prompt tokens reused from a cache at (the last) admission. The engine may hang its
-    own per-request state on ``payload``. ``media_spans`` are sorted ``(start, end)`` prompt
-    ranges (images) that a chunk or a reused prefix must never split.
+    own per-request state on ``payload`` (of type ``P``). ``media_spans`` are sorted
+    ``(start, end)`` prompt ranges (images) that a chunk or a reused prefix must never split.
     """
 
     request_id: int
@@ -83,7 +84,7 @@ class Request:
     kind: RequestKind = "generate"
     priority: int = 0
     arrival_time: float = field(default_factory=time.monotonic)
-    payload: object = None
+    payload: P | None = None
     output_tokens: list[int] = field(default_factory=list)
     num_computed_tokens: int = 0
     num_cached_tokens: int = 0
@@ -136,7 +137,7 @@ class Request:
 
     @property
     def num_prompt_tokens(self) -> int:
-        return int(self.prompt_tokens.shape[0])  # type: ignore[union-attr]
+        return len(self.prompt_tokens)
 
     @property
     def num_tokens(self) -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Generic
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from sipp.scheduler._ops import (
     SnapshotSave,
 )
 from sipp.scheduler._queue import WaitQueue
-from sipp.scheduler._request import Request, RequestStatus
+from sipp.scheduler._request import P, Request, RequestStatus
 from sipp.scheduler._slots import Slot, SlotState
 from sipp.scheduler._snapshots import SnapshotEntry, SnapshotStore
 from sipp.scheduler._spans import cut_end, fit_end
@@ -71,10 +71,12 @@ class _Reuse:
     snapshot: SnapshotEntry | None = None
 
 
-class Scheduler:
+class Scheduler(Generic[P]):
     """Decides, step by step, what the engine decodes; see :mod:`sipp.scheduler`.
 
-    Everything except :meth:`cancel` must be called from the engine thread.
+    Not thread-safe: one thread (the engine's) makes every call; other threads hand it
+    requests and cancels through the engine's inbox. :meth:`check` alone only reads the
+    immutable config and may be called from any thread.
     """
 
     def __init__(self, config: SchedulerConfig) -> None:
@@ -82,13 +84,12 @@ class Scheduler:
         self.stats = SchedulerStats()
         self.snapshot_store = SnapshotStore(config.max_snapshot_entries, config.max_snapshot_bytes)
         self._slots = [Slot(i) for i in range(config.n_slots)]
-        self._queue = WaitQueue(by_priority=config.policy == "priority")
-        self._running: dict[int, Request] = {}
+        self._queue: WaitQueue[P] = WaitQueue(by_priority=config.policy == "priority")
+        self._running: dict[int, Request[P]] = {}
         self._ops: list[KvOp] = []
-        self._finished_out: list[Request] = []
-        self._shifted: list[Request] = []
-        self._inflight: SchedulerOutput | None = None
-        self._cancel_lock = threading.Lock()
+        self._finished_out: list[Request[P]] = []
+        self._shifted: list[Request[P]] = []
+        self._inflight: SchedulerOutput[P] | None = None
         self._cancels: dict[int, str] = {}
         self._tick = 0
         self._admit_counter = 0
@@ -110,15 +111,15 @@ class Scheduler:
         """True while anything is queued, running, or waiting to be applied."""
         return bool(self._queue or self._running or self._ops or self._cancels)
 
-    def running_requests(self) -> list[Request]:
+    def running_requests(self) -> list[Request[P]]:
         """Running requests in admission order."""
         return list(self._running.values())
 
-    def waiting_requests(self) -> list[Request]:
+    def waiting_requests(self) -> list[Request[P]]:
         """Waiting requests in admission order."""
         return self._queue.requests()
 
-    def get(self, request_id: int) -> Request | None:
+    def get(self, request_id: int) -> Request[P] | None:
         """A waiting or running request by id."""
         return self._running.get(request_id) or self._queue.get(request_id)
 
@@ -131,9 +132,10 @@ class Scheduler:
         return [int(t) for t in self._slots[slot].mirror()]
 
     # ------------------------------------------------------------------ requests in
-    def add(self, request: Request) -> None:
-        """Queue a request; raises ``QueueFullError`` or ``RequestTooLargeError`` at once."""
-        cfg = self.config
+    def add(self, request: Request[P], *, reserved: bool = False) -> None:
+        """Queue a request; raises ``QueueFullError`` or ``RequestTooLargeError`` at once.
+        ``reserved``: the caller already took a queue place for it (the engine counts
+        places when requests are submitted), so the queue length is not checked again."""
         if request.status is not RequestStatus.WAITING:
             raise ValueError(
                 f"request {request.request_id} is {request.status.value}, "
@@ -141,6 +143,19 @@ class Scheduler:
             )
         if request.request_id in self._running or request.request_id in self._queue:
             raise ValueError(f"request_id {request.request_id} is already scheduled")
+        self.check(request)
+        cfg = self.config
+        if not reserved and len(self._queue) >= cfg.max_queued_requests:
+            raise QueueFullError(
+                f"request queue is full: {len(self._queue)} requests waiting "
+                f"(max_queued_requests={cfg.max_queued_requests})"
+            )
+        self._queue.push(request)
+
+    def check(self, request: Request[P]) -> None:
+        """Raise ``RequestTooLargeError`` if ``request`` can never fit a slot or a batch.
+        Reads only the (immutable) config: safe from any thread."""
+        cfg = self.config
         n_prompt = request.num_prompt_tokens
         if request.kind == "embed":
             limit = min(cfg.n_ctx_per_slot, cfg.token_budget)
@@ -163,20 +178,14 @@ class Scheduler:
                 f"n_ctx_per_slot={cfg.n_ctx_per_slot} tokens, and a prompt must be shorter "
                 "(generation past the window shifts the context; the prompt cannot)"
             )
-        if len(self._queue) >= cfg.max_queued_requests:
-            raise QueueFullError(
-                f"request queue is full: {len(self._queue)} requests waiting "
-                f"(max_queued_requests={cfg.max_queued_requests})"
-            )
-        self._queue.push(request)
 
     def cancel(self, request_id: int, reason: str = "cancelled") -> None:
-        """Cancel a waiting or running request at the next :meth:`schedule` (thread-safe)."""
-        with self._cancel_lock:
-            self._cancels.setdefault(request_id, reason)
+        """Cancel a waiting or running request at the next :meth:`schedule` (an unknown or
+        finished id is ignored then)."""
+        self._cancels.setdefault(request_id, reason)
 
     # ------------------------------------------------------------------ planning
-    def schedule(self) -> SchedulerOutput:
+    def schedule(self) -> SchedulerOutput[P]:
         """Plan one step: cancellations, admissions, KV operations and the batch."""
         if self._inflight is not None:
             raise RuntimeError("schedule() called again before update_from_output()")
@@ -184,7 +193,8 @@ class Scheduler:
         self._apply_cancels()
         self._shift_overflowing()
         self._admit()
-        out = SchedulerOutput(finished=self._finished_out, shifted=self._shifted)
+        out: SchedulerOutput[P] = SchedulerOutput(
+            finished=self._finished_out, shifted=self._shifted)
         self._finished_out = []
         self._shifted = []
         self._plan(out)
@@ -198,8 +208,7 @@ class Scheduler:
     def _apply_cancels(self) -> None:
         if not self._cancels:
             return
-        with self._cancel_lock:
-            cancels, self._cancels = self._cancels, {}
+        cancels, self._cancels = self._cancels, {}
         for request_id, reason in cancels.items():
             request = self._queue.remove(request_id) or self._running.get(request_id)
             if request is None or request.is_finished:
@@ -221,7 +230,7 @@ class Scheduler:
                 return
             self._queue.pop()
 
-    def _place(self, request: Request) -> bool:
+    def _place(self, request: Request[P]) -> bool:
         """Give ``request`` a slot, reusing cached KV where the cache mode allows."""
         free = [s for s in self._slots if s.owner is None]
         if not free:
@@ -270,7 +279,7 @@ class Scheduler:
         self.stats.admitted += 1
         return True
 
-    def _find_reuse(self, request: Request) -> _Reuse:
+    def _find_reuse(self, request: Request[P]) -> _Reuse:
         cfg = self.config
         if request.kind == "embed" or cfg.cache_mode == "disabled":
             return _Reuse()
@@ -312,7 +321,7 @@ class Scheduler:
             best = _Reuse(cut, best.live_slot, best.snapshot) if cut else _Reuse()
         return best
 
-    def _plan_snapshots(self, request: Request) -> None:
+    def _plan_snapshots(self, request: Request[P]) -> None:
         request._snapshot_plan = []
         cfg = self.config
         n_prompt = request.num_prompt_tokens
@@ -340,7 +349,7 @@ class Scheduler:
             if request.kind == "generate" and request.num_tokens > limit:
                 self._shift_context(request)
 
-    def _shift_context(self, request: Request) -> None:
+    def _shift_context(self, request: Request[P]) -> None:
         """Drop old tokens from ``request``'s KV view until it fits ``n_ctx_per_slot``.
 
         Keeps ``shift_keep_tokens`` at the start and discards half of the rest (the oldest
@@ -389,11 +398,11 @@ class Scheduler:
                 self._ops.append(KvRemove(request.slot, kept, -1))
         request.num_computed_tokens = kept
 
-    def _plan(self, out: SchedulerOutput) -> None:
+    def _plan(self, out: SchedulerOutput[P]) -> None:
         cfg = self.config
-        decodes: list[Request] = []
-        embeds: list[Request] = []
-        prefills: list[Request] = []
+        decodes: list[Request[P]] = []
+        embeds: list[Request[P]] = []
+        prefills: list[Request[P]] = []
         for request in self._running.values():
             if request.kind == "embed":
                 embeds.append(request)
@@ -460,7 +469,7 @@ class Scheduler:
                     )
                 )
 
-    def _prefill_cap(self, request: Request, chunk: int) -> int:
+    def _prefill_cap(self, request: Request[P], chunk: int) -> int:
         cap = request.num_pending_tokens
         if chunk:
             cap = min(cap, chunk)
@@ -471,7 +480,7 @@ class Scheduler:
             cap = fit_end(request.media_spans, pos, pos + cap) - pos
         return cap
 
-    def _record_step(self, out: SchedulerOutput) -> None:
+    def _record_step(self, out: SchedulerOutput[P]) -> None:
         stats = self.stats
         n_tokens = out.n_tokens
         stats.steps += 1
@@ -488,7 +497,7 @@ class Scheduler:
     # ------------------------------------------------------------------ results in
     def update_from_output(
         self, sampled: Mapping[int, int], finished: Mapping[int, FinishReason]
-    ) -> list[Request]:
+    ) -> list[Request[P]]:
         """Apply a decoded step: advance computed tokens, append sampled tokens, finish.
 
         ``sampled`` maps request ids to the token sampled for chunks with ``sample``;
@@ -497,7 +506,7 @@ class Scheduler:
         and embed requests after their single chunk.
         """
         out, self._inflight = self._inflight, None
-        done: list[Request] = []
+        done: list[Request[P]] = []
         if out is not None:
             for chunk in out.chunks:
                 request = chunk.request
@@ -537,7 +546,7 @@ class Scheduler:
             done.append(ended)
         return done
 
-    def _finish(self, request: Request, status: RequestStatus) -> None:
+    def _finish(self, request: Request[P], status: RequestStatus) -> None:
         request.status = status
         self._running.pop(request.request_id, None)
         self._queue.remove(request.request_id)
@@ -566,7 +575,7 @@ class Scheduler:
         self._admission_blocked = False
 
     # ------------------------------------------------------------------ recovery
-    def handle_kv_full(self, output: SchedulerOutput) -> SchedulerOutput | None:
+    def handle_kv_full(self, output: SchedulerOutput[P]) -> SchedulerOutput[P] | None:
         """``llama_decode`` returned 1 for ``output``: free KV and return a plan to retry.
 
         First evicts the least recently used idle slot; else preempts the newest running
@@ -580,7 +589,7 @@ class Scheduler:
             raise RuntimeError("handle_kv_full() expects the output of the last schedule()")
         self.stats.kv_full_events += 1
         idle = [s for s in self._slots if s.state == "idle"]
-        retry = SchedulerOutput()
+        retry: SchedulerOutput[P] = SchedulerOutput()
         if idle:
             victim_slot = min(idle, key=lambda s: s.last_used)
             retry.kv_ops.append(KvClear(victim_slot.index))
@@ -598,11 +607,11 @@ class Scheduler:
         self._inflight = retry if retry.chunks else None
         return retry
 
-    def _victim_key(self, request: Request) -> tuple[int, int]:
+    def _victim_key(self, request: Request[P]) -> tuple[int, int]:
         rank = -request.priority if self.config.policy == "priority" else 0
         return (rank, request._admit_seq)
 
-    def _preempt(self, request: Request) -> None:
+    def _preempt(self, request: Request[P]) -> None:
         assert request.slot is not None
         slot = self._slots[request.slot]
         self._ops.append(KvClear(slot.index))
@@ -629,7 +638,7 @@ class Scheduler:
             self.stats.snapshot_saves += 1
         return stored
 
-    def abort_all(self, status: RequestStatus = RequestStatus.FINISHED_ERROR) -> list[Request]:
+    def abort_all(self, status: RequestStatus = RequestStatus.FINISHED_ERROR) -> list[Request[P]]:
         """Finish every waiting and running request (engine shutdown); returns them."""
         requests = [*self._running.values(), *self._queue.requests()]
         for request in requests:
@@ -638,7 +647,7 @@ class Scheduler:
         return requests
 
 
-def _fit_media_shares(order: list[Request], caps: list[int], shares: list[int]) -> list[int]:
+def _fit_media_shares(order: list[Request[Any]], caps: list[int], shares: list[int]) -> list[int]:
     """Cut prefill shares that would end inside an image back to the image start, then
     hand the freed tokens, in order, to requests that can then take a whole image."""
     out: list[int] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,7 @@ class Slot:
     KV; ``idle``: no owner, KV kept (``tokens[:n_tokens]``) for reuse; ``free``: empty KV."""
 
     index: int
-    owner: Request | None = None
+    owner: Request[Any] | None = None
     tokens: TokenBuffer | None = None
     n_tokens: int = 0
     context_key: str | None = None
@@ -43,14 +43,14 @@ class Slot:
             return _EMPTY
         return self.tokens.view(0, self.n_tokens)
 
-    def assign(self, request: Request, tick: int) -> None:
+    def assign(self, request: Request[Any], tick: int) -> None:
         self.owner = request
         self.tokens = None
         self.n_tokens = 0
         self.context_key = request.context_key
         self.last_used = tick
 
-    def keep_idle(self, request: Request, tick: int) -> None:
+    def keep_idle(self, request: Request[Any], tick: int) -> None:
         self.owner = None
         self.tokens = request.all_tokens
         self.n_tokens = request.num_computed_tokens

@@ -26,9 +26,9 @@ from sipp.errors import (
     EndpointError,
     EngineDeadError,
     InvalidRequestError,
-    ProviderError,
     QueueFullError,
     RateLimitedError,
+    RemoteCallError,
     RequestTooLargeError,
     SippError,
     TargetNotFoundError,
@@ -234,7 +234,7 @@ def _codes() -> list[tuple[type[SippError], str]]:
     while todo:
         cls = todo.pop()
         todo.extend(cls.__subclasses__())
-        if cls.__module__ == "sipp.errors" and cls not in (EndpointError, ProviderError):
+        if cls.__module__ == "sipp.errors" and not issubclass(cls, RemoteCallError):
             found.append((cls, cls.default_code))
     return [*found, (TargetNotReadyError, "target_disabled")]
 

@@ -129,7 +129,10 @@ def test_mistral_inst_style() -> None:
         "<s>[INST] Hi [/INST]Hello!</s>[INST] How are you? [/INST]"
     )
     with pytest.raises(ChatTemplateError, match="Only user and assistant roles are supported!"):
-        template.render([{"role": "user", "content": "a"}, {"role": "tool", "content": "b"}])
+        template.render([{"role": "user", "content": "a"}, {"role": "function", "content": "b"}])
+    # a tool result reaches a template without tool turns as user text (roles still alternate)
+    assert template.render([{"role": "user", "content": "a"}, {"role": "tool", "content": "b"}]) \
+        == "<s>[INST] a\n\nTool result:\nb [/INST]"
 
 
 def test_chat_messages_objects_are_accepted() -> None:

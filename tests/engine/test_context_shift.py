@@ -15,7 +15,7 @@ PROMPT = "Once upon a time there was a little robot who"
 
 
 def _prompt_tokens(engine: Any, text: str) -> int:
-    return int(engine.model.tokenize(text, add_special=True, parse_special=True).shape[0])
+    return len(engine.model.tokenize(text, add_special=True, parse_special=True))
 
 
 @pytest.mark.parametrize("mode", ["live_slot_prefix", "disabled"])

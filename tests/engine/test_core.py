@@ -248,7 +248,7 @@ def test_chat_renders_the_gguf_template(engine_factory: Any, tiny_llama_path: Pa
     result = SippTextRun(sink).result(30)
     assert result["usage"] is not None and result["usage"]["input_tokens"] > 3
     # The rendered prompt starts with exactly one BOS.
-    prompt = engine._prompt_tokens(request)
+    prompt = engine._submission.prompt_tokens(request)
     assert int(prompt[0]) == engine.model.bos and int(prompt[1]) != engine.model.bos
 
 

@@ -9,15 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sipp.engine._llama import (
-    Batch,
-    ContextSettings,
-    LlamaContext,
-    LlamaModel,
-    SamplerChain,
-    _Greedy,
-)
-from sipp.engine.sampling import Stage
+from sipp.engine.sampling import Sampler, Stage, _Greedy
+from sipp.native import LlamaBatch, LlamaContext, LlamaModel
 
 BAN = -3.0e38
 
@@ -62,7 +55,7 @@ def test_a_banned_maximum_gives_the_runner_up() -> None:
 @pytest.fixture
 def context(native_backend: None, tiny_llama_path: Path) -> Iterator[LlamaContext]:
     model = LlamaModel(str(tiny_llama_path))
-    ctx = LlamaContext(model, ContextSettings(n_ctx=128, n_batch=32, n_ubatch=32, n_seq_max=1))
+    ctx = LlamaContext(model, n_ctx=128, n_batch=32, n_ubatch=32, n_seq_max=1)
     yield ctx
     ctx.close()
     model.close()
@@ -70,28 +63,24 @@ def context(native_backend: None, tiny_llama_path: Path) -> Iterator[LlamaContex
 
 def test_fast_path_picks_what_the_native_chain_picks(context: LlamaContext) -> None:
     model = context.model
-    tokens = model.tokenize("Hello there, how are", add_special=True, parse_special=False)
-    batch = Batch(context, 32)
+    tokens = np.asarray(model.tokenize("Hello there, how are", add_special=True,
+                                       parse_special=False), dtype=np.int32)
+    batch = LlamaBatch(32)
     n = tokens.shape[0]
-    batch.token[:n] = tokens
-    batch.pos[:n] = np.arange(n, dtype=np.int32)
-    batch.seq[:n] = 0
-    batch.logits[:n] = 0
-    batch.logits[n - 1] = 1
-    batch.set_size(n)
-    assert context.decode(batch) == 0
-    top = int(np.argmax(context.native.logits_ith(n - 1)))
+    batch.set(tokens, np.arange(n, dtype=np.int32), 0)
+    context.decode(batch)
+    top = int(np.argmax(context.logits_ith(n - 1)))
     for stages in (
         [Stage("greedy")],
         [Stage("logit_bias", {"bias": ((top, -float("inf")),)}), Stage("greedy")],
         [Stage("logit_bias", {"bias": ((top, -1.0), (3, 0.25))}), Stage("greedy")],
     ):
-        fast = SamplerChain(model, stages)
-        assert fast._greedy is not None
-        native = fast.native.sample(context.native, n - 1)
+        fast = Sampler(model, stages)
+        assert fast.is_fast_greedy
+        native = fast.native.sample(context, n - 1)
         assert fast.sample(context, n - 1) == native
         fast.close()
-    chain = SamplerChain(model, [Stage("top_k", {"k": 1}), Stage("dist", {"seed": 1})])
-    assert chain._greedy is None  # anything else runs the native chain
+    chain = Sampler(model, [Stage("top_k", {"k": 1}), Stage("dist", {"seed": 1})])
+    assert not chain.is_fast_greedy  # anything else runs the native chain
     assert chain.sample(context, n - 1) == top
     chain.close()

@@ -113,14 +113,48 @@ CASES: list[tuple[str, Any, list[str], list[str]]] = [
         ['{"w":"s"}', '{"id":1,"id":2}', '{"id":"x"}', '{"w":1,"id":2}'],
     ),
     (
-        "additional-properties-default-any",
+        "additional-properties-default-closed",
         {"properties": {"a": {"type": "null"}}},
+        _docs({}, {"a": None}),
+        [
+            '{"a":1}',
+            '{"a":null,"a":null}',
+            "null",
+            '{"a":null,"zz":1}',
+            '{"other":{"deep":[true]}}',
+        ],
+    ),
+    (
+        "additional-properties-true-opens",
+        {"properties": {"a": {"type": "null"}}, "additionalProperties": True},
         _docs(
             {"a": None},
             {"a": None, "zz": [1, {"q": "r"}]},
             {"other": {"deep": [True, None, -1.5e3]}},
         ),
         ['{"a":1}', '{"a":null,"a":null}', "null"],
+    ),
+    (
+        "object-without-properties-is-any-object",
+        {"type": "object"},
+        _docs({}, {"k": [1, {"q": None}]}),
+        ["[]", "null"],
+    ),
+    (
+        "closed-nested-objects",
+        {
+            "type": "object",
+            "properties": {"inner": {"type": "object", "properties": {"x": {"type": "integer"}}}},
+            "required": ["inner"],
+        },
+        _docs({"inner": {}}, {"inner": {"x": 3}}),
+        ['{"inner":{"x":3,"y":4}}', '{"inner":{},"extra":1}'],
+    ),
+    (
+        "required-name-outside-properties-stays-producible",
+        {"properties": {"a": {"type": "integer"}}, "required": ["b"]},
+        _docs({"b": "anything"}, {"b": [1], "a": 2}),
+        ['{"a":2}', '{"b":1,"c":2}'],
     ),
     (
         "enum-mixed-types",

@@ -76,7 +76,7 @@ def test_warmup_runs_once_at_load_and_leaves_no_trace(engine_factory: Any,
     perf = warm.metrics()["backend"]
     # counters reset after the run (libllama reports at least 1 of each)
     assert perf["n_eval"] == 1 and perf["n_p_eval"] == 1 and perf["t_eval_ms"] == 0
-    assert warm.ctx.native.seq_pos_max(0) == -1  # KV cleared
+    assert warm.ctx.seq_pos_max(0) == -1  # KV cleared
     assert text_of(warm) == text_of(cold)
 
 

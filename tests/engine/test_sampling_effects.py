@@ -26,7 +26,7 @@ def _generate(engine: Engine, *, temperature: float | None = None, max_tokens: i
 
 
 def _token_ids(engine: Engine, text: str) -> list[int]:
-    return engine.model.native.tokenize(text, add_special=False)
+    return engine.model.tokenize(text, add_special=False)
 
 
 def test_different_seeds_give_different_samples(engine_factory: Any,
@@ -43,7 +43,7 @@ def test_a_large_positive_logit_bias_forces_the_token(engine_factory: Any,
                                                       tiny_llama_path: Path) -> None:
     engine = engine_factory(tiny_llama_path)
     forced = _token_ids(engine, " banana")[-1]
-    piece = engine.model.native.token_to_piece(forced).decode()
+    piece = engine.model.token_to_piece(forced).decode()
     result = _generate(engine, temperature=0.0, max_tokens=5, logit_bias={forced: 100.0})
     assert result["text"] == piece * 5
 
@@ -62,7 +62,7 @@ def test_penalties_stop_a_biased_token_from_repeating(engine_factory: Any,
                                                      tiny_llama_path: Path) -> None:
     engine = engine_factory(tiny_llama_path)
     token = _token_ids(engine, " banana")[-1]
-    piece = engine.model.native.token_to_piece(token).decode()
+    piece = engine.model.token_to_piece(token).decode()
     bias = {token: 50.0}
     plain = _generate(engine, temperature=0.0, max_tokens=6, logit_bias=bias)["text"]
     assert plain == piece * 6

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from sipp.errors import AuthenticationError
 from sipp.gateway.server.config import TokenConfig
 
-__all__ = ["BearerAuth"]
+__all__ = ["BearerAuth", "OpenAuth"]
 
 
 class BearerAuth:
@@ -35,3 +35,14 @@ class BearerAuth:
         if found is None:
             raise AuthenticationError("invalid bearer token")
         return found
+
+
+class OpenAuth:
+    """No bearer tokens: every request acts as ``policy`` (all targets). Only ``sipp serve``
+    builds it, and only for a loopback bind; TOML configs always need ``[[tokens]]``."""
+
+    def __init__(self, policy: TokenConfig) -> None:
+        self._policy = policy
+
+    def authenticate(self, header: bytes | None) -> TokenConfig:
+        return self._policy

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 import sys
@@ -14,8 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sipp._validate import RESERVED_CORRELATION_HEADERS
+from sipp.config import NativeRuntimeConfig
 from sipp.errors import ConfigurationError
-from sipp.providers._validate import RESERVED_CORRELATION_HEADERS
+from sipp.gateway.server.config_reader import (
+    ConfigIssue,
+    GatewayConfigError,
+    Reader,
+    join,
+    show,
+)
+from sipp.models.source import parse_source
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,7 +54,6 @@ ClientIpSource = Literal["peer", "x_forwarded_for", "x_real_ip"]
 Backend = Literal["auto", "cpu", "cuda", "metal", "vulkan"]
 Stats = Literal["off", "basic", "profile"]
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _PUBLIC_ROUTES = ("query", "chat", "embed", "openai")
 _MANAGEMENT_ROUTES = ("index", "health", "readiness", "metrics", "admin")
@@ -61,26 +70,6 @@ _ROUTE_DEFAULTS = {
 }
 # Optional routes may be turned off with ``false``; the three profile routes may not.
 _OPTIONAL_ROUTES = frozenset({"openai", *_MANAGEMENT_ROUTES})
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    """One validation problem: ``path`` (``targets[1].model``) and what was expected."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class GatewayConfigError(ConfigurationError):
-    """The gateway TOML is invalid; ``issues`` lists every problem found."""
-
-    def __init__(self, issues: list[ConfigIssue], source: str = "gateway config") -> None:
-        lines = "\n".join(f"  - {issue}" for issue in issues)
-        super().__init__(f"{source} is invalid ({len(issues)} problem(s)):\n{lines}")
-        self.issues = issues
 
 
 @dataclass(frozen=True)
@@ -136,7 +125,44 @@ class LocalTarget:
     backend: Backend
     stats: Stats
     runtime: Mapping[str, Any] | None
+    # inline Jinja, or a template file read when the target loads (sipp._template_source)
+    chat_template: str | None = None
     type: Literal["local"] = "local"
+
+    def runtime_table(self) -> dict[str, Any]:
+        """The ``NativeRuntimeConfig`` table the model loads with: the ``runtime`` table
+        plus the metrics ``stats`` asks for and, for the cpu backend, no GPU at all."""
+        data: dict[str, Any] = copy.deepcopy(dict(self.runtime or {}))
+        observability = data.setdefault("observability", {})
+        observability.setdefault("runtime_metrics", self.stats != "off")
+        observability.setdefault("backend_profiling", self.stats == "profile")
+        if self.backend == "cpu":
+            _cpu_only(self.name, data)
+        return data
+
+
+# backend = "cpu" means no GPU at all, also in a process whose native backend has GPUs:
+# no offload device (so no residency lease), no layers, no op offload (libllama would move
+# big matmuls to a GPU even with 0 layers), no KV offload (nor flash attention on a GPU).
+_CPU_ONLY: dict[str, dict[str, Any]] = {
+    "placement": {"devices": ["none"], "gpu_layers": {"count": 0}},
+    "context": {"op_offload": False, "offload_kqv": False},
+}
+
+
+def _cpu_only(name: str, data: dict[str, Any]) -> None:
+    for group, fields in _CPU_ONLY.items():
+        table = data.setdefault(group, {})
+        if not isinstance(table, dict):
+            continue  # NativeRuntimeConfig names the bad group
+        for key, value in fields.items():
+            given = table.get(key)
+            if given is not None and given != value:
+                raise ConfigurationError(
+                    f"targets.{name}.runtime.{group}.{key}={given!r} asks for a GPU, but the "
+                    f'target has backend = "cpu" (no GPU at all); remove it or pick a GPU backend'
+                )
+            table[key] = value
 
 
 @dataclass(frozen=True)
@@ -197,173 +223,16 @@ class GatewayConfig:
                 return target
         return None
 
-    def secret_envs(self) -> list[str]:
-        """Every environment variable ``serve`` reads (names only)."""
-        names = [self.admin_password_env, *(t.env for t in self.tokens)]
-        for target in self.targets:
-            if isinstance(target, OpenAITarget | AnthropicTarget):
-                names.append(target.api_key_env)
-            elif isinstance(target, OpenAICompatibleTarget):
-                names.append(target.token_env)
-        return names
-
-
-# --------------------------------------------------------------------------- reader
-class _Reader:
-    """Collects issues while reading typed values out of nested TOML tables."""
-
-    def __init__(self) -> None:
-        self.issues: list[ConfigIssue] = []
-
-    def fail(self, path: str, message: str) -> None:
-        self.issues.append(ConfigIssue(path, message))
-
-    def table(
-        self, data: Any, path: str, known: tuple[str, ...], *, required: bool = True
-    ) -> dict[str, Any] | None:
-        if data is None:
-            if required:
-                self.fail(path, "is required (a table)")
-            return None
-        if not isinstance(data, dict):
-            self.fail(path, f"must be a table, got {_kind(data)}")
-            return None
-        for key in data:
-            if key not in known:
-                self.fail(_join(path, key), f"unknown field (expected one of: {', '.join(known)})")
-        return data
-
-    def text(self, data: Mapping[str, Any], path: str, key: str, *, required: bool = True,
-             default: str | None = None) -> str | None:
-        value = data.get(key)
-        where = _join(path, key)
-        if value is None:
-            if required:
-                self.fail(where, "is required (a non-empty string)")
-            return default
-        if not isinstance(value, str) or not value.strip() or value != value.strip():
-            self.fail(where, f"must be a non-empty trimmed string, got {_show(value)}")
-            return default
-        return value
-
-    def env_name(self, data: Mapping[str, Any], path: str, key: str) -> str:
-        value = self.text(data, path, key)
-        if value is not None and not _ENV_NAME.match(value):
-            self.fail(_join(path, key), f"must be an environment variable name "
-                                        f"([A-Za-z_][A-Za-z0-9_]*), got {value!r}")
-        return value or ""
-
-    def choice(self, data: Mapping[str, Any], path: str, key: str, options: tuple[str, ...],
-               default: str | None) -> str:
-        value = data.get(key, default)
-        if value is None:
-            self.fail(_join(path, key), f"is required (one of: {', '.join(options)})")
-            return options[0]
-        if value not in options:
-            self.fail(_join(path, key), f"must be one of: {', '.join(options)}; got {_show(value)}")
-            return options[0]
-        return str(value)
-
-    def integer(self, data: Mapping[str, Any], path: str, key: str, *, default: int | None,
-                minimum: int = 1) -> int | None:
-        value = data.get(key, default)
-        if value is None:
-            if default is None and key in data:
-                self.fail(_join(path, key), "must be an integer")
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(_join(path, key), f"must be an integer, got {_show(value)}")
-            return default
-        if value < minimum:
-            self.fail(_join(path, key), f"must be greater than zero, got {value}")
-            return default
-        return value
-
-    def boolean(self, data: Mapping[str, Any], path: str, key: str) -> bool:
-        value = data.get(key)
-        if not isinstance(value, bool):
-            self.fail(_join(path, key), f"is required (true or false), got {_show(value)}")
-            return False
-        return value
-
-    def seconds(self, data: Mapping[str, Any], path: str) -> float | None:
-        value = data.get("timeout_seconds")
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            self.fail(_join(path, "timeout_seconds"),
-                      f"must be a number greater than zero, got {_show(value)}")
-            return None
-        return float(value)
-
-    def strings(self, data: Mapping[str, Any], path: str, key: str, *,
-                required: bool) -> tuple[str, ...]:
-        value = data.get(key)
-        where = _join(path, key)
-        if value is None:
-            if required:
-                self.fail(where, "is required (an array of strings, may be empty)")
-            return ()
-        if not isinstance(value, list):
-            self.fail(where, f"must be an array of strings, got {_show(value)}")
-            return ()
-        out: list[str] = []
-        for index, item in enumerate(value):
-            if not isinstance(item, str) or not item.strip() or item != item.strip():
-                self.fail(f"{where}[{index}]", f"must be a non-empty trimmed string, got "
-                                                f"{_show(item)}")
-            else:
-                out.append(item)
-        return tuple(out)
-
-    def url(self, data: Mapping[str, Any], path: str, key: str, *, required: bool) -> str | None:
-        """A provider base URL, checked exactly as ``serve`` checks it: absolute http(s),
-        no credentials, query or fragment, and https unless the host is loopback."""
-        from sipp.providers._validate import check_base_url
-
-        value = self.text(data, path, key, required=required)
-        if value is None:
-            return None
-        try:
-            return check_base_url(key, value, https_unless_loopback=True)
-        except ConfigurationError as exc:
-            self.fail(_join(path, key), exc.message.removeprefix(f"{key} "))
-            return None
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str | bool | int | float):
-        return repr(value)
-    return _kind(value)
-
 
 # --------------------------------------------------------------------------- sections
 _TOP_KEYS = ("public_bind", "management_bind", "max_request_bytes", "max_concurrent_requests",
              "allowed_origins", "admin_password_env", "security", "routes", "tokens", "targets")
 
 
-def _bind(r: _Reader, data: Mapping[str, Any], key: str, default: str) -> tuple[str, int]:
+def _bind(r: Reader, data: Mapping[str, Any], key: str, default: str) -> tuple[str, int]:
     value = data.get(key, default)
     if not isinstance(value, str):
-        r.fail(key, f"must be a socket address string like '127.0.0.1:8080', got {_show(value)}")
+        r.fail(key, f"must be a socket address string like '127.0.0.1:8080', got {show(value)}")
         return ("", -1)
     match = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$", value)
     host = (match.group(1) or match.group(2)) if match else None
@@ -379,7 +248,7 @@ def _bind(r: _Reader, data: Mapping[str, Any], key: str, default: str) -> tuple[
     return (host, port)
 
 
-def _origins(r: _Reader, data: Mapping[str, Any]) -> tuple[str, ...]:
+def _origins(r: Reader, data: Mapping[str, Any]) -> tuple[str, ...]:
     origins = r.strings(data, "", "allowed_origins", required=False)
     for index, origin in enumerate(origins):
         if not re.match(r"^https?://[^/?#\s@]+$", origin):
@@ -388,7 +257,7 @@ def _origins(r: _Reader, data: Mapping[str, Any]) -> tuple[str, ...]:
     return origins
 
 
-def _security(r: _Reader, data: Mapping[str, Any]) -> tuple[ClientIpConfig, RateLimitConfig]:
+def _security(r: Reader, data: Mapping[str, Any]) -> tuple[ClientIpConfig, RateLimitConfig]:
     security = r.table(data.get("security"), "security",
                        ("client_ip", "rate_limit", "token_limit")) or {}
     client = r.table(security.get("client_ip"), "security.client_ip",
@@ -421,11 +290,11 @@ def _security(r: _Reader, data: Mapping[str, Any]) -> tuple[ClientIpConfig, Rate
         )
         for key in ("requests_per_minute", "burst"):
             if key not in rate:
-                r.fail(_join(path, key), "is required (an integer greater than zero)")
+                r.fail(join(path, key), "is required (an integer greater than zero)")
     return ClientIpConfig(source, tuple(cidrs)), limit  # type: ignore[arg-type]
 
 
-def _token_limit(r: _Reader, data: Mapping[str, Any]) -> TokenLimitConfig:
+def _token_limit(r: Reader, data: Mapping[str, Any]) -> TokenLimitConfig:
     security = data.get("security")
     table = r.table(security.get("token_limit") if isinstance(security, dict) else None,
                     "security.token_limit", ("callers", "targets"), required=False)
@@ -437,18 +306,18 @@ def _token_limit(r: _Reader, data: Mapping[str, Any]) -> TokenLimitConfig:
         raw = table.get(key, {})
         groups[key] = {}
         if not isinstance(raw, dict):
-            r.fail(where, f"must be a table of {what} = tokens per minute, got {_show(raw)}")
+            r.fail(where, f"must be a table of {what} = tokens per minute, got {show(raw)}")
             continue
         for name, value in raw.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 r.fail(f"{where}.{name}", f"must be an integer greater than zero (tokens per "
-                                          f"minute), got {_show(value)}")
+                                          f"minute), got {show(value)}")
             else:
                 groups[key][name] = value
     return TokenLimitConfig(groups["callers"], groups["targets"])
 
 
-def _routes(r: _Reader, data: Mapping[str, Any]) -> RoutesConfig:
+def _routes(r: Reader, data: Mapping[str, Any]) -> RoutesConfig:
     table = r.table(data.get("routes", {}), "routes", tuple(_ROUTE_DEFAULTS)) or {}
     values: dict[str, str | None] = {}
     for name, default in _ROUTE_DEFAULTS.items():
@@ -466,7 +335,7 @@ def _routes(r: _Reader, data: Mapping[str, Any]) -> RoutesConfig:
         ):
             hint = " or false to disable it" if name in _OPTIONAL_ROUTES else ""
             r.fail(where, f"{name} route must be an absolute path without query or fragment"
-                          f"{hint}, got {_show(value)}")
+                          f"{hint}, got {show(value)}")
             values[name] = default
             continue
         values[name] = value.rstrip("/") or "/"
@@ -491,13 +360,13 @@ def _routes(r: _Reader, data: Mapping[str, Any]) -> RoutesConfig:
     return RoutesConfig(**values)  # type: ignore[arg-type]
 
 
-def _tokens(r: _Reader, data: Mapping[str, Any]) -> tuple[TokenConfig, ...]:
+def _tokens(r: Reader, data: Mapping[str, Any]) -> tuple[TokenConfig, ...]:
     raw = data.get("tokens")
     if raw is None or raw == []:
         r.fail("tokens", "at least one bearer token is required ([[tokens]])")
         return ()
     if not isinstance(raw, list):
-        r.fail("tokens", f"must be an array of tables ([[tokens]]), got {_show(raw)}")
+        r.fail("tokens", f"must be an array of tables ([[tokens]]), got {show(raw)}")
         return ()
     tokens: list[TokenConfig] = []
     callers: set[str] = set()
@@ -520,7 +389,7 @@ def _tokens(r: _Reader, data: Mapping[str, Any]) -> tuple[TokenConfig, ...]:
 
 
 _TARGET_KEYS = {
-    "local": ("name", "type", "model", "backend", "stats", "runtime"),
+    "local": ("name", "type", "model", "backend", "stats", "runtime", "chat_template"),
     "openai": ("name", "type", "model", "api_key_env", "base_url", "timeout_seconds"),
     "openai_compatible": ("name", "type", "model", "base_url", "token_env", "correlation_header",
                           "timeout_seconds"),
@@ -529,45 +398,82 @@ _TARGET_KEYS = {
 }
 
 
-def _runtime(r: _Reader, table: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
+def _runtime(r: Reader, table: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
     runtime = table.get("runtime")
     if runtime is None:
         return None
-    where = f"{path}.runtime"
     if not isinstance(runtime, dict):
-        r.fail(where, f"must be a table, got {_show(runtime)}")
-        return None
-    from sipp.config import NativeRuntimeConfig
-
-    try:
-        NativeRuntimeConfig.from_dict(runtime)
-    except ConfigurationError as exc:
-        r.fail(where, exc.message)
+        r.fail(f"{path}.runtime", f"must be a table, got {show(runtime)}")
         return None
     return runtime
 
 
-def _target(r: _Reader, item: Any, path: str) -> Target | None:
+def _check_runtime(r: Reader, target: LocalTarget, path: str) -> None:
+    """The runtime ``serve`` loads the model with (the ``runtime`` table plus what
+    ``stats`` and ``backend`` imply) must be valid, so ``check`` refuses what ``serve``
+    would."""
+    try:
+        if target.runtime is not None:  # as written, so its own errors come first
+            NativeRuntimeConfig.from_dict(target.runtime)
+        NativeRuntimeConfig.from_dict(target.runtime_table())
+    except ConfigurationError as exc:
+        r.fail(f"{path}.runtime", exc.message)
+
+
+def _chat_template(r: Reader, table: Mapping[str, Any], path: str) -> str | None:
+    """Inline Jinja (whitespace is meaningful, so not trimmed) or a template file path."""
+    value = table.get("chat_template")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        r.fail(f"{path}.chat_template", "must be inline Jinja text or the path of a template "
+                                        f"file, got {show(value)}")
+        return None
+    return value
+
+
+def _check_source(r: Reader, target: LocalTarget, path: str) -> None:
+    """``model`` and ``multimodal.projector_path`` must be well-formed model sources (a
+    path, a packaged name, hf://... or https://...; nothing is downloaded here)."""
+    if not target.model:
+        return
+    try:
+        parse_source(target.model, field="model")
+    except ConfigurationError as exc:
+        r.fail(f"{path}.model", exc.message.removeprefix("model: "))
+    multimodal = (target.runtime or {}).get("multimodal")
+    projector = multimodal.get("projector_path") if isinstance(multimodal, dict) else None
+    if isinstance(projector, str) and projector != "auto":
+        try:
+            parse_source(projector, field="projector_path")
+        except ConfigurationError as exc:
+            r.fail(f"{path}.runtime.multimodal.projector_path",
+                   exc.message.removeprefix("projector_path: "))
+
+
+def _target(r: Reader, item: Any, path: str) -> Target | None:
     if not isinstance(item, dict):
-        r.fail(path, f"must be a table, got {_show(item)}")
+        r.fail(path, f"must be a table, got {show(item)}")
         return None
     kind = item.get("type")
     if kind not in _TARGET_KEYS:
         r.fail(f"{path}.type", "is required (one of: local, openai, openai_compatible, "
-                               f"anthropic), got {_show(kind)}")
+                               f"anthropic), got {show(kind)}")
         return None
     table = r.table(item, path, _TARGET_KEYS[kind]) or {}
     name = r.text(table, path, "name") or ""
     model = r.text(table, path, "model") or ""
     if kind == "local":
-        return LocalTarget(
+        local = LocalTarget(
             name, model,
             backend=r.choice(table, path, "backend", ("auto", "cpu", "cuda", "metal", "vulkan"),
                              "auto"),  # type: ignore[arg-type]
             stats=r.choice(table, path, "stats", ("off", "basic", "profile"),
                            "basic"),  # type: ignore[arg-type]
             runtime=_runtime(r, table, path),
+            chat_template=_chat_template(r, table, path),
         )
+        _check_runtime(r, local, path)
+        _check_source(r, local, path)
+        return local
     timeout = r.seconds(table, path)
     if kind == "openai":
         return OpenAITarget(name, model, r.env_name(table, path, "api_key_env"),
@@ -588,37 +494,20 @@ def _target(r: _Reader, item: Any, path: str) -> Target | None:
                                   r.env_name(table, path, "token_env"), header, timeout)
 
 
-def _serve_checks(r: _Reader, target: Target, path: str) -> None:
-    """Build what ``serve`` builds from ``target`` (its endpoint descriptor, with a
-    placeholder secret; no model is loaded) so ``check`` refuses whatever ``serve`` would."""
-    from sipp.gateway.server.targets import descriptor_for, local_runtime
-
-    try:
-        if isinstance(target, LocalTarget):
-            local_runtime(target)
-        else:
-            descriptor_for(target, "check-placeholder-secret")
-    except ConfigurationError as exc:
-        r.fail(path, exc.message)
-
-
-def _targets(r: _Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:
+def _targets(r: Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:
     raw = data.get("targets")
     if raw is None or raw == []:
         r.fail("targets", "at least one target is required ([[targets]])")
         return ()
     if not isinstance(raw, list):
-        r.fail("targets", f"must be an array of tables ([[targets]]), got {_show(raw)}")
+        r.fail("targets", f"must be an array of tables ([[targets]]), got {show(raw)}")
         return ()
     targets: list[Target] = []
     names: set[str] = set()
     for index, item in enumerate(raw):
-        before = len(r.issues)
         target = _target(r, item, f"targets[{index}]")
         if target is None:
             continue
-        if len(r.issues) == before:
-            _serve_checks(r, target, f"targets[{index}]")
         if target.name and target.name in names:
             r.fail(f"targets[{index}].name", f"duplicate target: {target.name}")
         names.add(target.name)
@@ -629,7 +518,7 @@ def _targets(r: _Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:
 def parse_config(data: Mapping[str, Any], source: str = "gateway config") -> GatewayConfig:
     """Validate a parsed TOML document; raises :class:`GatewayConfigError` listing every
     problem (``field.path: message``)."""
-    r = _Reader()
+    r = Reader()
     top = r.table(dict(data), "", _TOP_KEYS) or {}
     public = _bind(r, top, "public_bind", "0.0.0.0:8080")
     management = _bind(r, top, "management_bind", "0.0.0.0:9090")

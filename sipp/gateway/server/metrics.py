@@ -3,45 +3,32 @@ status codes, rejection reasons and configured target names only)."""
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["GatewayMetrics", "Histogram"]
+from sipp._prometheus import Histogram, escape_label
+
+__all__ = ["GatewayMetrics"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0, 30.0, 60.0)
 
 
-class Histogram:
-    """A cumulative-bucket histogram (Prometheus semantics)."""
-
-    def __init__(self, buckets: tuple[float, ...] = _LATENCY_BUCKETS) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.total = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
-        self.count += 1
-
-    def lines(self, name: str, labels: str) -> Iterable[str]:
-        running = 0
-        sep = "," if labels else ""
-        for bound, count in zip(self.buckets, self.counts, strict=False):
-            running += count
-            yield f'{name}_bucket{{{labels}{sep}le="{bound:g}"}} {running}'
-        yield f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.count}'
-        yield f"{name}_sum{{{labels}}} {self.total:.6f}"
-        yield f"{name}_count{{{labels}}} {self.count}"
+def _latency() -> Histogram:
+    return Histogram(_LATENCY_BUCKETS)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _histogram_lines(hist: Histogram, name: str, labels: str) -> Iterable[str]:
+    running = 0
+    sep = "," if labels else ""
+    for bound, count in zip(hist.bounds, hist.counts, strict=False):
+        running += count
+        yield f'{name}_bucket{{{labels}{sep}le="{bound:g}"}} {running}'
+    yield f'{name}_bucket{{{labels}{sep}le="+Inf"}} {hist.count}'
+    yield f"{name}_sum{{{labels}}} {hist.sum:.6f}"
+    yield f"{name}_count{{{labels}}} {hist.count}"
 
 
 class GatewayMetrics:
@@ -53,8 +40,8 @@ class GatewayMetrics:
         self.errors: defaultdict[str, int] = defaultdict(int)
         self.responses: defaultdict[tuple[str, int], int] = defaultdict(int)
         self.rejected: defaultdict[str, int] = defaultdict(int)
-        self.latency: defaultdict[str, Histogram] = defaultdict(Histogram)
-        self.ttft: defaultdict[str, Histogram] = defaultdict(Histogram)
+        self.latency: defaultdict[str, Histogram] = defaultdict(_latency)
+        self.ttft: defaultdict[str, Histogram] = defaultdict(_latency)
         self.input_tokens: defaultdict[str, int] = defaultdict(int)
         self.output_tokens: defaultdict[str, int] = defaultdict(int)
         self.target_requests: defaultdict[str, int] = defaultdict(int)
@@ -108,12 +95,13 @@ class GatewayMetrics:
         family("sipp_gateway_request_duration_seconds", "histogram",
                "Time from request start to the last byte.")
         for op, hist in sorted(self.latency.items()):
-            out.extend(hist.lines("sipp_gateway_request_duration_seconds", f'operation="{op}"'))
+            out.extend(_histogram_lines(hist, "sipp_gateway_request_duration_seconds",
+                                        f'operation="{op}"'))
         family("sipp_gateway_time_to_first_token_seconds", "histogram",
                "Time from request start to the first streamed token.")
         for op, hist in sorted(self.ttft.items()):
-            out.extend(hist.lines("sipp_gateway_time_to_first_token_seconds",
-                                  f'operation="{op}"'))
+            out.extend(_histogram_lines(hist, "sipp_gateway_time_to_first_token_seconds",
+                                        f'operation="{op}"'))
         for name, values, help in (
             ("sipp_gateway_target_requests_total", self.target_requests,
              "Requests that completed at a target."),
@@ -122,7 +110,7 @@ class GatewayMetrics:
         ):
             family(name, "counter", help)
             for target in self.targets:
-                out.append(f'{name}{{target="{_label(target)}"}} {values.get(target, 0)}')
+                out.append(f'{name}{{target="{escape_label(target)}"}} {values.get(target, 0)}')
         if local_stats is not None:
             out.extend(_local_lines(local_stats()))
         return "\n".join(out) + "\n"
@@ -134,7 +122,7 @@ def _local_lines(stats: Mapping[str, Mapping[str, Any]]) -> list[str]:
     for target, values in sorted(stats.items()):
         for key, value in _flatten(values, ""):
             by_key.setdefault(key, []).append(
-                f'sipp_local_{key}{{target="{_label(target)}"}} {value:g}')
+                f'sipp_local_{key}{{target="{escape_label(target)}"}} {value:g}')
     out: list[str] = []
     for key, lines in sorted(by_key.items()):
         out.append(f"# TYPE sipp_local_{key} gauge")

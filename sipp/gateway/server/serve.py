@@ -14,10 +14,13 @@ from typing import Any
 import uvicorn
 
 from sipp.client import SippClient
-from sipp.gateway.server.app import GatewayState, ManagementApp, PublicApp
+from sipp.gateway.server.app import PublicApp
 from sipp.gateway.server.config import GatewayConfig
 from sipp.gateway.server.logging import logger
+from sipp.gateway.server.management import ManagementApp
 from sipp.gateway.server.secrets import GatewaySecrets
+from sipp.gateway.server.state import GatewayState
+from sipp.gateway.server.submission import DEFAULT_SUBMIT_WORKERS
 
 __all__ = ["GatewayServer", "bind_socket"]
 
@@ -68,13 +71,17 @@ def _has(module: str) -> bool:
 class GatewayServer:
     """The gateway process: ``await start()`` binds both listeners and begins loading
     targets (readiness is 503 until they are loaded); ``await wait()`` returns the exit
-    code after :meth:`shutdown` (or a signal) drained the public listener."""
+    code after :meth:`shutdown` (or a signal) drained the public listener.
+
+    ``submit_workers`` threads start runs off the event loop; ``0`` starts them on the loop
+    (only for measuring what that costs: one slow submission then stalls every stream)."""
 
     def __init__(self, config: GatewayConfig, secrets: GatewaySecrets, *,
                  client: SippClient | None = None, drain_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 submit_workers: int = DEFAULT_SUBMIT_WORKERS) -> None:
         self.config = config
-        self.state = GatewayState(config, secrets, client, clock)
+        self.state = GatewayState(config, secrets, client, clock, submit_workers)
         self.drain_timeout = drain_timeout
         self._public = _Server(_uvicorn_config(PublicApp(self.state), drain_timeout))
         self.management_app = ManagementApp(self.state)
@@ -142,7 +149,7 @@ class GatewayServer:
         await self._tasks[0]
         if not self._tasks[2].done():
             self._tasks[2].cancel()
-        await asyncio.to_thread(self.state.client.close)
+        await asyncio.to_thread(self.state.close)
         logger.info("gateway stopped")
         return self._exit_code
 

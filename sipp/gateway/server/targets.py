@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import copy
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sipp._template_source import read_chat_template
 from sipp.client import SippClient
+from sipp.config import NativeRuntimeConfig
 from sipp.descriptors import LocalModelDescriptor, ProviderDescriptor, TimeoutPolicy
 from sipp.errors import ConfigurationError, SippError
 from sipp.gateway.server.config import (
@@ -22,12 +22,13 @@ from sipp.gateway.server.config import (
     Target,
 )
 from sipp.gateway.server.logging import logger
+from sipp.models.source import parse_source
+from sipp.native import requested_backend, select_backend
 from sipp.types import EndpointRef
 
 __all__ = ["OPENAI_CORRELATION_HEADER", "TargetRegistry", "TargetState", "correlation_header",
            "descriptor_for", "local_runtime"]
 
-_BACKEND_ENV = "SIPP_PYTHON_BACKEND"
 # The header OpenAI reads a caller's request id from.
 OPENAI_CORRELATION_HEADER = "x-client-request-id"
 
@@ -38,27 +39,24 @@ def _timeout(seconds: float | None) -> TimeoutPolicy | None:
     return TimeoutPolicy(connect=min(10.0, seconds), request=seconds, stream_read=seconds)
 
 
-def local_runtime(target: LocalTarget) -> Any:
+def local_runtime(target: LocalTarget) -> NativeRuntimeConfig:
     """The local target's ``NativeRuntimeConfig`` (its ``runtime`` table plus ``stats`` and
     the cpu backend's placement)."""
-    from sipp.config import NativeRuntimeConfig
-
-    data: dict[str, Any] = copy.deepcopy(dict(target.runtime or {}))
-    observability = data.setdefault("observability", {})
-    observability.setdefault("runtime_metrics", target.stats != "off")
-    observability.setdefault("backend_profiling", target.stats == "profile")
-    if target.backend == "cpu":
-        data.setdefault("placement", {})["gpu_layers"] = {"count": 0}
-    return NativeRuntimeConfig.from_dict(data)
+    return NativeRuntimeConfig.from_dict(target.runtime_table())
 
 
-def descriptor_for(target: Target, key: str | None) -> Any:
+def descriptor_for(target: Target, key: str | None
+                   ) -> LocalModelDescriptor | ProviderDescriptor:
     """The descriptor ``SippClient.add`` registers for ``target`` (``key`` = its secret)."""
     if isinstance(target, LocalTarget):
-        path = Path(target.model)
-        if not path.is_absolute():
-            path = Path.cwd() / path
-        return LocalModelDescriptor(str(path), local_runtime(target))
+        source = parse_source(target.model, field=f"targets.{target.name}.model")
+        model = target.model
+        if source.kind == "path" and not Path(model).expanduser().is_absolute():
+            model = str(Path.cwd() / model)  # relative to the working directory
+        template = (read_chat_template(target.chat_template,
+                                       f"targets.{target.name}.chat_template")
+                    if target.chat_template is not None else None)
+        return LocalModelDescriptor(model, local_runtime(target), chat_template=template)
     if isinstance(target, OpenAITarget):
         return ProviderDescriptor("openai", target.model, api_key=key, base_url=target.base_url,
                                   timeout=_timeout(target.timeout_seconds))
@@ -83,7 +81,9 @@ def correlation_header(target: Target) -> str | None:
 
 
 def _select_backend(config: GatewayConfig) -> None:
-    """An explicit GPU backend on local targets picks the process-wide backend package."""
+    """An explicit GPU backend on local targets picks the process-wide native backend
+    (passed to :func:`sipp.native.select_backend`; a different ``SIPP_PYTHON_BACKEND`` is an
+    error rather than silently overridden)."""
     wanted = {t.backend for t in config.targets
               if isinstance(t, LocalTarget) and t.backend in ("cuda", "metal", "vulkan")}
     if len(wanted) > 1:
@@ -92,11 +92,11 @@ def _select_backend(config: GatewayConfig) -> None:
             "one gateway process loads one native backend")
     if wanted:
         backend = wanted.pop()
-        current = os.environ.get(_BACKEND_ENV)
-        if current and current != backend:
+        current = requested_backend()
+        if current not in ("auto", backend):
             raise ConfigurationError(
-                f"a local target requests backend {backend!r} but {_BACKEND_ENV}={current}")
-        os.environ[_BACKEND_ENV] = backend
+                f"a local target requests backend {backend!r} but SIPP_PYTHON_BACKEND={current}")
+        select_backend(backend)
 
 
 @dataclass
@@ -151,13 +151,8 @@ class TargetRegistry:
 
     def _correlate(self, state: TargetState) -> None:
         header = correlation_header(state.target)
-        if header is None:
-            return
-        from sipp.endpoints.provider import ProviderEndpoint
-
-        endpoint = self.client.endpoint(state.ref)
-        if isinstance(endpoint, ProviderEndpoint):
-            endpoint.set_correlation_header(header)
+        if header is not None:
+            self.client.endpoint(state.ref).set_correlation_header(header)
 
     async def load_all(self) -> None:
         await asyncio.to_thread(self.load_all_sync)

@@ -12,17 +12,22 @@ import asyncio
 import copy
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
 
 import pytest
 
 from sipp.client import SippClient
+from sipp.descriptors import LocalModelDescriptor, ProviderDescriptor
 from sipp.endpoints.base import Capability, Endpoint, Operation
+from sipp.endpoints.kinds import EndpointEntry
+from sipp.endpoints.local import LocalEndpoint
+from sipp.endpoints.provider import ProviderEndpoint
 from sipp.errors import EngineError
 from sipp.gateway.server.config import parse_config
 from sipp.gateway.server.secrets import read_secrets
 from sipp.gateway.server.serve import GatewayServer
+from sipp.gateway.server.submission import DEFAULT_SUBMIT_WORKERS
 from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink
 from sipp.types import EndpointRef
@@ -116,11 +121,25 @@ class FakeEndpoint(Endpoint):
                        "local_stats": None, "pooling": "mean", "normalized": False})
 
 
+class FakeLocalEndpoint(FakeEndpoint):
+    kind = "local"
+    accepts = LocalEndpoint.accepts
+
+
+class FakeProviderEndpoint(FakeEndpoint):
+    accepts = ProviderEndpoint.accepts
+
+
 def fake_client(script: Script) -> SippClient:
+    """A client whose local and provider targets are scripted fakes (same option groups)."""
+
     class FakeClient(SippClient):
-        @staticmethod
-        def _create_endpoint(ref: EndpointRef, descriptor: Any) -> Endpoint:
-            return FakeEndpoint(ref, script)
+        endpoint_kinds: ClassVar[Mapping[type, EndpointEntry]] = {
+            LocalModelDescriptor: EndpointEntry(
+                "local", lambda ref, _d: FakeLocalEndpoint(ref, script)),
+            ProviderDescriptor: EndpointEntry(
+                "provider", lambda ref, _d: FakeProviderEndpoint(ref, script)),
+        }
 
     return FakeClient()
 
@@ -129,11 +148,13 @@ class RunningGateway:
     """A GatewayServer on its own event loop thread."""
 
     def __init__(self, config: dict[str, Any], env: dict[str, str], client: SippClient,
-                 clock: Callable[[], float] = time.monotonic, wait_ready: bool = True) -> None:
+                 clock: Callable[[], float] = time.monotonic, wait_ready: bool = True,
+                 submit_workers: int = DEFAULT_SUBMIT_WORKERS) -> None:
         parsed = parse_config(config)
         self.loop = asyncio.new_event_loop()
         self.server = GatewayServer(parsed, read_secrets(parsed, env), client=client,
-                                    drain_timeout=5, clock=clock)
+                                    drain_timeout=5, clock=clock,
+                                    submit_workers=submit_workers)
         self.exit_code: int | None = None
         started = threading.Event()
         self.error: BaseException | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from sipp.errors import RequestTooLargeError
 from sipp.gateway.server.admin import views
@@ -19,9 +19,7 @@ from sipp.gateway.server.admin.static import StaticFiles
 from sipp.gateway.server.config import RateLimitConfig
 from sipp.gateway.server.http import Exchange
 from sipp.gateway.server.logging import logger
-
-if TYPE_CHECKING:
-    from sipp.gateway.server.app import GatewayState
+from sipp.gateway.server.state import GatewayState
 
 __all__ = ["API_ROUTES", "COOKIE_NAME", "CSRF_HEADER", "AdminApp", "ApiRoute"]
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sipp._version import __version__
 from sipp.gateway.server.config import LocalTarget, Target
 from sipp.gateway.server.logging import redact
-
-if TYPE_CHECKING:
-    from sipp.gateway.server.app import GatewayState
+from sipp.gateway.server.state import GatewayState
+from sipp.native import backend_info
 
 __all__ = ["overview", "routes", "security", "targets"]
 
@@ -55,9 +54,7 @@ def _native_info(state: GatewayState) -> dict[str, Any] | None:
                for s in state.targets.states.values()):
         return None
     try:
-        import sipp
-
-        return dict(sipp.backend_info())
+        return dict(backend_info())
     except Exception:  # the dashboard shows "unknown" rather than failing
         return None
 

@@ -1,4 +1,4 @@
-"""HTTP transport shared by gateway and provider endpoints, on ``aiohttp``.
+"""HTTP on ``aiohttp``, shared by gateway and provider endpoints.
 
 Every exchange runs as a task on one process-wide background event loop (:func:`io_loop`,
 a daemon thread; uvloop when installed), so ``start_*`` never blocks, sync callers need no
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import math
 import os
 import threading
@@ -27,8 +28,7 @@ from typing import Any, Literal
 import aiohttp
 
 from sipp._version import __version__
-from sipp.errors import CancelledError
-from sipp.requests import RunSink
+from sipp.errors import InvalidRequestError
 
 __all__ = [
     "MAX_ERROR_BODY_BYTES",
@@ -38,7 +38,7 @@ __all__ = [
     "HttpCall",
     "HttpClient",
     "Response",
-    "RunDriver",
+    "encode_json",
     "io_loop",
     "retry_after_seconds",
 ]
@@ -375,61 +375,9 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-class RunDriver:
-    """Serialises a worker's deliveries with ``cancel()`` for one run.
-
-    A cancel completes a text run at once with ``finish_reason="cancelled"`` and the text
-    delivered so far (an embedding run fails with ``CancelledError``), then aborts the call;
-    whatever the worker learns afterwards is dropped.
-    """
-
-    def __init__(self, sink: RunSink, call: HttpCall, *, text: bool) -> None:
-        self.sink = sink
-        self.call = call
-        self._text = text
-        self._lock = threading.Lock()
-        self._parts: list[str] = []
-        self._done = False
-        sink.on_cancel(self._cancel)
-
-    @property
-    def text(self) -> str:
-        with self._lock:
-            return "".join(self._parts)
-
-    def token(self, text: str, token_count: int = 1) -> bool:
-        """Record and deliver one batch; False once the run is finished."""
-        with self._lock:
-            if self._done:
-                return False
-            self._parts.append(text)
-            self.sink.push(text, token_count)
-            return True
-
-    def complete(self, payload: dict[str, Any]) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
-        self.sink.complete(payload)
-
-    def fail(self, error: BaseException) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
-        self.sink.fail(error)
-
-    def _cancel(self, reason: str) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
-            text = "".join(self._parts)
-        self.call.abort("cancelled")
-        if self._text:
-            self.sink.complete(
-                {"text": text, "finish_reason": "cancelled", "usage": None, "local_stats": None}
-            )
-        else:
-            self.sink.fail(CancelledError(f"request cancelled ({reason})"))
+def encode_json(body: dict[str, Any]) -> bytes:
+    """A request body as compact JSON; a value JSON cannot carry is the caller's error."""
+    try:
+        return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"request body is not JSON-serialisable: {exc}") from exc

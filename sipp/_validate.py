@@ -1,4 +1,5 @@
-"""Checks shared by descriptors: URLs, header names and values, timeouts, JSON options."""
+"""Value checks shared by descriptors, the client and the gateway config: URLs, header names
+and values, timeouts, JSON objects. Each names the field it refuses."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from sipp.errors import ConfigurationError
+from sipp.errors import ConfigurationError, SippError
 
 __all__ = [
     "RESERVED_CORRELATION_HEADERS",
@@ -83,29 +84,32 @@ def check_positive_seconds(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_json_object(name: str, value: Any) -> dict[str, Any]:
-    """A deep copy of ``value`` after checking it is a JSON object with finite numbers."""
+def check_json_object(
+    name: str, value: Any, *, error: type[SippError] = ConfigurationError
+) -> dict[str, Any]:
+    """A deep copy of ``value`` after checking it is a JSON object with finite numbers;
+    ``error`` is what a bad value raises (``InvalidRequestError`` for request options)."""
     if not isinstance(value, Mapping):
-        raise ConfigurationError(f"{name} must be a JSON object (a dict with string keys)")
+        raise error(f"{name} must be a JSON object (a dict with string keys)")
 
     def check(item: Any, path: str) -> None:
         if item is None or isinstance(item, bool | str | int):
             return
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise ConfigurationError(f"{path} must be a finite number, got {item}")
+                raise error(f"{path} must be a finite number, got {item}")
             return
         if isinstance(item, Mapping):
             for key, sub in item.items():
                 if not isinstance(key, str):
-                    raise ConfigurationError(f"{path} keys must be strings, got {key!r}")
+                    raise error(f"{path} keys must be strings, got {key!r}")
                 check(sub, f"{path}.{key}")
             return
         if isinstance(item, list | tuple):
             for index, sub in enumerate(item):
                 check(sub, f"{path}[{index}]")
             return
-        raise ConfigurationError(f"{path} must contain only JSON values, got {type(item).__name__}")
+        raise error(f"{path} must contain only JSON values, got {type(item).__name__}")
 
     check(value, name)
     copied: dict[str, Any] = json.loads(json.dumps(value))

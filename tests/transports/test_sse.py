@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipp.providers.sse import SseError, SseEvent, SseParser
+from sipp.transports.sse import SseError, SseEvent, SseParser
 
 
 def feed_bytewise(data: bytes) -> list[SseEvent]:

@@ -1,0 +1,92 @@
+"""What both listeners share: :class:`GatewayState`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sipp.client import SippClient
+from sipp.errors import AuthorizationError, TargetNotFoundError, TargetNotReadyError
+from sipp.gateway.server.activity import Activity
+from sipp.gateway.server.admin.sessions import PasswordCheck
+from sipp.gateway.server.admission import Admission
+from sipp.gateway.server.auth import BearerAuth, OpenAuth
+from sipp.gateway.server.blocklist import Blocklist
+from sipp.gateway.server.client_ip import ClientIpResolver
+from sipp.gateway.server.config import GatewayConfig, RateLimitConfig, TokenConfig
+from sipp.gateway.server.http import Exchange
+from sipp.gateway.server.metrics import GatewayMetrics
+from sipp.gateway.server.ratelimit import RateLimiter
+from sipp.gateway.server.secrets import GatewaySecrets
+from sipp.gateway.server.submission import DEFAULT_SUBMIT_WORKERS, Submitter
+from sipp.gateway.server.targets import TargetRegistry, TargetState
+from sipp.gateway.server.traffic import TokenBudgets
+
+__all__ = ["GatewayState"]
+
+
+class GatewayState:
+    """Everything the listeners share: config, client, targets, security and metrics.
+
+    ``submit_workers`` threads start runs off the event loop (see :mod:`.submission`)."""
+
+    def __init__(self, config: GatewayConfig, secrets: GatewaySecrets,
+                 client: SippClient | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 submit_workers: int = DEFAULT_SUBMIT_WORKERS) -> None:
+        self.config = config
+        self.client = client or SippClient()
+        self.targets = TargetRegistry(config, self.client, secrets.target_keys)
+        by_caller = {t.caller: t for t in config.tokens}
+        self.auth: BearerAuth | OpenAuth = (
+            BearerAuth([(by_caller[caller], value) for caller, value in secrets.tokens])
+            if config.tokens else OpenAuth(TokenConfig("", "local", ()))
+        )
+        self.client_ip = ClientIpResolver(config.client_ip)
+        self.clock = clock
+        self.rate_limit = config.rate_limit
+        self.rate_limiter: RateLimiter | None = None
+        self.set_rate_limit(config.rate_limit)
+        self.admission = Admission(config.max_concurrent_requests)
+        self.submitter = Submitter(submit_workers)
+        self.metrics = GatewayMetrics(t.name for t in config.targets)
+        self.activity = Activity(t.name for t in config.targets)
+        self.blocklist = Blocklist()
+        self.budgets = TokenBudgets(config.token_limit.callers, config.token_limit.targets,
+                                    clock)
+        self.disabled_targets: set[str] = set()
+        self.admin_password = PasswordCheck(secrets.admin_password)
+        self.started = time.time()
+        self.draining = False
+
+    def set_rate_limit(self, settings: RateLimitConfig) -> None:
+        """Apply per-client request rate-limit settings (every bucket starts full again)."""
+        self.rate_limit = settings
+        self.rate_limiter = (RateLimiter(settings.requests_per_minute, settings.burst,
+                                         self.clock) if settings.enabled else None)
+
+    def record_usage(self, ex: Exchange, target: str, usage: Any) -> None:
+        """Count a finished run's usage for ``target`` (metrics, dashboard and budgets)."""
+        self.metrics.record_usage(target, usage)
+        ex.usage = usage
+
+    def resolve_target(self, token: TokenConfig, name: str) -> TargetState:
+        """The allowed, loaded target named ``name`` (403, 404 or 503 otherwise)."""
+        if not token.allows(name):
+            raise AuthorizationError(f"token is not allowed to access target: {name}")
+        state = self.targets.get(name)
+        if state is None:
+            raise TargetNotFoundError(f"target not found: {name}")
+        if state.status != "ready":
+            raise TargetNotReadyError(f"target {name} is not ready ({state.status})")
+        if name in self.disabled_targets:
+            raise TargetNotReadyError(f"target {name} is disabled by the gateway administrator",
+                                      code="target_disabled")
+        self.budgets.check(token.caller, name)
+        return state
+
+    def close(self) -> None:
+        """Stop the submission threads, then close the client and its endpoints (blocks)."""
+        self.submitter.close()
+        self.client.close()
