@@ -1,6 +1,10 @@
 """Check an installed backend wheel: payload complete, versions agree, libraries load.
 
-    python build_scripts/check_backend_install.py cpu [--mode release] [--load]
+    python build_scripts/check_backend_install.py cpu [--mode release|native] [--load]
+
+Without ``--mode`` the mode the wheel was built in (its manifest's ``build.mode``) is taken,
+so checking a local ``native`` build works as printed; release pipelines pass ``--mode
+release`` to insist on it.
 
 Used as cibuildwheel's ``test-command`` and by ``scripts/build_wheels.sh``. Without ``--load``
 it needs only the backend package (GPU wheels are checked on machines without a GPU);
@@ -20,8 +24,9 @@ from pathlib import Path
 BACKENDS = ("cpu", "cuda", "vulkan", "metal")
 
 
-def payload_problems(backend: str, mode: str = "release") -> list[str]:
-    """Everything wrong with the installed ``sipppy-backend-<backend>`` (empty when fine)."""
+def payload_problems(backend: str, mode: str | None = None) -> list[str]:
+    """Everything wrong with the installed ``sipppy-backend-<backend>`` (empty when fine);
+    ``mode`` None accepts the build mode the manifest records."""
     dist = f"sipppy-backend-{backend}"
     try:
         module = importlib.import_module(f"sipp_backend_{backend}")
@@ -39,7 +44,9 @@ def payload_problems(backend: str, mode: str = "release") -> list[str]:
         if value != dist_version:
             problems.append(f"{label} is {value!r} but the distribution is {dist_version!r}")
     built = manifest.get("build", {}).get("mode")
-    if built != mode:
+    if not built:
+        problems.append("the manifest records no build mode (build.mode)")
+    elif mode is not None and built != mode:
         problems.append(f"built in mode {built!r}, expected {mode!r}")
     lib_dir = Path(module.library_dir())
     for name in manifest.get("libraries", []):
@@ -69,7 +76,8 @@ def load_problems(backend: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("backend", choices=BACKENDS)
-    parser.add_argument("--mode", default="release", help="expected build mode (release)")
+    parser.add_argument("--mode", default=None,
+                        help="expected build mode (default: the one the wheel was built in)")
     parser.add_argument("--load", action="store_true", help="also load it through sipp")
     args = parser.parse_args(argv)
     problems = payload_problems(args.backend, args.mode)

@@ -53,12 +53,14 @@ from sipp.errors import (
     InvalidRequestError,
     JsonSchemaError,
     ModelLoadError,
+    PiiBlockedError,
     ProviderError,
     QueueFullError,
     RateLimitedError,
     SippError,
     UnsupportedOperationError,
 )
+from sipp.pii import PiiPolicy
 from sipp.runs import SippEmbeddingRun, SippTextRun, SippTokenIterator
 from sipp.types import (
     ChatMessage,
@@ -68,6 +70,7 @@ from sipp.types import (
     SippTextOptions,
     TokenBatch,
 )
+from sipp.vector import VectorIndex
 
 __all__ = [
     "DEFAULT_CONTEXT_KEY",
@@ -99,6 +102,8 @@ __all__ = [
     "MultimodalRuntimeConfig",
     "NativeRuntimeConfig",
     "ObservabilityRuntimeConfig",
+    "PiiBlockedError",
+    "PiiPolicy",
     "ProviderDescriptor",
     "ProviderError",
     "QueueFullError",
@@ -117,6 +122,7 @@ __all__ = [
     "TimeoutPolicy",
     "TokenBatch",
     "UnsupportedOperationError",
+    "VectorIndex",
     "__version__",
     "backend_info",
     "get_active_backend",

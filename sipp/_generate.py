@@ -59,11 +59,13 @@ def run_generate(args: argparse.Namespace, out: TextIO = sys.stdout,
     from sipp._template_source import read_chat_template
     from sipp.models import parse_source, resolve_model
     from sipp.models.progress import load_bar
-    from sipp.native import select_backend
+    from sipp.native import check_backend_env, select_backend
 
     try:
         if args.backend != "auto":
             select_backend(args.backend)  # before SIPP_PYTHON_BACKEND, for this process
+        else:
+            check_backend_env()  # a bad SIPP_PYTHON_BACKEND is a usage error (exit 2)
         source = parse_source(args.model)
         if source.kind == "path":  # a missing file or a folder is a usage error (exit 2)
             resolve_model(source)

@@ -79,10 +79,17 @@ def format_report(info: dict[str, Any]) -> str:
 def doctor(argv: Sequence[str]) -> int:
     """``sipp doctor``: print ``backend_info()``; exit 1 if no backend loads."""
     args = _doctor_parser().parse_args(list(argv))
+    from sipp.errors import ConfigurationError
     from sipp.native import backend_info
 
     try:
         info = backend_info()
+    except ConfigurationError as exc:  # a bad SIPP_PYTHON_BACKEND: a usage error
+        if args.json:
+            print(json.dumps(exc.to_dict(), indent=2))
+        else:
+            print(f"sipp doctor: error: {exc}", file=sys.stderr)
+        return 2
     except SippError as exc:
         if args.json:
             print(json.dumps(exc.to_dict(), indent=2))

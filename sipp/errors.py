@@ -13,6 +13,7 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     │   ├── JsonSchemaError                        invalid_json_schema
     │   ├── ChatTemplateError                      chat_template
     │   ├── MediaError                             invalid_media
+    │   ├── PiiBlockedError                        pii_blocked
     │   └── RequestTooLargeError                   request_too_large
     ├── UnsupportedOperationError                  unsupported_operation
     ├── EndpointNotFoundError (LookupError)        endpoint_not_found
@@ -64,6 +65,7 @@ __all__ = [
     "KvCacheFullError",
     "MediaError",
     "ModelLoadError",
+    "PiiBlockedError",
     "ProviderError",
     "QueueFullError",
     "RateLimitedError",
@@ -131,6 +133,14 @@ class MediaError(InvalidRequestError):
     """A media input (image) is unreadable or of the wrong shape."""
 
     default_code = "invalid_media"
+
+
+class PiiBlockedError(InvalidRequestError):
+    """A PII policy in ``block`` mode found personal data; the message names the entity
+    types (never the values)."""
+
+    default_code = "pii_blocked"
+    http_status = 400
 
 
 class RequestTooLargeError(InvalidRequestError):

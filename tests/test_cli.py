@@ -221,3 +221,11 @@ def test_ctrl_c_cancels_the_run_cleanly(info: dict[str, Any], tiny_llama_path: P
     output_tokens = int(next(line.split(":")[1] for line in stderr.splitlines()
                              if line.strip().startswith("output_tokens")))
     assert 0 < output_tokens < 4000
+
+
+@pytest.mark.parametrize("argv", [("doctor",), ("model.gguf", "hello")])
+def test_a_bad_backend_name_is_a_one_line_usage_error(argv: tuple[str, ...]) -> None:
+    proc = _run(*argv, SIPP_PYTHON_BACKEND="rocm")
+    assert proc.returncode == 2
+    assert "error: Invalid SIPP_PYTHON_BACKEND=rocm" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -20,11 +20,13 @@ EXPECTED = {
     "EngineDeadError", "EngineError", "GatewayDescriptor", "GrammarError",
     "InvalidRequestError", "JsonSchemaError", "LocalEmbedOptions", "LocalModelDescriptor",
     "LocalTextOptions", "ModelLoadError", "ModelPlacementConfig", "MultimodalRuntimeConfig",
-    "NativeRuntimeConfig", "ObservabilityRuntimeConfig", "ProviderDescriptor", "ProviderError",
+    "NativeRuntimeConfig", "ObservabilityRuntimeConfig", "PiiBlockedError", "PiiPolicy",
+    "ProviderDescriptor", "ProviderError",
     "QueueFullError", "RateLimitedError", "ResidencyRuntimeConfig", "SamplingRuntimeConfig",
     "SamplingRuntimeOverride", "SchedulerPolicyConfig", "SchedulerRuntimeConfig", "SippClient",
     "SippEmbeddingRun", "SippError", "SippTextOptions", "SippTextRun", "SippTokenIterator",
-    "TimeoutPolicy", "TokenBatch", "UnsupportedOperationError", "__version__", "backend_info",
+    "TimeoutPolicy", "TokenBatch", "UnsupportedOperationError", "VectorIndex", "__version__",
+    "backend_info",
     "get_active_backend", "set_llama_log_quiet",
 }
 

@@ -138,3 +138,16 @@ def test_bad_model_source_is_a_one_line_error() -> None:
     assert serve_main(["ftp://x/m.gguf"], err=err) == 2
     lines = err.getvalue().strip().splitlines()
     assert len(lines) == 1 and "unsupported scheme" in lines[0]
+
+
+def test_serve_without_the_gateway_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from sipp import __version__
+    from sipp._serve import serve_main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    err = io.StringIO()
+    assert serve_main(["m.gguf"], err=err) == 2
+    assert err.getvalue() == ("sipp serve: error: serving needs the gateway extra: "
+                              f'pip install "sipppy[gateway]=={__version__}"\n')

@@ -55,7 +55,12 @@ def auto_order(platform: str | None = None) -> tuple[str, ...]:
 
 
 def install_hint(backend: str) -> str:
-    """The pip command that installs ``backend``."""
-    if backend == "cpu":
-        return 'pip install "sipppy-backend-cpu"'
-    return f'pip install "sipppy[{backend}]"'
+    """A command that installs ``backend`` for *this* sipp. PyPI's ``sipppy`` 0.1.x is
+    another project, so a bare ``pip install "sipppy[vulkan]"`` would fetch it: the hint
+    builds the matching wheel into ``dist/`` and pins this version."""
+    from sipp._version import __version__
+
+    target = "sipppy-backend-cpu" if backend == "cpu" else f"sipppy[{backend}]"
+    command = (f"scripts/build_wheels.sh {backend} && "
+               f'pip install --find-links dist "{target}=={__version__}"')
+    return command + (" (or: bash scripts/setup.sh)" if backend == "cpu" else "")

@@ -8,8 +8,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sipp._version import __version__
 from sipp.errors import ConfigurationError
-from sipp.gateway.server.config import GatewayConfigError, load_config
+from sipp.gateway.server.config import GatewayConfig, GatewayConfigError, LocalTarget, load_config
 from sipp.gateway.server.logging import LOG_ENV, configure_logging, logger
 from sipp.gateway.server.secrets import read_secrets
 
@@ -38,6 +39,7 @@ def _serve(path: str, drain_timeout: float) -> int:
     from sipp.gateway.server.serve import GatewayServer
 
     config = load_config(path)
+    _check_backend_env(config)
     secrets = read_secrets(config, os.environ)
 
     async def run() -> int:
@@ -51,17 +53,34 @@ def _serve(path: str, drain_timeout: float) -> int:
         return asyncio.run(run())
 
 
+def _check_backend_env(config: GatewayConfig) -> None:
+    """Local targets load through ``SIPP_PYTHON_BACKEND``: a bad value is a config error."""
+    if any(isinstance(target, LocalTarget) for target in config.targets):
+        from sipp.native import check_backend_env
+
+        check_backend_env()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sipp-gateway`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     if args.command == "check":
         try:
-            load_config(args.config)
+            _check_backend_env(load_config(args.config))
         except GatewayConfigError as exc:
             print(exc.message, file=sys.stderr)
             return 2
+        except ConfigurationError as exc:
+            print(f"sipp-gateway check: error: {exc.message}", file=sys.stderr)
+            return 2
         print(f"configuration is valid: {args.config}")
         return 0
+    try:
+        import uvicorn  # noqa: F401  (the gateway extra)
+    except ImportError:
+        print('sipp-gateway serve: error: the gateway server needs the gateway extra: '
+              f'pip install "sipppy[gateway]=={__version__}"', file=sys.stderr)
+        return 2
     try:
         configure_logging(os.environ.get(LOG_ENV))
     except ValueError as exc:
