@@ -47,6 +47,7 @@ class LocalEndpoint(Endpoint):
             load.config,
             chat_template=getattr(descriptor, "chat_template", None),
             name=ref.id,
+            progress=getattr(descriptor, "progress", None),
         )
 
     @property

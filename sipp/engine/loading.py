@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,8 +96,11 @@ class LoadedModel:
                 self.lease.release()
 
 
-def load_model(path: str, config: NativeRuntimeConfig) -> LoadedModel:
-    """Check placement against this backend's devices, take the residency lease and load."""
+def load_model(
+    path: str, config: NativeRuntimeConfig, progress: Callable[[float], object] | None = None
+) -> LoadedModel:
+    """Check placement against this backend's devices, take the residency lease and load;
+    ``progress(fraction)`` follows the load (returning False cancels it)."""
     placement = config.placement.resolve()
     gpu = placement.gpu_layers
     devices = list_devices()
@@ -120,6 +123,7 @@ def load_model(path: str, config: NativeRuntimeConfig) -> LoadedModel:
             load_mode=load_mode, check_tensors=placement.check_tensors,
             # None lets sipp.native decide (off on AMX CPUs, where repacking crashes)
             use_extra_bufts=None if no_extra is None else not no_extra,
+            progress=progress,
             **placed,
         )
     except BaseException:

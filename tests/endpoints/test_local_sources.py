@@ -70,3 +70,14 @@ def test_packaged_gemma_by_name(gemma_path: Path) -> None:
         result = client.query("The capital of France is", endpoint=ref,
                               options=SippTextOptions(max_tokens=4, temperature=0)).result(120)
     assert result["usage"]["output_tokens"] > 0 and result["text"]
+
+
+def test_descriptor_progress_follows_the_load_and_can_cancel(tiny_llama_path: Path) -> None:
+    seen: list[float] = []
+    with SippClient() as client:
+        client.add("tiny", LocalModelDescriptor(tiny_llama_path, progress=seen.append))
+        assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+        with pytest.raises(ModelLoadError, match="cancelled by the progress callback"):
+            client.add("stopped", LocalModelDescriptor(tiny_llama_path,
+                                                       progress=lambda fraction: False))
+        assert [ref.id for ref in client.endpoints()] == ["tiny"]
