@@ -9,8 +9,9 @@ inbox. Cancels go through the same inbox. No lock they take is ever held across 
 The engine thread loops: drain the inbox into the scheduler (adds, cancels, image
 requests to encode) → ``scheduler.schedule()`` → apply KV operations → build and decode
 one batch (:mod:`sipp.engine.batching`) → sample, detokenize, push
-(:mod:`sipp.engine.output`) → publish an immutable :class:`EngineStats` snapshot (what
-:meth:`Engine.metrics` and :meth:`Engine.slot_states` read) → complete finished runs. With
+(:mod:`sipp.engine.output`) → publish an immutable :class:`EngineStats` snapshot when a
+run finished, before idling and at most every 50 ms otherwise (what :meth:`Engine.metrics`
+and :meth:`Engine.slot_states` read) → complete finished runs. With
 nothing to do it blocks on the inbox (never spins). The scheduler is touched by this
 thread only.
 
@@ -21,6 +22,7 @@ thread raises, every pending and later run fails with ``EngineDeadError``.
 from __future__ import annotations
 
 import contextlib
+import enum
 import itertools
 import logging
 import os
@@ -109,8 +111,8 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class EngineStats:
-    """What the engine thread last published (after its latest step): read by any thread
-    without waiting for a step."""
+    """What the engine thread last published: read by any thread without waiting for a
+    step."""
 
     scheduler: dict[str, object]
     running: int
@@ -129,11 +131,14 @@ class _Cancel:
     reason: str
 
 
-_CLOSE = "close"
+class _Signal(enum.Enum):
+    CLOSE = "close"  # stop the engine thread; whatever is still in the inbox fails
+
+
 # While busy, the stats snapshot is rebuilt at most this often (it costs tens of µs); it is
 # always rebuilt when a run finishes (before its result is delivered) and before idling.
 _PUBLISH_INTERVAL_S = 0.05
-_Item = EngineRequest | MediaJob | _Cancel | str
+_Item = EngineRequest | MediaJob | _Cancel | _Signal
 
 
 class Engine:
@@ -299,7 +304,7 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
-        self._inbox.put(_CLOSE)
+        self._inbox.put(_Signal.CLOSE)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -406,8 +411,8 @@ class Engine:
         while True:
             if isinstance(item, _Cancel):
                 self.scheduler.cancel(item.request_id, item.reason)
-            elif isinstance(item, str):
-                return True  # _CLOSE: the rest fails in _shutdown
+            elif isinstance(item, _Signal):
+                return True  # CLOSE: the rest fails in _shutdown
             else:
                 added += 1
                 self._admit(item)
@@ -533,7 +538,7 @@ class Engine:
             if isinstance(item, MediaJob):
                 item.discard()
                 pending.append(item.run)
-            elif not isinstance(item, (_Cancel, str)):
+            elif not isinstance(item, (_Cancel, _Signal)):
                 pending.append(self._payload(item))
         try:
             self.scheduler.abort_all(RequestStatus.FINISHED_ERROR)

@@ -137,7 +137,7 @@ class Request(Generic[P]):
 
     @property
     def num_prompt_tokens(self) -> int:
-        return int(self.prompt_tokens.shape[0])  # type: ignore[union-attr]
+        return len(self.prompt_tokens)
 
     @property
     def num_tokens(self) -> int:
