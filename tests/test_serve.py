@@ -67,8 +67,9 @@ def served(tiny_llama_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]
             pytest.fail(f"sipp serve did not become ready: {proc.communicate()[1]}")
         time.sleep(0.2)
     yield base, proc
-    proc.terminate()
-    proc.communicate(timeout=30)
+    if proc.returncode is None:
+        proc.terminate()
+        proc.communicate(timeout=30)
 
 
 def test_serve_answers_openai_sdk_and_raw_http(served: tuple[str, subprocess.Popen[str]]) -> None:
@@ -87,6 +88,15 @@ def test_serve_answers_openai_sdk_and_raw_http(served: tuple[str, subprocess.Pop
     assert status == 200 and body["usage"]["output_tokens"] > 0
     status, body = _post(f"{base}/v1/query", {"model": "tiny-llama", "prompt": "Hello"})
     assert status == 401  # the key is required once one is configured
+    proc = served[1]
+    proc.terminate()
+    logs = proc.communicate(timeout=30)[1]
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert "\x1b" not in logs and "\\u001b" not in logs  # no ANSI colour codes
+    assert [line["msg"] for line in lines].count("gateway listening") == 1
+    assert not [line for line in lines if line["logger"].startswith("uvicorn")]
+    requests = [line for line in lines if line["msg"] == "request"]
+    assert [r["status"] for r in requests][-3:] == [200, 200, 401]  # one line per request
 
 
 def _args(*argv: str) -> object:

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sipp.config import ResolvedResidencyConfig
+from sipp.config import ResidencyRuntimeConfig
 from sipp.errors import ModelLoadError
 from sipp.native.model import Device
 
@@ -59,7 +59,7 @@ def leases() -> dict[str, int]:
 
 
 def acquire(
-    cfg: ResolvedResidencyConfig, devices: Sequence[Device], used: Sequence[str],
+    cfg: ResidencyRuntimeConfig, devices: Sequence[Device], used: Sequence[str],
     *, offloads: bool,
 ) -> Lease | None:
     """Take the lease of a model about to load on ``used`` (offload device names, when

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sipp.config import DEFAULT_CONTEXT_KEY, DEFAULT_MAX_TOKENS, ResolvedSamplingConfig
+from sipp.config import DEFAULT_CONTEXT_KEY, DEFAULT_MAX_TOKENS, SamplingRuntimeConfig
 from sipp.engine.chat_template import ChatTemplate
 from sipp.engine.media import Vision, marked_messages, place_markers
 from sipp.engine.media_queue import MediaJob
@@ -45,7 +45,7 @@ Tokens = npt.NDArray[np.int32]
 class Submission:
     """Prepares requests for one loaded model (safe from any thread while it is open)."""
 
-    def __init__(self, model: LlamaModel, info: Any, sampling: ResolvedSamplingConfig, *,
+    def __init__(self, model: LlamaModel, info: Any, sampling: SamplingRuntimeConfig, *,
                  template: str | None, vision: Vision | None, offloads: bool) -> None:
         self.model = model
         self.info = info
@@ -102,7 +102,10 @@ class Submission:
             grammar, triggers = plan.grammar, plan.triggers
         if plan is not None and plan.parses:
             sink = ToolCallSink(sink, plan.stream())
-        if self.offloads and local and local.sampling and local.sampling.backend_sampling:
+        override = local.sampling if local else None
+        if self.offloads and override is not None and override.backend_sampling and (
+            "backend_sampling" in override.fields_set
+        ):
             raise InvalidRequestError(
                 "local.sampling.backend_sampling=True asks for in-graph GPU sampling, which "
                 "this engine does not do (samplers run on the host after each decode)"
