@@ -7,11 +7,12 @@ Operation code never changes with the endpoint: ``query``, ``chat`` and ``embed`
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import threading
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from sipp._validate import check_json_object
@@ -429,7 +430,7 @@ class SippClient:
         return SippTextRun(sink)
 
     @staticmethod
-    def _dispatch(start: Any, sink: RunSink) -> None:
+    def _dispatch(start: Callable[[], None], sink: RunSink) -> None:
         """Start the work; an error the endpoint raises up front fails the run at once."""
         try:
             start()
@@ -467,7 +468,7 @@ class SippClient:
         for child in children:
             child._add_done_callback(child_done)
         for request, child in zip(requests, children, strict=True):
-            self._dispatch(lambda r=request, c=child: endpoint.start_embed(r, c), child)
+            self._dispatch(functools.partial(endpoint.start_embed, request, child), child)
         return parent
 
 
