@@ -131,14 +131,38 @@ class LocalTarget:
 
     def runtime_table(self) -> dict[str, Any]:
         """The ``NativeRuntimeConfig`` table the model loads with: the ``runtime`` table
-        plus the metrics ``stats`` asks for and, for the cpu backend, no GPU layers."""
+        plus the metrics ``stats`` asks for and, for the cpu backend, no GPU at all."""
         data: dict[str, Any] = copy.deepcopy(dict(self.runtime or {}))
         observability = data.setdefault("observability", {})
         observability.setdefault("runtime_metrics", self.stats != "off")
         observability.setdefault("backend_profiling", self.stats == "profile")
         if self.backend == "cpu":
-            data.setdefault("placement", {})["gpu_layers"] = {"count": 0}
+            _cpu_only(self.name, data)
         return data
+
+
+# backend = "cpu" means no GPU at all, also in a process whose native backend has GPUs:
+# no offload device (so no residency lease), no layers, no op offload (libllama would move
+# big matmuls to a GPU even with 0 layers), no KV offload (nor flash attention on a GPU).
+_CPU_ONLY: dict[str, dict[str, Any]] = {
+    "placement": {"devices": ["none"], "gpu_layers": {"count": 0}},
+    "context": {"op_offload": False, "offload_kqv": False},
+}
+
+
+def _cpu_only(name: str, data: dict[str, Any]) -> None:
+    for group, fields in _CPU_ONLY.items():
+        table = data.setdefault(group, {})
+        if not isinstance(table, dict):
+            continue  # NativeRuntimeConfig names the bad group
+        for key, value in fields.items():
+            given = table.get(key)
+            if given is not None and given != value:
+                raise ConfigurationError(
+                    f"targets.{name}.runtime.{group}.{key}={given!r} asks for a GPU, but the "
+                    f'target has backend = "cpu" (no GPU at all); remove it or pick a GPU backend'
+                )
+            table[key] = value
 
 
 @dataclass(frozen=True)
