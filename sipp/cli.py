@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from sipp.errors import SippError
+from sipp.errors import ConfigurationError, SippError
 
 __all__ = ["main"]
 
@@ -79,8 +79,7 @@ def format_report(info: dict[str, Any]) -> str:
 def doctor(argv: Sequence[str]) -> int:
     """``sipp doctor``: print ``backend_info()``; exit 1 if no backend loads."""
     args = _doctor_parser().parse_args(list(argv))
-    from sipp.errors import ConfigurationError
-    from sipp.native import backend_info
+    from sipp.native import backend_info  # deferred: cffi and the native declarations
 
     try:
         info = backend_info()

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sipp.config import DEFAULT_CONTEXT_KEY, DEFAULT_MAX_TOKENS, SamplingRuntimeConfig
+from sipp.documents import with_documents
 from sipp.engine.chat_template import ChatTemplate
 from sipp.engine.media import Vision, marked_messages, place_markers
 from sipp.engine.media_queue import MediaJob
@@ -186,7 +187,14 @@ class Submission:
             )
         assert request.messages is not None
         tools = [t.to_dict() for t in request.tools.tools] if request.tools else None
-        text = str(template.render(request.messages, add_generation_prompt=True, tools=tools))
+        messages = request.messages
+        extra: dict[str, Any] = {}
+        if request.documents:
+            if template.takes_documents:
+                extra["documents"] = [dict(d) for d in request.documents]
+            else:
+                messages = with_documents(messages, request.documents)
+        text = str(template.render(messages, add_generation_prompt=True, tools=tools, **extra))
         if not text:
             raise UnsupportedOperationError(
                 "unsupported operation chat: model chat template did not produce a prompt"
