@@ -217,12 +217,6 @@ class GatewayConfig:
     targets: tuple[Target, ...]
     token_limit: TokenLimitConfig = field(default_factory=TokenLimitConfig)
 
-    def target(self, name: str) -> Target | None:
-        for target in self.targets:
-            if target.name == name:
-                return target
-        return None
-
 
 # --------------------------------------------------------------------------- sections
 _TOP_KEYS = ("public_bind", "management_bind", "max_request_bytes", "max_concurrent_requests",
