@@ -181,15 +181,29 @@ def _check_finite(name: str, value: float | None, low: float, high: float | None
         raise InvalidRequestError(f"{name} must be {bound}, got {value}")
 
 
+MAX_STOP_STRINGS = 32
+"""Most stop strings one request may give (each costs a scan per token; OpenAI allows 4)."""
+MAX_STOP_CHARS = 1024
+"""Longest stop string."""
+
+
 def _check_stop(name: str, stop: Sequence[str] | None) -> None:
     if stop is None:
         return
     if isinstance(stop, str) or not isinstance(stop, Sequence):
         raise InvalidRequestError(f"{name} must be a list of strings")
+    if len(stop) > MAX_STOP_STRINGS:
+        raise InvalidRequestError(
+            f"{name} holds {len(stop)} strings; at most {MAX_STOP_STRINGS} are allowed"
+        )
     for item in stop:
         if not isinstance(item, str):
             raise InvalidRequestError(
                 f"{name} must contain only strings, got {type(item).__name__}"
+            )
+        if len(item) > MAX_STOP_CHARS:
+            raise InvalidRequestError(
+                f"{name} has a string of {len(item)} characters; at most {MAX_STOP_CHARS}"
             )
 
 
@@ -224,6 +238,9 @@ class LocalTextOptions:
 
     ``json_schema`` may be a dict or JSON text and takes precedence over ``grammar``.
     ``media`` holds images (file paths, raw bytes or HxWx3 uint8 arrays) for vision models.
+    ``fill_window=True`` with ``options.max_tokens`` unset generates until end of sequence
+    or until the context window is full, instead of ``DEFAULT_MAX_TOKENS`` (what OpenAI
+    clients expect when they omit ``max_tokens``).
     """
 
     context_key: str | None = None
@@ -231,6 +248,7 @@ class LocalTextOptions:
     json_schema: Mapping[str, Any] | str | bool | None = None
     sampling: SamplingRuntimeConfig | None = None
     media: Sequence[Any] | None = None
+    fill_window: bool = False
 
     def __post_init__(self) -> None:
         if self.context_key is not None and not isinstance(self.context_key, str):
@@ -255,6 +273,8 @@ class LocalTextOptions:
             if isinstance(self.media, str | bytes) or not isinstance(self.media, Sequence):
                 raise InvalidRequestError("local.media must be a list of images")
             object.__setattr__(self, "media", tuple(self.media))
+        if not isinstance(self.fill_window, bool):
+            raise InvalidRequestError("local.fill_window must be a bool")
 
     def is_empty(self) -> bool:
         return (
@@ -263,6 +283,7 @@ class LocalTextOptions:
             and self.json_schema is None
             and self.sampling is None
             and not self.media
+            and not self.fill_window
         )
 
 

@@ -307,6 +307,9 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"context": {"n_parallel": 0}}, "context.n_parallel must be a positive integer, got 0"),
     ({"context": {"n_parallel": 257}}, "context.n_parallel must be at most 256, got 257"),
     ({"context": {"n_threads": -1}}, "context.n_threads must be a positive integer, got -1"),
+    # 65536 threads segfaulted at the first decode (red-team); 512 is GGML_MAX_N_THREADS
+    ({"context": {"n_threads": 65536}}, "context.n_threads must be at most 512, got 65536"),
+    ({"context": {"n_threads_batch": 513}}, "context.n_threads_batch must be at most 512, got 513"),
     (
         {"context": {"n_batch": 256, "n_ubatch": 512}},
         "context.n_ubatch (512) must not exceed context.n_batch (256)",

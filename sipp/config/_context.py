@@ -19,6 +19,9 @@ from sipp.errors import ConfigurationError
 __all__ = ["ContextRuntimeConfig"]
 
 _COUNT = as_int(1, UINT32_MAX)
+# GGML_MAX_N_THREADS: 65536 threads segfaulted at the first decode (and `check` passed it)
+MAX_THREADS = 512
+_THREADS = as_int(1, MAX_THREADS)
 _POSITIVE = as_float(0.0, lo_open=True)
 _NON_NEGATIVE = as_float(0.0)
 
@@ -57,10 +60,12 @@ class ContextRuntimeConfig(Group):
         as_int(1, MAX_PARALLEL_SEQUENCES),
         "Slots (sequences) served at once; 1 for encoder-decoder models.",
     )
-    n_threads: int | None = auto(as_int(1), "CPU threads for generation (unset: libllama's).")
+    n_threads: int | None = auto(
+        _THREADS, "CPU threads for generation, at most 512 (unset: libllama's)."
+    )
     n_threads_batch: int | None = auto(
-        as_int(1),
-        "CPU threads for batches and the vision encoder (unset: libllama's).",
+        _THREADS,
+        "CPU threads for batches and the vision encoder, at most 512 (unset: libllama's).",
     )
     flash_attention: FlashAttention = setting(
         "auto", as_choice(get_args(FlashAttention)), "Flash attention: auto, enabled, disabled."
