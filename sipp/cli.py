@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from sipp.errors import SippError
+from sipp.errors import ConfigurationError, SippError
 
 __all__ = ["main"]
 
@@ -19,6 +19,8 @@ usage: sipp MODEL PROMPT [--chat] [--max-tokens N] [...]   generate text
        sipp models pull|list|rm|show ...                     the model cache
        sipp show MODEL                                       a model's metadata
        sipp doctor [--json]                                  which native backend loads
+       sipp rpc-server --port N [--host 127.0.0.1]           serve this host's devices to
+                                                             a model split over hosts
 
 MODEL is a GGUF path, a packaged name (gemma), hf://org/repo/file.gguf (globs such as
 hf://org/repo/*Q4_K_M.gguf, @revision) or an https:// URL.
@@ -79,8 +81,7 @@ def format_report(info: dict[str, Any]) -> str:
 def doctor(argv: Sequence[str]) -> int:
     """``sipp doctor``: print ``backend_info()``; exit 1 if no backend loads."""
     args = _doctor_parser().parse_args(list(argv))
-    from sipp.errors import ConfigurationError
-    from sipp.native import backend_info
+    from sipp.native import backend_info  # deferred: cffi and the native declarations
 
     try:
         info = backend_info()
@@ -118,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args and args[0] == "doctor":
             return doctor(args[1:])
+        if args and args[0] == "rpc-server":
+            from sipp._rpc_server import rpc_server
+
+            return rpc_server(args[1:])
         if args and args[0] in ("models", "show"):
             from sipp._models_cli import models_main, show_main
 

@@ -7,14 +7,16 @@ Operation code never changes with the endpoint: ``query``, ``chat`` and ``embed`
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import threading
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from sipp._validate import check_json_object
+from sipp.documents import coerce_documents, with_documents
 from sipp.endpoints.base import Endpoint, Operation
 from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointEntry, entry_for
 from sipp.errors import (
@@ -25,9 +27,11 @@ from sipp.errors import (
     SippError,
     UnsupportedOperationError,
 )
+from sipp.pii.apply import RestoringSink, mask_embed_inputs, mask_text_request
+from sipp.pii.policy import PiiPolicy
 from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
-from sipp.tools import ToolRequest, parse_tool_choice, parse_tools
+from sipp.tools import ToolChoice, ToolRequest, ToolSpec, parse_tool_choice, parse_tools
 from sipp.types import (
     ChatMessage,
     EndpointRef,
@@ -36,6 +40,10 @@ from sipp.types import (
     SippModelInfo,
     SippTextOptions,
 )
+from sipp.vector import VectorIndex
+
+if TYPE_CHECKING:
+    from sipp.rag import RagAnswer
 
 __all__ = ["SippClient"]
 
@@ -96,20 +104,29 @@ class SippClient:
     endpoint_kinds: ClassVar[Mapping[type, EndpointEntry]] = DEFAULT_ENDPOINT_KINDS
     """Descriptor class → endpoint kind and factory (a subclass may register others)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pii: PiiPolicy | None = None) -> None:
+        """``pii``: the :class:`~sipp.pii.PiiPolicy` for every endpoint (see
+        docs/pii-masking.md); :meth:`add` may set another per endpoint."""
+        if pii is not None and not isinstance(pii, PiiPolicy):
+            raise ConfigurationError(f"pii must be a PiiPolicy, got {type(pii).__name__}")
+        self._pii = pii
+        self._pii_by_id: dict[str, PiiPolicy] = {}
         self._lock = threading.Lock()
         self._endpoints: dict[str, Endpoint] = {}
         self._closed = False
         self._finalizer = weakref.finalize(self, _close_endpoints, self._endpoints)
 
     # ------------------------------------------------------------------ registry
-    def add(self, id: str, descriptor: Any) -> EndpointRef:
+    def add(self, id: str, descriptor: Any, *, pii: PiiPolicy | None = None) -> EndpointRef:
         """Register ``descriptor`` under ``id`` and return its :class:`EndpointRef`.
 
         Local descriptors load their model now (blocking). Reusing an id replaces the old
-        endpoint, which is closed once the new one is ready.
+        endpoint, which is closed once the new one is ready. ``pii`` replaces the client's
+        PII policy for this endpoint.
         """
         self._check_open()
+        if pii is not None and not isinstance(pii, PiiPolicy):
+            raise ConfigurationError(f"pii must be a PiiPolicy, got {type(pii).__name__}")
         entry = entry_for(self.endpoint_kinds, descriptor)
         if entry is None:
             raise ConfigurationError(
@@ -129,6 +146,10 @@ class SippClient:
                 raise ConfigurationError("SippClient is closed")
             old = self._endpoints.pop(id, None)
             self._endpoints[id] = endpoint
+            if pii is None:
+                self._pii_by_id.pop(id, None)
+            else:
+                self._pii_by_id[id] = pii
         if old is not None:
             old.close()
         return ref
@@ -262,11 +283,16 @@ class SippClient:
         provider_options: Mapping[str, Any] | None = None,
         emit_tokens: bool = False,
         request_id: str | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: str | Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any] | ToolSpec] | None = None,
+        tool_choice: str | Mapping[str, Any] | ToolChoice | None = None,
         parallel_tool_calls: bool = True,
+        documents: Sequence[Mapping[str, Any]] | None = None,
     ) -> SippTextRun:
         """Generate the assistant's reply to ``messages`` (rendered by the endpoint).
+
+        ``documents`` (``[{"id", "text", ...}]``) reach a local chat template that takes a
+        ``documents`` variable; otherwise they become a system block (see
+        :mod:`sipp.documents`).
 
         ``tools`` are OpenAI function tools; ``tool_choice`` is ``"auto"`` (default with
         tools), ``"none"``, ``"required"`` or ``{"type": "function", "function": {"name":
@@ -281,6 +307,29 @@ class SippClient:
             "chat", None, _coerce_messages(messages), endpoint, options, local,
             endpoint_options, provider_options, emit_tokens, request_id,
             ToolRequest(specs, choice, parallel_tool_calls) if specs or tool_choice else None,
+            coerce_documents(documents),
+        )
+
+    def retrieve_and_chat(
+        self,
+        question: str,
+        *,
+        index: VectorIndex,
+        endpoint: EndpointRef | None = None,
+        k: int = 4,
+        filter: Mapping[str, Any] | None = None,
+        embed_endpoint: EndpointRef | None = None,
+        options: SippTextOptions | None = None,
+        timeout: float | None = None,
+    ) -> RagAnswer:
+        """Answer ``question`` with the ``k`` best documents of ``index`` (blocking); the
+        result carries the answer ``text`` and the document ``ids`` used. See
+        :func:`sipp.rag.retrieve_and_chat`."""
+        from sipp.rag import retrieve_and_chat
+
+        return retrieve_and_chat(
+            self, question, index=index, endpoint=endpoint, k=k, filter=filter,
+            embed_endpoint=embed_endpoint, options=options, timeout=timeout,
         )
 
     def embed(
@@ -316,6 +365,7 @@ class SippClient:
         ep_options = _json_options("endpoint_options", endpoint_options)
         pr_options = _json_options("provider_options", provider_options)
         self._validate_boundaries(found, local, ep_options, pr_options, "embed")
+        inputs = tuple(mask_embed_inputs(self._pii_for(found), found.ref.kind, inputs))
         rid = request_id or f"req-{next(_request_ids)}"
         requests = [
             EmbedRequest(text, local, ep_options, pr_options, rid) for text in inputs
@@ -327,6 +377,10 @@ class SippClient:
         return SippEmbeddingRun(self._fan_out_embed(found, requests, rid))
 
     # ------------------------------------------------------------------ internals
+    def _pii_for(self, endpoint: Endpoint) -> PiiPolicy | None:
+        with self._lock:
+            return self._pii_by_id.get(endpoint.ref.id, self._pii)
+
     def _check_open(self) -> None:
         if self._closed:
             raise ConfigurationError("SippClient is closed")
@@ -408,6 +462,7 @@ class SippClient:
         emit_tokens: bool,
         request_id: str | None,
         tools: ToolRequest | None = None,
+        documents: tuple[dict[str, Any], ...] = (),
     ) -> SippTextRun:
         if options is not None and not isinstance(options, SippTextOptions):
             raise InvalidRequestError("options must be a SippTextOptions")
@@ -420,16 +475,22 @@ class SippClient:
         pr_options = _json_options("provider_options", provider_options)
         self._validate_boundaries(found, local, ep_options, pr_options, operation)
         rid = request_id or f"req-{next(_request_ids)}"
+        policy = self._pii_for(found)
+        masking = policy is not None and policy.applies_to(found.ref.kind)
+        if documents and messages is not None and (found.ref.kind != "local" or masking):
+            messages, documents = with_documents(messages, documents), ()
+        session, prompt, messages = mask_text_request(policy, found.ref.kind, prompt, messages)
         request = TextRequest(
             operation, prompt, messages, options or SippTextOptions(), local,
-            ep_options, pr_options, emit_tokens, rid, tools,
+            ep_options, pr_options, emit_tokens, rid, tools, documents,
         )
         sink = RunSink(found.ref, wants_tokens=emit_tokens, request_id=rid)
-        self._dispatch(lambda: found.start_text(request, sink), sink)
+        target = sink if session is None else RestoringSink(sink, session)
+        self._dispatch(lambda: found.start_text(request, target), target)
         return SippTextRun(sink)
 
     @staticmethod
-    def _dispatch(start: Any, sink: RunSink) -> None:
+    def _dispatch(start: Callable[[], None], sink: RunSink) -> None:
         """Start the work; an error the endpoint raises up front fails the run at once."""
         try:
             start()
@@ -467,7 +528,7 @@ class SippClient:
         for child in children:
             child._add_done_callback(child_done)
         for request, child in zip(requests, children, strict=True):
-            self._dispatch(lambda r=request, c=child: endpoint.start_embed(r, c), child)
+            self._dispatch(functools.partial(endpoint.start_embed, request, child), child)
         return parent
 
 

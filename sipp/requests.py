@@ -32,6 +32,8 @@ class TextRequest:
     emit_tokens: bool
     request_id: str = ""
     tools: ToolRequest | None = None
+    # chat documents for templates with a ``documents`` variable (see sipp.documents)
+    documents: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

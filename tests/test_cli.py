@@ -127,7 +127,21 @@ def test_chat_without_template_fails_with_advice(info: dict[str, Any],
                                                   tiny_llama_no_template_path: Path) -> None:
     proc = _run(str(tiny_llama_no_template_path), "Hello", "--chat")
     assert proc.returncode == 1
-    assert "template" in proc.stderr
+    assert "template" in proc.stderr and "--chat-template FILE" in proc.stderr
+
+
+def test_chat_template_flag_gives_a_template(info: dict[str, Any], tmp_path: Path,
+                                             tiny_llama_no_template_path: Path) -> None:
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n"
+                        "{% endfor %}[assistant] ")
+    proc = _run(str(tiny_llama_no_template_path), "Hello", "--chat", "--chat-template",
+                str(template), "--max-tokens", "3", "--stats", "basic", "--temperature", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "output_tokens:" in proc.stderr
+    proc = _run(str(tiny_llama_no_template_path), "Hello", "--chat", "--chat-template",
+                str(tmp_path / "none.jinja"))
+    assert proc.returncode == 2 and "--chat-template: cannot read template file" in proc.stderr
 
 
 @pytest.mark.gemma

@@ -28,6 +28,7 @@ from sipp.config import (
     SchedulerRuntimeConfig,
 )
 from sipp.errors import ConfigurationError, SippError
+from sipp.scheduler import SchedulerConfig
 
 MIB = 1024 * 1024
 
@@ -42,12 +43,13 @@ GROUPS: dict[str, type[Any]] = {
     "observability": ObservabilityRuntimeConfig,
 }
 
-# The original's field names (inventory §1.4); ours may add fields but never drop one.
+# The original's field names (inventory §1.4); ours may add fields but never drop one, except
+# fit_params_min_ctx and fit_params_target_bytes: they only tuned fit_params, which the pinned
+# libllama cannot do, so they were removed (see test_removed_fields_are_unknown_keys).
 ORIGINAL_FIELDS: dict[type[Any], set[str]] = {
     ModelPlacementConfig: {
         "devices", "gpu_layers", "split_mode", "main_gpu", "tensor_split", "use_mmap",
-        "use_mlock", "fit_params", "fit_params_min_ctx", "fit_params_target_bytes",
-        "check_tensors", "no_extra_bufts", "no_host",
+        "use_mlock", "fit_params", "check_tensors", "no_extra_bufts", "no_host",
     },
     ContextRuntimeConfig: {
         "n_ctx", "n_batch", "n_ubatch", "n_parallel", "n_threads", "n_threads_batch",
@@ -114,8 +116,8 @@ def test_groups_are_keyword_only(cls: type[Any]) -> None:
 # --- defaults -----------------------------------------------------------------------------
 
 
-def test_empty_config_resolves_to_documented_defaults() -> None:
-    resolved = NativeRuntimeConfig().resolve()
+def test_empty_config_reads_the_documented_defaults() -> None:
+    resolved = NativeRuntimeConfig()
 
     placement = resolved.placement
     assert placement.devices == ()
@@ -125,7 +127,7 @@ def test_empty_config_resolves_to_documented_defaults() -> None:
     assert placement.use_mmap is True
     assert placement.use_mlock is False
     assert placement.fit_params is False
-    assert placement.fit_params_target_bytes == ()
+    assert placement.tensor_split == ()
 
     context = resolved.context
     assert context.n_parallel == 1
@@ -133,7 +135,7 @@ def test_empty_config_resolves_to_documented_defaults() -> None:
     assert context.flash_attention == "auto"
     assert (context.cache_type_k, context.cache_type_v) == ("f16", "f16")
     assert context.offload_kqv is True and context.op_offload is True
-    assert context.swa_full is False and context.warmup is True
+    assert context.swa_full is None and context.warmup is True  # AUTO: decided at load
     assert context.kv_unified is None and context.embeddings is None
     assert context.pooling == "unspecified"
 
@@ -154,12 +156,11 @@ def test_empty_config_resolves_to_documented_defaults() -> None:
     scheduler = resolved.scheduler
     assert scheduler.continuous_batching is True
     assert scheduler.prefill_chunk_size == 0
-    assert scheduler.max_running_requests == 1
+    assert scheduler.max_running_requests is None  # AUTO: context.n_parallel
     assert scheduler.max_queued_requests == DEFAULT_MAX_QUEUED_REQUESTS == 256
     assert scheduler.policy.mode == "balanced"
     assert scheduler.policy.decode_token_reserve == 1
     assert scheduler.policy.enable_adaptive_prefill_chunking is False
-    assert scheduler.policy.order == "fifo"
 
     cache = resolved.cache
     assert cache.mode == "live_slot_prefix"
@@ -182,11 +183,13 @@ def test_empty_config_resolves_to_documented_defaults() -> None:
     assert resolved.observability.metrics_enabled is False
 
 
-def test_unset_fields_stay_none_until_resolved() -> None:
+def test_unset_fields_read_their_default_and_are_not_given() -> None:
     config = NativeRuntimeConfig()
-    assert config.context.n_parallel is None
-    assert config.sampling.top_k is None
+    assert config.context.n_parallel == 1
+    assert config.sampling.top_k == 40
+    assert config.context.n_ctx is None  # AUTO
     assert config.observability.runtime_metrics is False
+    assert config.fields_set == frozenset() and config.context.fields_set == frozenset()
     explicit_none = NativeRuntimeConfig(
         context=None,
         observability=ObservabilityRuntimeConfig(runtime_metrics=None),  # type: ignore[arg-type]
@@ -194,13 +197,13 @@ def test_unset_fields_stay_none_until_resolved() -> None:
     assert explicit_none == NativeRuntimeConfig()
 
 
-def test_set_values_survive_resolve() -> None:
+def test_set_values_are_read_back() -> None:
     resolved = NativeRuntimeConfig(
         context=ContextRuntimeConfig(n_ctx=4096, n_parallel=4, flash_attention="enabled"),
         sampling=SamplingRuntimeConfig(top_k=0, temperature=0, seed=7),
         scheduler=SchedulerRuntimeConfig(max_running_requests=2, max_queued_requests=10),
         observability=ObservabilityRuntimeConfig(backend_profiling=True),
-    ).resolve()
+    )
     assert resolved.context.n_ctx == 4096
     assert resolved.context.flash_attention == "enabled"
     assert (resolved.sampling.top_k, resolved.sampling.temperature) == (0, 0.0)
@@ -210,9 +213,16 @@ def test_set_values_survive_resolve() -> None:
     assert resolved.observability.metrics_enabled is True
 
 
+def _scheduler(config: NativeRuntimeConfig) -> SchedulerConfig:
+    """The scheduler settings a model loaded with ``config`` gets (as the engine builds
+    them; the window and budget are decided at load)."""
+    return SchedulerConfig.from_runtime(config, n_ctx_per_slot=512, token_budget=512)
+
+
 def test_max_running_requests_defaults_to_n_parallel() -> None:
-    resolved = NativeRuntimeConfig(context={"n_parallel": 8}).resolve()
-    assert resolved.scheduler.max_running_requests == 8
+    scheduler = _scheduler(NativeRuntimeConfig(context={"n_parallel": 8}))
+    assert scheduler.running_limit == 8
+    assert _scheduler(NativeRuntimeConfig()).running_limit == 1
 
 
 @pytest.mark.parametrize(
@@ -229,12 +239,12 @@ def test_max_running_requests_defaults_to_n_parallel() -> None:
 def test_cache_modes(
     mode: str, resolved_mode: str, live: bool, shared: bool, snapshots: bool, retained: int
 ) -> None:
-    cache = CacheRuntimeConfig(mode=mode).resolve()  # type: ignore[arg-type]
-    assert cache.mode == resolved_mode
-    assert cache.keeps_live_kv is live
+    cache = _scheduler(NativeRuntimeConfig(cache=CacheRuntimeConfig(mode=mode)))  # type: ignore[arg-type]
+    assert cache.cache_mode == resolved_mode
+    assert cache.live_reuse is live
     assert cache.shares_across_keys is shared
-    assert cache.uses_snapshots is snapshots
-    assert cache.retained_prefix_tokens == retained
+    assert cache.snapshots is snapshots
+    assert cache.shift_keep_tokens == retained
 
 
 def test_numbers_are_normalized() -> None:
@@ -253,7 +263,7 @@ def test_gpu_layers_forms() -> None:
     assert ModelPlacementConfig(gpu_layers="all").gpu_layers == "all"
     assert ModelPlacementConfig(gpu_layers=12).gpu_layers == 12
     assert ModelPlacementConfig(gpu_layers={"count": 0}).gpu_layers == 0  # type: ignore[arg-type]
-    assert ModelPlacementConfig(gpu_layers=3).resolve().gpu_layers == 3
+    assert ModelPlacementConfig(gpu_layers=3).to_dict() == {"gpu_layers": {"count": 3}}
 
 
 def test_logit_bias_forms() -> None:
@@ -272,7 +282,7 @@ def test_projector_path_accepts_path_objects(tmp_path: Path) -> None:
 
 
 def test_override_replaces_only_the_fields_it_sets() -> None:
-    base = NativeRuntimeConfig(sampling={"top_k": 10, "temperature": 0.2}).resolve().sampling
+    base = NativeRuntimeConfig(sampling={"top_k": 10, "temperature": 0.2}).sampling
     merged = base.with_override(SamplingRuntimeOverride(temperature=0.0, seed=3))
     assert merged.temperature == 0.0
     assert merged.seed == 3
@@ -297,6 +307,9 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"context": {"n_parallel": 0}}, "context.n_parallel must be a positive integer, got 0"),
     ({"context": {"n_parallel": 257}}, "context.n_parallel must be at most 256, got 257"),
     ({"context": {"n_threads": -1}}, "context.n_threads must be a positive integer, got -1"),
+    # 65536 threads segfaulted at the first decode (red-team); 512 is GGML_MAX_N_THREADS
+    ({"context": {"n_threads": 65536}}, "context.n_threads must be at most 512, got 65536"),
+    ({"context": {"n_threads_batch": 513}}, "context.n_threads_batch must be at most 512, got 513"),
     (
         {"context": {"n_batch": 256, "n_ubatch": 512}},
         "context.n_ubatch (512) must not exceed context.n_batch (256)",
@@ -431,8 +444,8 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
         "placement.tensor_split[1] must be a finite number >= 0, got -0.5",
     ),
     (
-        {"placement": {"fit_params_target_bytes": [-1]}},
-        "placement.fit_params_target_bytes[0] must be a non-negative integer, got -1",
+        {"placement": {"tensor_split": [1, "a"]}},
+        "placement.tensor_split[1] must be a finite number >= 0, got 'a'",
     ),
     (
         {"scheduler": {"max_running_requests": 4}},
@@ -456,10 +469,6 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
         {"scheduler": {"policy": {"mode": "fast"}}},
         "scheduler.policy.mode must be one of: latency_first, balanced, throughput_first; "
         "got 'fast'",
-    ),
-    (
-        {"scheduler": {"policy": {"order": "lifo"}}},
-        "scheduler.policy.order must be one of: fifo, priority; got 'lifo'",
     ),
     (
         {"scheduler": {"policy": {"decode_token_reserve": -1}}},
@@ -691,13 +700,13 @@ def test_gateway_toml_runtime_table() -> None:
         mode = "off"
         """
     )
-    resolved = NativeRuntimeConfig.from_dict(table).resolve()
-    assert resolved.context.n_ctx == 2048
-    assert resolved.scheduler.max_running_requests == 2
-    assert resolved.placement.gpu_layers == 10
-    assert resolved.sampling.logit_bias == ((15, -math.inf),)
-    assert resolved.scheduler.policy.mode == "latency_first"
-    assert resolved.cache.mode == "disabled"
+    config = NativeRuntimeConfig.from_dict(table)
+    assert config.context.n_ctx == 2048
+    assert _scheduler(config).running_limit == 2
+    assert config.placement.gpu_layers == 10
+    assert config.sampling.logit_bias == ((15, -math.inf),)
+    assert config.scheduler.policy.mode == "latency_first"
+    assert _scheduler(config).cache_mode == "disabled"
 
 
 # --- immutability -------------------------------------------------------------------------
@@ -710,7 +719,7 @@ def test_configs_are_frozen_and_hashable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.context.n_ctx = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        FULL.resolve().sampling.top_k = 1  # type: ignore[misc]
+        FULL.sampling.top_k = 1  # type: ignore[misc]
     assert hash(FULL) == hash(NativeRuntimeConfig.from_dict(FULL.to_dict()))
     assert len({FULL, NativeRuntimeConfig.from_dict(FULL.to_dict())}) == 1
 
@@ -738,28 +747,38 @@ def test_repr_shows_only_what_was_set() -> None:
     assert repr(NativeRuntimeConfig()) == "NativeRuntimeConfig()"
 
 
-# --- fields refused because the build cannot honour them ------------------------------------
-
-
-def test_priority_order_is_refused_because_no_request_sets_a_priority() -> None:
-    with pytest.raises(ConfigurationError, match=r"scheduler\.policy\.order='priority' is not "
-                       r"supported: no request option sets a priority"):
-        NativeRuntimeConfig(scheduler={"policy": {"order": "priority"}})
-    assert SchedulerPolicyConfig(order="fifo").resolve().order == "fifo"
+# --- fields that could do nothing ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("placement", "field_name"),
+    ("data", "message"),
     [
-        ({"fit_params": True}, "placement.fit_params"),
-        ({"fit_params_min_ctx": 512}, "placement.fit_params_min_ctx"),
-        ({"fit_params_target_bytes": [MIB]}, "placement.fit_params_target_bytes"),
+        (
+            {"scheduler": {"policy": {"order": "fifo"}}},
+            "unknown key 'order' in scheduler.policy (did you mean 'mode'?)",
+        ),
+        (
+            {"placement": {"fit_params_min_ctx": 512}},
+            "unknown key 'fit_params_min_ctx' in placement (did you mean 'fit_params'?)",
+        ),
+        (
+            {"placement": {"fit_params_target_bytes": [MIB]}},
+            "unknown key 'fit_params_target_bytes' in placement (did you mean 'fit_params'?)",
+        ),
     ],
 )
-def test_fit_params_are_refused_naming_the_field(
-    placement: dict[str, object], field_name: str
-) -> None:
-    with pytest.raises(ConfigurationError, match=rf"^{field_name} is not supported.*"
+def test_removed_fields_are_unknown_keys(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        NativeRuntimeConfig.from_dict(data)
+    assert str(raised.value) == message
+    with pytest.raises(TypeError):
+        SchedulerPolicyConfig(order="fifo")  # type: ignore[call-arg]
+
+
+def test_fit_params_true_is_refused_naming_the_field() -> None:
+    # fit_params is in the spec; the pinned libllama has no llama_params_fit (it lives in
+    # llama.cpp's common library), so True stays a clear error rather than a silent no-op.
+    with pytest.raises(ConfigurationError, match=r"^placement\.fit_params is not supported.*"
                        "llama_params_fit"):
-        NativeRuntimeConfig(placement=placement)
-    assert ModelPlacementConfig(fit_params=False).resolve().fit_params is False
+        NativeRuntimeConfig(placement={"fit_params": True})
+    assert ModelPlacementConfig(fit_params=False).fit_params is False

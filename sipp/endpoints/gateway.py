@@ -23,10 +23,10 @@ from sipp.endpoints.base import (
 from sipp.errors import ConfigurationError, EndpointError, SippError
 from sipp.gateway import profile
 from sipp.requests import EmbedRequest, RunSink, TextRequest
-from sipp.transports.driver import RunDriver
+from sipp.tools import ToolCallDeltas
+from sipp.transports.driver import Respond, ResponseTooLargeError, RunDriver
 from sipp.transports.http import (
     MAX_ERROR_BODY_BYTES,
-    MAX_RESPONSE_BYTES,
     CallFailure,
     HttpCall,
     HttpClient,
@@ -34,7 +34,7 @@ from sipp.transports.http import (
     encode_json,
     retry_after_seconds,
 )
-from sipp.transports.sse import SseError, SseParser
+from sipp.transports.sse import SseError, SseEvent
 from sipp.types import EndpointRef, FinishReason, Usage
 
 __all__ = ["GatewayEndpoint"]
@@ -73,14 +73,17 @@ class GatewayEndpoint(Endpoint):
         else:
             assert request.messages is not None
             body = profile.encode_chat_body(
-                d.target, request.messages, request.options, stream=stream, extra=extra
+                d.target, request.messages, request.options, stream=stream, extra=extra,
+                tools=request.tools,
             )
             route = d.chat_route
         payload, headers = self._prepare(body, stream=stream)
         call = self._new_call()
         driver = RunDriver(sink, call, text=True)
-        work = self._stream_text if stream else self._finite_text
-        self._http.start(call, work(driver, route, payload, headers))
+        respond = self._respond(route, payload, headers, stream=stream)
+        work = (driver.stream(respond, _ProfileStream(), _translate) if stream
+                else driver.finite(respond, _text_payload, _translate))
+        self._http.start(call, work)
 
     def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
         body = profile.encode_embed_body(
@@ -89,8 +92,8 @@ class GatewayEndpoint(Endpoint):
         payload, headers = self._prepare(body, stream=False)
         call = self._new_call()
         driver = RunDriver(sink, call, text=False)
-        route = self.descriptor.embed_route
-        self._http.start(call, self._finite_embed(driver, route, payload, headers))
+        respond = self._respond(self.descriptor.embed_route, payload, headers, stream=False)
+        self._http.start(call, driver.finite(respond, _embed_payload, _translate))
 
     def close(self) -> None:
         """Abort in-flight calls (their runs fail) and close pooled connections."""
@@ -143,106 +146,25 @@ class GatewayEndpoint(Endpoint):
     def _url(self, route: str) -> str:
         return self.descriptor.base_url + "/" + route.lstrip("/")
 
-    # ------------------------------------------------------------ workers
-    async def _finite_text(
-        self, driver: RunDriver, route: str, payload: bytes, headers: dict[str, str]
-    ) -> None:
-        def parse(body: bytes) -> dict[str, Any]:
-            result = profile.decode_text_response(body)
-            return {
-                "text": result.text,
-                "finish_reason": result.finish_reason,
-                "usage": result.usage,
-                "local_stats": None,
-            }
+    # ------------------------------------------------------------ exchanges
+    def _respond(
+        self, route: str, payload: bytes, headers: dict[str, str], *, stream: bool
+    ) -> Respond:
+        """Post to ``route``; a gateway error status or a non-SSE stream answer raises."""
 
-        await self._finite(driver, route, payload, headers, parse)
-
-    async def _finite_embed(
-        self, driver: RunDriver, route: str, payload: bytes, headers: dict[str, str]
-    ) -> None:
-        def parse(body: bytes) -> dict[str, Any]:
-            result = profile.decode_embedding_response(body)
-            return {
-                "values": result.values,
-                "usage": result.usage,
-                "local_stats": None,
-                "pooling": None,
-                "normalized": None,
-            }
-
-        await self._finite(driver, route, payload, headers, parse)
-
-    async def _finite(
-        self,
-        driver: RunDriver,
-        route: str,
-        payload: bytes,
-        headers: dict[str, str],
-        parse: Any,
-    ) -> None:
-        call = driver.call
-        try:
-            response = await call.post(self._url(route), headers, payload, stream=False)
-            await self._check_status(call, response)
-            body, truncated = await call.read_body(response, MAX_RESPONSE_BYTES)
-            if truncated:
-                raise EndpointError(
-                    f"gateway response exceeded {MAX_RESPONSE_BYTES} bytes", kind="protocol"
-                )
-            driver.complete(parse(body))
-        except BaseException as exc:
-            driver.fail(_translate(exc))
-        finally:
-            call.finish()
-
-    async def _stream_text(
-        self, driver: RunDriver, route: str, payload: bytes, headers: dict[str, str]
-    ) -> None:
-        call = driver.call
-        usage: Usage | None = None
-        finish: FinishReason | None = None
-        try:
-            response = await call.post(self._url(route), headers, payload, stream=True)
+        async def respond(call: HttpCall) -> Response:
+            response = await call.post(self._url(route), headers, payload, stream=stream)
             await self._check_status(call, response)
             content_type = response.headers.get("content-type", "")
-            if not content_type.startswith(profile.SSE_CONTENT_TYPE):
+            if stream and not content_type.startswith(profile.SSE_CONTENT_TYPE):
                 raise EndpointError(
                     f"gateway answered a stream request with content type {content_type!r}",
                     kind="protocol",
                     status=response.status,
                 )
-            parser = SseParser()
-            async for chunk in call.chunks(response):
-                for event in parser.feed(chunk):
-                    if finish is not None:
-                        raise EndpointError(
-                            f"gateway sent a {event.event} event after done", kind="protocol"
-                        )
-                    item = profile.decode_stream_event(event.event, event.data)
-                    if isinstance(item, profile.StreamToken):
-                        if not driver.token(item.text):
-                            return
-                    elif isinstance(item, profile.StreamUsage):
-                        usage = item.usage
-                    elif isinstance(item, profile.StreamDone):
-                        finish = item.finish_reason
-                    else:
-                        raise item.error
-                if finish is not None:
-                    break
-            parser.close()
-            if finish is None:
-                raise EndpointError("stream ended before a done event", kind="protocol")
-            driver.complete(
-                {"text": driver.text, "finish_reason": finish, "usage": usage, "local_stats": None}
-            )
-        except SseError as exc:
-            driver.fail(EndpointError(f"malformed gateway stream: {exc}", kind="protocol"))
-        except BaseException as exc:
-            driver.fail(_translate(exc))
-        finally:
-            call.finish()
+            return response
+
+        return respond
 
     @staticmethod
     async def _check_status(call: HttpCall, response: Response) -> None:
@@ -264,9 +186,66 @@ class GatewayEndpoint(Endpoint):
         raise error
 
 
+class _ProfileStream:
+    """The profile's SSE events (``token``, ``usage``, ``done``, ``error``) for the driver."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.finish_reason: FinishReason | None = None
+        self.calls = ToolCallDeltas()
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    def feed(self, event: SseEvent) -> tuple[str | dict[str, Any], ...]:
+        item = profile.decode_stream_event(event.event, event.data)
+        if isinstance(item, profile.StreamToken):
+            for delta in item.tool_calls:
+                self.calls.add(delta)
+            if not item.text and item.tool_calls:
+                return item.tool_calls
+            return (item.text, *item.tool_calls)
+        if isinstance(item, profile.StreamUsage):
+            self.usage = item.usage
+        elif isinstance(item, profile.StreamDone):
+            self.finish_reason = item.finish_reason
+        else:
+            raise item.error
+        return ()
+
+    def finish(self, text: str) -> dict[str, Any]:
+        if self.finish_reason is None:
+            raise EndpointError("stream ended before a done event", kind="protocol")
+        result: dict[str, Any] = {"text": text, "finish_reason": self.finish_reason,
+                                  "usage": self.usage, "local_stats": None}
+        if self.calls.calls:
+            result["tool_calls"] = self.calls.calls
+        return result
+
+
+def _text_payload(body: bytes) -> dict[str, Any]:
+    result = profile.decode_text_response(body)
+    payload: dict[str, Any] = {"text": result.text, "finish_reason": result.finish_reason,
+                               "usage": result.usage, "local_stats": None}
+    if result.tool_calls:
+        payload["tool_calls"] = result.tool_calls
+    return payload
+
+
+def _embed_payload(body: bytes) -> dict[str, Any]:
+    result = profile.decode_embedding_response(body)
+    return {"values": result.values, "usage": result.usage, "local_stats": None,
+            "pooling": None, "normalized": None}
+
+
 def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, SippError):
         return exc
+    if isinstance(exc, SseError):
+        return EndpointError(f"malformed gateway stream: {exc}", kind="protocol")
+    if isinstance(exc, ResponseTooLargeError):
+        return EndpointError(f"gateway {exc}", kind="protocol")
     if isinstance(exc, CallFailure):
         kind = "timeout" if exc.kind == "timeout" else "transport"
         code = "timeout" if exc.kind == "timeout" else None

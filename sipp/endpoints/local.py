@@ -138,13 +138,17 @@ class LocalEndpoint(Endpoint):
             return "the model is loaded for embeddings only (it does not generate text)"
         if operation == "chat" and not info.has_chat_template:
             return (
-                "the model has no chat template (tokenizer.chat_template); call query() with "
-                "a raw prompt instead, or pass chat_template= on the LocalModelDescriptor"
+                "the model has no chat template (tokenizer.chat_template): call query() with "
+                "a raw prompt, or give it one: LocalModelDescriptor(chat_template=...), "
+                'chat_template = "FILE" on the gateway TOML target, or --chat-template FILE '
+                "(sipp, sipp serve)"
             )
         if operation == "embed" and not info.can_embed:
             return (
-                "the model does not produce embeddings; load an embedding model or set "
-                "context.embeddings=True with a pooling type other than none"
+                "the model does not produce embeddings: load an embedding model, or load this "
+                "one with context.embeddings=True (NativeRuntimeConfig; gateway TOML "
+                "[targets.runtime.context] embeddings = true; sipp serve --embeddings) and a "
+                "pooling type other than none"
             )
         return None
 

@@ -32,10 +32,9 @@ from sipp.providers import anthropic, openai
 from sipp.providers._common import ParsedEmbedding, ParsedText, ProviderStreamError
 from sipp.providers._errors import ProviderFormatError, error_from_payload, http_error, redact
 from sipp.requests import EmbedRequest, RunSink, TextRequest
-from sipp.transports.driver import RunDriver
+from sipp.transports.driver import Respond, ResponseTooLargeError, RunDriver
 from sipp.transports.http import (
     MAX_ERROR_BODY_BYTES,
-    MAX_RESPONSE_BYTES,
     CallFailure,
     HttpCall,
     HttpClient,
@@ -43,7 +42,7 @@ from sipp.transports.http import (
     encode_json,
     retry_after_seconds,
 )
-from sipp.transports.sse import SseError, SseParser
+from sipp.transports.sse import SseError, SseEvent
 from sipp.types import ChatMessage, EndpointRef
 
 __all__ = ["ProviderEndpoint"]
@@ -122,7 +121,7 @@ class ProviderEndpoint(Endpoint):
             )
             body = anthropic.messages_body(
                 model, messages, request.options, stream=stream,
-                provider_options=request.provider_options,
+                provider_options=request.provider_options, tools=request.tools,
             )
             path, parse = anthropic.MESSAGES_PATH, anthropic.parse_message
         elif request.operation == "query":
@@ -135,26 +134,22 @@ class ProviderEndpoint(Endpoint):
         else:
             body = openai.chat_body(
                 self.provider, model, request.messages or (), request.options, stream=stream,
-                provider_options=request.provider_options,
+                provider_options=request.provider_options, tools=request.tools,
             )
             path, parse = openai.CHAT_PATH, openai.parse_chat
-        payload = encode_json(body)
-        extra = self._correlation(request.request_id)
+        respond = self._respond(path, encode_json(body), self._correlation(request.request_id),
+                                stream=stream)
         driver = RunDriver(sink, self._new_call(), text=True)
         if stream:
-            decoder = (
+            decoder = _ProviderStream(
                 anthropic.AnthropicStream()
                 if self.provider == "anthropic"
                 else openai.OpenAIStream(request.operation)
             )
-            self._http.start(driver.call,
-                             self._stream(driver, path, payload, decoder, extra))
+            self._http.start(driver.call, driver.stream(respond, decoder, self._translate))
         else:
-            self._http.start(
-                driver.call,
-                self._finite(driver, path, payload, lambda obj: _text_payload(parse(obj)),
-                             extra),
-            )
+            self._http.start(driver.call, driver.finite(
+                respond, lambda body: _text_payload(parse(_json_body(body))), self._translate))
 
     def start_embed(self, request: EmbedRequest, sink: RunSink) -> None:
         if self.provider == "anthropic":
@@ -165,16 +160,12 @@ class ProviderEndpoint(Endpoint):
         body = openai.embedding_body(
             self.provider, self.descriptor.model, request.input, request.provider_options
         )
-        payload = encode_json(body)
+        respond = self._respond(openai.EMBEDDING_PATH, encode_json(body),
+                                self._correlation(request.request_id), stream=False)
         driver = RunDriver(sink, self._new_call(), text=False)
-        self._http.start(
-            driver.call,
-            self._finite(
-                driver, openai.EMBEDDING_PATH, payload,
-                lambda obj: _embed_payload(openai.parse_embedding(obj)),
-                self._correlation(request.request_id),
-            ),
-        )
+        self._http.start(driver.call, driver.finite(
+            respond, lambda body: _embed_payload(openai.parse_embedding(_json_body(body))),
+            self._translate))
 
     def close(self) -> None:
         """Abort in-flight calls (their runs fail) and close pooled connections."""
@@ -212,57 +203,29 @@ class ProviderEndpoint(Endpoint):
     def _url(self, path: str) -> str:
         return self._base + path
 
-    async def _post(self, call: HttpCall, path: str, payload: bytes, *, stream: bool,
-                    extra: dict[str, str] | None) -> Response:
-        headers = dict(self._headers)
-        headers["Accept"] = "text/event-stream" if stream else _JSON
-        if extra:
-            headers.update(extra)
-        response = await call.post(self._url(path), headers, payload, stream=stream)
-        status: int = response.status
-        if not 200 <= status < 300:
-            body, truncated = await call.read_body(response, MAX_ERROR_BODY_BYTES)
-            raise http_error(
-                self.provider, status, response.reason, body, truncated,
-                retry_after=retry_after_seconds(response.headers),
-                request_id=response.headers.get("x-request-id")
-                or response.headers.get("request-id"),
-                secrets=self._secrets,
-            )
-        return response
+    def _respond(self, path: str, payload: bytes, extra: dict[str, str] | None, *,
+                 stream: bool) -> Respond:
+        """Post to ``path``; an error status, or a stream request answered with anything but
+        SSE, raises (the provider's error body kept)."""
 
-    async def _finite(
-        self, driver: RunDriver, path: str, payload: bytes,
-        build: Callable[[Any], dict[str, Any]], extra: dict[str, str] | None = None,
-    ) -> None:
-        call = driver.call
-        try:
-            response = await self._post(call, path, payload, stream=False, extra=extra)
-            body, truncated = await call.read_body(response, MAX_RESPONSE_BYTES)
-            if truncated:
-                raise ProviderFormatError(f"response exceeded {MAX_RESPONSE_BYTES} bytes")
-            try:
-                obj = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ProviderFormatError(f"response is not valid JSON: {exc}") from exc
-            if isinstance(obj, dict) and obj.get("error") is not None:
-                raise ProviderStreamError(obj)
-            driver.complete(build(obj))
-        except BaseException as exc:
-            driver.fail(self._translate(exc))
-        finally:
-            call.finish()
-
-    async def _stream(
-        self, driver: RunDriver, path: str, payload: bytes,
-        decoder: openai.OpenAIStream | anthropic.AnthropicStream,
-        extra: dict[str, str] | None = None,
-    ) -> None:
-        call = driver.call
-        try:
-            response = await self._post(call, path, payload, stream=True, extra=extra)
+        async def respond(call: HttpCall) -> Response:
+            headers = dict(self._headers)
+            headers["Accept"] = "text/event-stream" if stream else _JSON
+            if extra:
+                headers.update(extra)
+            response = await call.post(self._url(path), headers, payload, stream=stream)
+            status: int = response.status
+            if not 200 <= status < 300:
+                body, truncated = await call.read_body(response, MAX_ERROR_BODY_BYTES)
+                raise http_error(
+                    self.provider, status, response.reason, body, truncated,
+                    retry_after=retry_after_seconds(response.headers),
+                    request_id=response.headers.get("x-request-id")
+                    or response.headers.get("request-id"),
+                    secrets=self._secrets,
+                )
             content_type = response.headers.get("content-type", "")
-            if not content_type.startswith("text/event-stream"):
+            if stream and not content_type.startswith("text/event-stream"):
                 body, _ = await call.read_body(response, MAX_ERROR_BODY_BYTES)
                 try:
                     obj = json.loads(body)
@@ -273,28 +236,9 @@ class ProviderEndpoint(Endpoint):
                 raise ProviderFormatError(
                     f"stream request answered with content type {content_type!r}"
                 )
-            parser = SseParser()
-            async for chunk in call.chunks(response):
-                for event in parser.feed(chunk):
-                    for text in decoder.feed(event):
-                        if not driver.token(text):
-                            return
-                    if decoder.done:
-                        break
-                if decoder.done:
-                    break
-            parser.close()
-            decoder.end()
-            driver.complete({
-                "text": driver.text,
-                "finish_reason": decoder.finish_reason or "stop",
-                "usage": decoder.usage,
-                "local_stats": None,
-            })
-        except BaseException as exc:
-            driver.fail(self._translate(exc))
-        finally:
-            call.finish()
+            return response
+
+        return respond
 
     def _translate(self, exc: BaseException) -> BaseException:
         provider = self.provider
@@ -302,7 +246,7 @@ class ProviderEndpoint(Endpoint):
             return exc
         if isinstance(exc, ProviderStreamError):
             return error_from_payload(provider, exc.payload, secrets=self._secrets)
-        if isinstance(exc, ProviderFormatError | SseError):
+        if isinstance(exc, ProviderFormatError | SseError | ResponseTooLargeError):
             return ProviderError(
                 _redact(f"provider error (provider {provider}): invalid response: {exc}",
                         self._secrets),
@@ -328,13 +272,52 @@ def _redact(text: str, secrets: Iterable[str]) -> str:
     return result
 
 
+class _ProviderStream:
+    """An OpenAI or Anthropic stream decoder as the driver's :class:`StreamDecoder`."""
+
+    def __init__(self, decoder: openai.OpenAIStream | anthropic.AnthropicStream) -> None:
+        self._decoder = decoder
+
+    @property
+    def done(self) -> bool:
+        return self._decoder.done
+
+    def feed(self, event: SseEvent) -> list[str | dict[str, Any]]:
+        return self._decoder.feed(event)
+
+    def finish(self, text: str) -> dict[str, Any]:
+        self._decoder.end()
+        result: dict[str, Any] = {"text": text,
+                                  "finish_reason": self._decoder.finish_reason or "stop",
+                                  "usage": self._decoder.usage, "local_stats": None}
+        if self._decoder.tool_calls:
+            result["tool_calls"] = self._decoder.tool_calls
+            if result["finish_reason"] == "stop":
+                result["finish_reason"] = "tool_calls"
+        return result
+
+
+def _json_body(body: bytes) -> Any:
+    """A finite response body as JSON; an ``error`` object in it is the provider's error."""
+    try:
+        obj = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProviderFormatError(f"response is not valid JSON: {exc}") from exc
+    if isinstance(obj, dict) and obj.get("error") is not None:
+        raise ProviderStreamError(obj)
+    return obj
+
+
 def _text_payload(parsed: ParsedText) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "text": parsed.text,
         "finish_reason": parsed.finish_reason,
         "usage": parsed.usage,
         "local_stats": None,
     }
+    if parsed.tool_calls:
+        payload["tool_calls"] = parsed.tool_calls
+    return payload
 
 
 def _embed_payload(parsed: ParsedEmbedding) -> dict[str, Any]:

@@ -195,6 +195,13 @@ class ChatTemplate:
                 f"chat template failed{self._at(exc)}: {type(exc).__name__}: {exc}"
             ) from exc
 
+    @property
+    def takes_documents(self) -> bool:
+        """Whether the template reads a ``documents`` variable (RAG-aware templates)."""
+        from jinja2 import meta
+
+        return "documents" in meta.find_undeclared_variables(_environment().parse(self.source))
+
     def starts_with_bos(self, prompt: str) -> bool:
         """Whether ``prompt`` (rendered by this template) already begins with the BOS text."""
         return starts_with_bos(prompt, self.bos_token)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from sipp.config import NativeRuntimeConfig
+from sipp.config import ContextRuntimeConfig, NativeRuntimeConfig
 from sipp.errors import ModelLoadError
 from sipp.scheduler import CacheMode
 
@@ -25,9 +25,10 @@ __all__ = [
 ]
 
 ModelClass = Literal["decoder", "encoder", "encoder_decoder"]
-DEFAULT_N_CTX_PER_SLOT = 4096
-_DEFAULT_N_BATCH = 2048
-_DEFAULT_N_UBATCH = 512
+# What the AUTO sizes start from, as declared with the settings (sipp.config).
+DEFAULT_N_CTX_PER_SLOT: int = ContextRuntimeConfig.setting("n_ctx").fallback
+_DEFAULT_N_BATCH: int = ContextRuntimeConfig.setting("n_batch").fallback
+_DEFAULT_N_UBATCH: int = ContextRuntimeConfig.setting("n_ubatch").fallback
 # libllama reports these non-causal architectures as "decoder" models.
 _ENCODER_ONLY_ARCHS = frozenset({
     "bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert",
@@ -123,7 +124,7 @@ def plan_context(facts: ModelFacts, config: NativeRuntimeConfig) -> ContextPlan:
     sliding-window model whose cache is reused. Raises ``ModelLoadError`` for what an
     encoder-decoder model cannot do.
     """
-    c = config.context.resolve()
+    c = config.context
     model_class = facts.model_class
     embeddings = c.embeddings if c.embeddings is not None else model_class == "encoder"
     n_par = c.n_parallel
@@ -138,11 +139,11 @@ def plan_context(facts: ModelFacts, config: NativeRuntimeConfig) -> ContextPlan:
     n_ctx = c.n_ctx or min(train, DEFAULT_N_CTX_PER_SLOT) * n_par
     cache_mode: CacheMode = "disabled" if (
         model_class != "decoder" or embeddings or facts.is_recurrent
-    ) else config.cache.resolve().mode
+        or config.cache.mode == "off"
+    ) else config.cache.mode
     kv_unified = c.kv_unified if c.kv_unified is not None else (
         cache_mode in _SHARING_MODES and n_par > 1)
-    raw_swa_full = config.context.swa_full
-    swa_full = raw_swa_full if raw_swa_full is not None else (
+    swa_full = c.swa_full if c.swa_full is not None else (
         facts.n_swa > 0 and cache_mode != "disabled")
     n_batch = c.n_batch or _DEFAULT_N_BATCH
     n_ubatch = c.n_ubatch or min(_DEFAULT_N_UBATCH, n_batch)
@@ -165,7 +166,7 @@ def plan_context(facts: ModelFacts, config: NativeRuntimeConfig) -> ContextPlan:
 def context_params(plan: ContextPlan, config: NativeRuntimeConfig) -> dict[str, Any]:
     """The :class:`sipp.native.LlamaContext` keyword arguments for ``plan`` (the settings
     the plan does not decide pass straight through; None keeps libllama's default)."""
-    c = config.context.resolve()
+    c = config.context
     return {
         "n_ctx": plan.n_ctx, "n_batch": plan.n_batch, "n_ubatch": plan.n_ubatch,
         "n_seq_max": plan.n_parallel, "n_threads": c.n_threads,
@@ -174,7 +175,7 @@ def context_params(plan: ContextPlan, config: NativeRuntimeConfig) -> dict[str, 
         "kv_unified": plan.kv_unified, "swa_full": plan.swa_full,
         "flash_attn": _FLASH[c.flash_attention], "type_k": c.cache_type_k,
         "type_v": c.cache_type_v, "offload_kqv": c.offload_kqv, "op_offload": c.op_offload,
-        "no_perf": not config.observability.resolve().backend_profiling,
+        "no_perf": not config.observability.backend_profiling,
         "rope_scaling_type": c.rope_scaling, "rope_freq_base": c.rope_freq_base,
         "rope_freq_scale": c.rope_freq_scale, "yarn_orig_ctx": c.yarn_orig_ctx,
         "yarn_ext_factor": c.yarn_ext_factor, "yarn_attn_factor": c.yarn_attn_factor,

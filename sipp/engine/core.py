@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sipp.config import NativeRuntimeConfig, ResolvedRuntimeConfig
+from sipp.config import NativeRuntimeConfig
 from sipp.engine.batching import StepBatch
 from sipp.engine.context_plan import (
     ContextPlan,
@@ -145,7 +145,7 @@ class Engine:
     """One loaded model and the thread that runs it. Create with :meth:`Engine.load`."""
 
     info: ModelInfo
-    config: ResolvedRuntimeConfig
+    config: NativeRuntimeConfig
     model: LlamaModel
     ctx: LlamaContext
     scheduler: Scheduler[RunState]
@@ -221,7 +221,7 @@ class Engine:
 
     def _open(self, path: str, raw: NativeRuntimeConfig, chat_template: str | None,
               progress: Callable[[float], object] | None = None) -> None:
-        self.config = cfg = raw.resolve()
+        self.config = cfg = raw
         loaded = load_model(path, raw, progress)
         self._loaded = loaded
         self.offloads = loaded.offloads
@@ -262,30 +262,14 @@ class Engine:
                                       vision=self.vision, offloads=loaded.offloads)
         self._publish()
 
-    def _open_scheduler(self, plan: ContextPlan, cfg: ResolvedRuntimeConfig) -> None:
-        sched = cfg.scheduler
-        self.scheduler = Scheduler(SchedulerConfig(
-            n_slots=plan.n_parallel,
-            n_ctx_per_slot=plan.window(self.ctx.n_ctx),
-            token_budget=self.ctx.n_batch,
-            prefill_chunk_size=sched.prefill_chunk_size,
-            max_running_requests=sched.max_running_requests,
-            max_queued_requests=sched.max_queued_requests,
-            policy=sched.policy.order,
-            mode=sched.policy.mode,
-            decode_token_reserve=sched.policy.decode_token_reserve,
-            continuous_batching=sched.continuous_batching,
-            adaptive_prefill_chunking=sched.policy.enable_adaptive_prefill_chunking,
-            cache_mode=plan.cache_mode,
-            retained_prefix_tokens=cfg.cache.retained_prefix_tokens,
-            max_snapshot_entries=cfg.cache.max_snapshot_entries,
-            max_snapshot_bytes=cfg.cache.max_snapshot_bytes,
-            snapshot_interval_tokens=cfg.cache.snapshot_interval_tokens,
-            cross_slot_copy=plan.cross_slot_copy,
+    def _open_scheduler(self, plan: ContextPlan, cfg: NativeRuntimeConfig) -> None:
+        self.scheduler = Scheduler(SchedulerConfig.from_runtime(
+            cfg, n_ctx_per_slot=plan.window(self.ctx.n_ctx), token_budget=self.ctx.n_batch,
+            cache_mode=plan.cache_mode, cross_slot_copy=plan.cross_slot_copy,
             partial_kv_edits=plan.partial_kv_edits,
         ))
 
-    def _open_vision(self, cfg: ResolvedRuntimeConfig) -> None:
+    def _open_vision(self, cfg: NativeRuntimeConfig) -> None:
         info = self.info
         if not info.can_generate or info.model_class != "decoder":
             raise ModelLoadError(

@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sipp.config import NativeRuntimeConfig, ResolvedPlacementConfig
+from sipp.config import ModelPlacementConfig, NativeRuntimeConfig
 from sipp.engine._residency import Lease
 from sipp.engine._residency import acquire as acquire_residency
 from sipp.errors import ConfigurationError
 from sipp.native import LlamaModel
 from sipp.native.model import Device, list_devices
+from sipp.native.rpc import is_rpc_device
 
 __all__ = ["LoadedModel", "gpu_devices", "load_model", "placement_args"]
 
@@ -30,7 +31,7 @@ def gpu_devices(devices: Sequence[Device], chosen: Sequence[str] = ()) -> list[s
     return gpus or [d.name for d in devices if d.type == "igpu"]
 
 
-def placement_args(p: ResolvedPlacementConfig, devices: Sequence[Device]) -> dict[str, Any]:
+def placement_args(p: ModelPlacementConfig, devices: Sequence[Device]) -> dict[str, Any]:
     """The device arguments of :class:`LlamaModel` for placement ``p`` on a backend that
     sees ``devices``; what cannot take effect raises ``ConfigurationError`` naming the field."""
     names = [d.name for d in devices]
@@ -41,7 +42,7 @@ def placement_args(p: ResolvedPlacementConfig, devices: Sequence[Device]) -> dic
             'placement.devices: "none" (no offload device) cannot be combined with device names'
         )
     for index, name in enumerate(chosen):
-        if name == "none":
+        if name == "none" or is_rpc_device(name):  # remote workers are checked at load
             continue
         if name not in names:
             raise ConfigurationError(
@@ -101,22 +102,23 @@ def load_model(
 ) -> LoadedModel:
     """Check placement against this backend's devices, take the residency lease and load;
     ``progress(fraction)`` follows the load (returning False cancels it)."""
-    placement = config.placement.resolve()
+    placement = config.placement
     gpu = placement.gpu_layers
     devices = list_devices()
     placed = placement_args(placement, devices)
     used = gpu_devices(devices, placement.devices)
     offloads = bool(used) and gpu != 0
-    if offloads and config.sampling.backend_sampling:
+    sampling = config.sampling
+    if offloads and sampling.backend_sampling and "backend_sampling" in sampling.fields_set:
         raise ConfigurationError(
             "sampling.backend_sampling=True asks for sampling inside the GPU graph "
             "(experimental in the pinned llama.cpp), which this engine does not do: "
             "samplers run on the host after each decode; leave it unset or set False"
         )
-    lease = acquire_residency(config.residency.resolve(), devices, used, offloads=offloads)
+    lease = acquire_residency(config.residency, devices, used, offloads=offloads)
     load_mode = ("mmap_mlock" if placement.use_mlock else "mmap") if placement.use_mmap else (
         "mlock" if placement.use_mlock else "none")
-    no_extra = config.placement.no_extra_bufts
+    no_extra = placement.no_extra_bufts
     try:
         model = LlamaModel(
             path, n_gpu_layers=None if gpu == "auto" else -1 if gpu == "all" else int(gpu),

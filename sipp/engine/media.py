@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sipp.config import ResolvedMultimodalConfig
+from sipp.config import MultimodalRuntimeConfig
 from sipp.errors import MediaError, ModelLoadError, RequestTooLargeError
 from sipp.native import LlamaBatch
 from sipp.native import LlamaContext as NativeContext
@@ -234,7 +234,7 @@ class Vision:
     positions (not supported by this engine yet).
     """
 
-    def __init__(self, model: NativeModel, cfg: ResolvedMultimodalConfig, *, n_batch: int,
+    def __init__(self, model: NativeModel, cfg: MultimodalRuntimeConfig, *, n_batch: int,
                  n_ubatch: int, n_threads: int | None = None) -> None:
         path = cfg.projector_path
         if path is None:

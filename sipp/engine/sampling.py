@@ -5,7 +5,7 @@ request's ``LocalTextOptions.sampling`` override (only the fields it sets) ← t
 ``SippTextOptions.temperature`` / ``top_p`` shortcuts (a different value in both places is an
 ``InvalidRequestError``).
 
-:func:`plan_chain` turns a :class:`~sipp.config.ResolvedSamplingConfig` into an ordered
+:func:`plan_chain` turns a :class:`~sipp.config.SamplingRuntimeConfig` into an ordered
 tuple of :class:`Stage` values (pure Python, testable without a model); :class:`Sampler`
 creates the native ``llama_sampler`` chain from a plan and samples with it (a stateless
 greedy chain reads the logits row directly instead). Every stage runs in C:
@@ -24,7 +24,6 @@ only sees tokens the grammar allows; with ``grammar_lazy`` it stays inactive unt
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sipp.config import ResolvedSamplingConfig, SamplingRuntimeConfig
+from sipp.config import SamplingRuntimeConfig
 from sipp.errors import InvalidRequestError
 from sipp.native import LlamaContext, LlamaModel, SamplerChain
 
@@ -52,40 +51,37 @@ __all__ = [
 
 _EXPENSIVE_ON_FULL_VOCAB = frozenset({"penalties", "dry"})
 # Sipp's default repeat penalty: neutral for greedy chains (see _greedy_keeps)
-_DEFAULT_REPEAT_PENALTY = SamplingRuntimeConfig().resolve().repeat_penalty
+_DEFAULT_REPEAT_PENALTY = SamplingRuntimeConfig.setting("repeat_penalty").default
 
 LARGE_VOCAB = 32_768
 DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a random seed per chain
 
 
 def resolve_sampling(
-    base: ResolvedSamplingConfig,
+    base: SamplingRuntimeConfig,
     override: SamplingRuntimeConfig | None = None,
     *,
     temperature: float | None = None,
     top_p: float | None = None,
-) -> ResolvedSamplingConfig:
-    """The model's resolved sampling with a request override and the common ``temperature``
-    / ``top_p`` options applied (both set to different values → ``InvalidRequestError``)."""
-    changes: dict[str, float] = {}
-    for name, common in (("temperature", temperature), ("top_p", top_p)):
-        if common is None:
+) -> SamplingRuntimeConfig:
+    """The model's sampling with a request override and the common ``temperature`` /
+    ``top_p`` options applied (both set to different values → ``InvalidRequestError``)."""
+    common: dict[str, float] = {}
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if value is None:
             continue
-        local = getattr(override, name, None) if override is not None else None
-        if local is not None and not math.isclose(float(local), float(common)):
+        if override is not None and name in override.fields_set and not math.isclose(
+            float(getattr(override, name)), float(value)
+        ):
             raise InvalidRequestError(f"common {name} conflicts with local sampling.{name}")
-        changes[name] = float(common)
-    resolved = base.with_override(override)
-    if changes:
-        resolved = dataclasses.replace(
-            resolved,
-            temperature=changes.get("temperature", resolved.temperature),
-            top_p=changes.get("top_p", resolved.top_p),
-        )
-    return resolved
+        common[name] = float(value)
+    merged = base.with_override(override)
+    if not common:
+        return merged
+    return merged.with_override(SamplingRuntimeConfig.from_dict(common))
 
 
-def is_greedy(params: ResolvedSamplingConfig) -> bool:
+def is_greedy(params: SamplingRuntimeConfig) -> bool:
     """Temperature 0 without mirostat: a plain argmax."""
     return params.temperature <= 0.0 and params.mirostat == 0
 
@@ -113,7 +109,7 @@ class Stage:
         return self.name, self.options
 
 
-def history_length(params: ResolvedSamplingConfig) -> int:
+def history_length(params: SamplingRuntimeConfig) -> int:
     """How many prompt tokens to feed the chain before sampling (repeat/DRY windows)."""
     if params.mirostat:
         return 0
@@ -127,7 +123,7 @@ def history_length(params: ResolvedSamplingConfig) -> int:
     return n
 
 
-def _greedy_keeps(stage: str, p: ResolvedSamplingConfig) -> bool:
+def _greedy_keeps(stage: str, p: SamplingRuntimeConfig) -> bool:
     """Whether a temperature-0 chain keeps this repetition stage: only when the caller
     changed it from Sipp's defaults (repeat_penalty 1.05 shapes sampling at temperature
     > 0; greedy stays a plain argmax unless penalties or DRY were asked for)."""
@@ -139,14 +135,14 @@ def _greedy_keeps(stage: str, p: ResolvedSamplingConfig) -> bool:
     return stage == "dry" and p.dry_multiplier > 0
 
 
-def _penalties_active(p: ResolvedSamplingConfig) -> bool:
+def _penalties_active(p: SamplingRuntimeConfig) -> bool:
     return p.repeat_last_n != 0 and (
         p.repeat_penalty != 1.0 or p.frequency_penalty != 0.0 or p.presence_penalty != 0.0
     )
 
 
 def plan_chain(
-    params: ResolvedSamplingConfig,
+    params: SamplingRuntimeConfig,
     *,
     n_vocab: int,
     n_ctx: int,
@@ -193,7 +189,7 @@ def plan_chain(
         stages.append(Stage("mirostat_v2", {"seed": seed, "tau": params.mirostat_tau,
                                             "eta": params.mirostat_eta}))
         return tuple(stages)
-    for name in _ordered(params.samplers, n_vocab, params.top_k):
+    for name in _ordered(tuple(params.samplers), n_vocab, params.top_k):
         stage = _stage(name, params, n_vocab, n_ctx)
         if stage is not None:
             stages.append(stage)
@@ -202,7 +198,7 @@ def plan_chain(
     return tuple(stages)
 
 
-def _grammar_options(params: ResolvedSamplingConfig, grammar: str, n_vocab: int) -> dict[str, Any]:
+def _grammar_options(params: SamplingRuntimeConfig, grammar: str, n_vocab: int) -> dict[str, Any]:
     """The grammar stage: eager, or lazy (``grammar_lazy``) with ``preserved_tokens`` as the
     tokens that switch it on."""
     options: dict[str, Any] = {"grammar": grammar, "root": "root"}
@@ -242,7 +238,7 @@ def _ordered(samplers: tuple[str, ...], n_vocab: int, top_k: int) -> tuple[str, 
     return tuple(rest)
 
 
-def _stage(name: str, p: ResolvedSamplingConfig, n_vocab: int, n_ctx: int) -> Stage | None:
+def _stage(name: str, p: SamplingRuntimeConfig, n_vocab: int, n_ctx: int) -> Stage | None:
     min_keep = p.min_keep
     if name == "top_k":
         return Stage("top_k", {"k": p.top_k}) if p.top_k > 0 else None

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sipp.config import DEFAULT_CONTEXT_KEY, DEFAULT_MAX_TOKENS, ResolvedSamplingConfig
+from sipp.config import DEFAULT_CONTEXT_KEY, DEFAULT_MAX_TOKENS, SamplingRuntimeConfig
+from sipp.documents import with_documents
 from sipp.engine.chat_template import ChatTemplate
 from sipp.engine.media import Vision, marked_messages, place_markers
 from sipp.engine.media_queue import MediaJob
@@ -45,7 +46,7 @@ Tokens = npt.NDArray[np.int32]
 class Submission:
     """Prepares requests for one loaded model (safe from any thread while it is open)."""
 
-    def __init__(self, model: LlamaModel, info: Any, sampling: ResolvedSamplingConfig, *,
+    def __init__(self, model: LlamaModel, info: Any, sampling: SamplingRuntimeConfig, *,
                  template: str | None, vision: Vision | None, offloads: bool) -> None:
         self.model = model
         self.info = info
@@ -85,6 +86,9 @@ class Submission:
             prompt = self.prompt_tokens(request)
         opts = request.options
         max_tokens = opts.max_tokens if opts.max_tokens is not None else DEFAULT_MAX_TOKENS
+        if opts.max_tokens is None and local is not None and local.fill_window:
+            # to end of sequence or a full window (no context shift past it)
+            max_tokens = max(1, info.n_ctx_per_slot - int(prompt.shape[0]))
         params = resolve_sampling(
             self.sampling, local.sampling if local else None,
             temperature=opts.temperature, top_p=opts.top_p,
@@ -102,7 +106,10 @@ class Submission:
             grammar, triggers = plan.grammar, plan.triggers
         if plan is not None and plan.parses:
             sink = ToolCallSink(sink, plan.stream())
-        if self.offloads and local and local.sampling and local.sampling.backend_sampling:
+        override = local.sampling if local else None
+        if self.offloads and override is not None and override.backend_sampling and (
+            "backend_sampling" in override.fields_set
+        ):
             raise InvalidRequestError(
                 "local.sampling.backend_sampling=True asks for in-graph GPU sampling, which "
                 "this engine does not do (samplers run on the host after each decode)"
@@ -183,7 +190,14 @@ class Submission:
             )
         assert request.messages is not None
         tools = [t.to_dict() for t in request.tools.tools] if request.tools else None
-        text = str(template.render(request.messages, add_generation_prompt=True, tools=tools))
+        messages = request.messages
+        extra: dict[str, Any] = {}
+        if request.documents:
+            if template.takes_documents:
+                extra["documents"] = [dict(d) for d in request.documents]
+            else:
+                messages = with_documents(messages, request.documents)
+        text = str(template.render(messages, add_generation_prompt=True, tools=tools, **extra))
         if not text:
             raise UnsupportedOperationError(
                 "unsupported operation chat: model chat template did not produce a prompt"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
+from sipp._version import __version__
 from sipp.errors import ConfigurationError
 
 __all__ = [
@@ -58,8 +59,6 @@ def install_hint(backend: str) -> str:
     """A command that installs ``backend`` for *this* sipp. PyPI's ``sipppy`` 0.1.x is
     another project, so a bare ``pip install "sipppy[vulkan]"`` would fetch it: the hint
     builds the matching wheel into ``dist/`` and pins this version."""
-    from sipp._version import __version__
-
     target = "sipppy-backend-cpu" if backend == "cpu" else f"sipppy[{backend}]"
     command = (f"scripts/build_wheels.sh {backend} && "
                f'pip install --find-links dist "{target}=={__version__}"')

@@ -1,13 +1,18 @@
 """Read a GGUF header in Python and check a model file before libllama sees it.
 
-libllama reports bad files only through its log, and some malformed files can crash it, so
-:func:`check_model_file` rejects missing paths, directories, non-GGUF files, truncated
-headers or tensor data and unknown architectures with a :class:`ModelLoadError` that names
-the path and the reason. Big arrays (token lists) are skipped, never decoded.
+libllama reports bad files only through its log, and many malformed files abort the process
+inside it (``GGML_ASSERT``), so :func:`check_model_file` rejects missing paths, directories,
+non-GGUF files, truncated headers or tensor data, unknown architectures, and every value
+the pinned llama.cpp asserts on instead of reporting -- layer and expert counts out of
+range, non-positive or non-finite norm epsilons, duplicate vocabulary strings, an unaligned
+data section, absurd tensor counts and dimensions -- with a :class:`ModelLoadError` that
+names the path, the key and the reason. Big arrays are skipped, never decoded (the token
+list is only hashed for duplicates).
 """
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import struct
@@ -16,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sipp.errors import ModelLoadError
-from sipp.native._archs import KNOWN_ARCHITECTURES, PROJECTOR_ARCHITECTURES
+from sipp.native._archs import (
+    EQUAL_HEAD_DIM_ARCHITECTURES,
+    KNOWN_ARCHITECTURES,
+    PROJECTOR_ARCHITECTURES,
+)
 
 __all__ = ["GgufInfo", "check_model_file", "read_gguf_info"]
 
@@ -40,7 +49,21 @@ _SCALAR_FORMATS: dict[int, str] = {
 }  # fmt: skip
 _TYPE_STRING = 8
 _TYPE_ARRAY = 9
-_MAX_KEEP_ARRAY = 64  # arrays longer than this are recorded by length only
+_MAX_KEEP_ARRAY = 1024  # arrays longer than this are recorded by length only (per-layer fit)
+_TOKENS_KEY = "tokenizer.ggml.tokens"
+# Limits the pinned llama.cpp asserts on (llama-hparams.h, ggml-backend.cpp, gguf.cpp).
+LLAMA_MAX_LAYERS = 512
+LLAMA_MAX_EXPERTS = 1024
+TENSOR_ALIGNMENT = 32
+_MAX_DIMS = 4  # GGML_MAX_DIMS
+_MAX_ELEMENTS = 2**62
+_EPSILON_SUFFIXES = (
+    "attention.layer_norm_rms_epsilon",
+    "attention.layer_norm_epsilon",
+    "attention.group_norm_epsilon",
+    "norm_epsilon",
+)
+_ROPE_SCALING_TYPES = ("none", "linear", "yarn", "longrope")
 
 
 class _Truncated(Exception):
@@ -99,6 +122,22 @@ class _Reader:
 
     def skip_string(self) -> None:
         self.skip(self.take("<Q"))
+
+    def duplicate_string(self, count: int) -> tuple[int, int] | None:
+        """Read ``count`` strings; the indices of the first repeated one, or None."""
+        seen: dict[bytes, int] = {}
+        duplicate: tuple[int, int] | None = None
+        for i in range(count):
+            n = self.take("<Q")
+            if self.pos + n > self.size:
+                raise _Truncated
+            raw = bytes(self.buf[self.pos : self.pos + n])
+            self.pos += n
+            if duplicate is None:
+                first = seen.setdefault(raw, i)
+                if first != i:
+                    duplicate = (first, i)
+        return duplicate
 
     def value(self, vtype: int) -> Any:
         if vtype == _TYPE_STRING:
@@ -160,31 +199,138 @@ def _parse(buf: mmap.mmap, size: int) -> GgufInfo:
     info = GgufInfo(version=version, n_tensors=n_tensors, file_size=size)
     for _ in range(n_kv):
         key = r.string()
-        info.metadata[key] = r.value(r.take("<I"))
+        vtype = r.take("<I")
+        if key == _TOKENS_KEY and vtype == _TYPE_ARRAY:
+            etype = r.take("<I")
+            count = r.take("<Q")
+            if etype == _TYPE_STRING:
+                duplicate = r.duplicate_string(count)
+                if duplicate is not None:
+                    raise _Malformed(
+                        f"{key}: tokens {duplicate[0]} and {duplicate[1]} are the same string "
+                        "(a vocabulary needs unique token strings)"
+                    )
+                info.metadata[key] = _ArrayLength(count)
+                continue
+            r.pos -= 12
+        info.metadata[key] = r.value(vtype)
+    alignment = info.metadata.get("general.alignment", _DEFAULT_ALIGNMENT)
+    if (
+        not isinstance(alignment, int)
+        or isinstance(alignment, bool)
+        or alignment <= 0
+        or alignment & (alignment - 1)
+    ):
+        raise _Malformed(f"general.alignment is {alignment!r}, expected a power of two")
     data_end = 0
-    for _ in range(n_tensors):
-        r.skip_string()
+    names: set[bytes] = set()
+    for i in range(n_tensors):
+        n = r.take("<Q")
+        if r.pos + n > size:
+            raise _Truncated
+        name = bytes(buf[r.pos : r.pos + n])
+        r.pos += n
+        if name in names:
+            raise _Malformed(f"tensor {name.decode(errors='replace')!r} appears twice")
+        names.add(name)
         n_dims = r.take("<I")
-        if n_dims > 8:
-            raise _Malformed(f"tensor with {n_dims} dimensions")
+        if n_dims > _MAX_DIMS:
+            raise _Malformed(f"tensor {i} has {n_dims} dimensions (at most {_MAX_DIMS})")
         n_elements = 1
         for _ in range(n_dims):
             n_elements *= r.take("<Q")
+        if n_elements > _MAX_ELEMENTS:
+            raise _Malformed(f"tensor {i} has {n_elements} elements")
         ttype = r.take("<I")
         offset = r.take("<Q")
+        if offset % alignment:
+            raise _Malformed(
+                f"tensor {i} data offset {offset} is not a multiple of the alignment {alignment}"
+            )
         info.n_elements += n_elements
         block = GGML_TYPE_SIZES.get(ttype)
         if block is None:
             info.unknown_tensor_types.add(ttype)
             data_end = max(data_end, offset)
             continue
+        if n_dims and n_elements % block[0]:
+            raise _Malformed(
+                f"tensor {i} has {n_elements} elements, not whole blocks of {block[0]}"
+            )
         data_end = max(data_end, offset + n_elements // block[0] * block[1])
-    alignment = info.metadata.get("general.alignment", _DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or alignment <= 0:
-        raise _Malformed(f"general.alignment is {alignment!r}, expected a positive integer")
     info.data_offset = (r.pos + alignment - 1) // alignment * alignment
+    if info.data_offset % TENSOR_ALIGNMENT:
+        raise _Malformed(
+            f"the tensor data starts at byte {info.data_offset}, not a multiple of "
+            f"{TENSOR_ALIGNMENT} (general.alignment {alignment}): llama.cpp cannot map it"
+        )
     info.data_size = data_end
     return info
+
+
+def _integers(key: str, value: Any) -> list[int]:
+    """A scalar or per-layer array hyper-parameter as a list of ints (raises on other types)."""
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, _ArrayLength) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in items
+    ):
+        raise _Malformed(f"{key} must be an integer (or one per layer), got {value!r}")
+    return items
+
+
+def _check_hyperparameters(info: GgufInfo) -> None:
+    """Refuse the hyper-parameter values the pinned libllama aborts on (raises ``_Malformed``
+    naming the key); the values it reports itself are left to it."""
+    arch = info.architecture
+    if arch is None or arch in PROJECTOR_ARCHITECTURES:
+        return
+    md = info.metadata
+
+    def get(suffix: str) -> tuple[str, Any]:
+        return f"{arch}.{suffix}", md.get(f"{arch}.{suffix}")
+
+    key, value = get("block_count")
+    n_layer = 0
+    if value is not None:
+        n_layer = max(_integers(key, value))
+        if not 1 <= n_layer <= LLAMA_MAX_LAYERS or isinstance(value, list):
+            raise _Malformed(f"{key} is {value!r}, expected 1 to {LLAMA_MAX_LAYERS} layers")
+    key, value = get("nextn_predict_layers")
+    if value is not None and max(_integers(key, value)) > n_layer:
+        raise _Malformed(f"{key} is {value!r}, more than the {n_layer} layers")
+    key, value = get("expert_count")
+    n_expert = max(_integers(key, value)) if value is not None else 0
+    if not 0 <= n_expert <= LLAMA_MAX_EXPERTS:
+        raise _Malformed(f"{key} is {n_expert}, expected 0 to {LLAMA_MAX_EXPERTS}")
+    used_key, value = get("expert_used_count")
+    used = max(_integers(used_key, value), default=0) if value is not None else 0
+    if used > n_expert:
+        raise _Malformed(f"{used_key} is {used}, more than {key} ({n_expert})")
+    if n_expert and used <= 0:
+        raise _Malformed(f"{used_key} must be at least 1 when {key} is {n_expert}")
+    groups_key, value = get("expert_group_count")
+    groups = max(_integers(groups_key, value)) if value is not None else 0
+    group_used_key, value = get("expert_group_used_count")
+    group_used = max(_integers(group_used_key, value)) if value is not None else 0
+    if n_expert == 0 and groups:
+        raise _Malformed(f"{groups_key} is {groups} but the model has no experts")
+    if n_expert and groups >= n_expert:
+        raise _Malformed(f"{groups_key} is {groups}, expected fewer than {key} ({n_expert})")
+    if groups > 1 and (n_expert % groups or not 0 < group_used < groups):
+        raise _Malformed(
+            f"{groups_key} {groups} must divide {key} {n_expert} and {group_used_key} "
+            f"({group_used}) must be 1 to {groups - 1}"
+        )
+    for suffix in _EPSILON_SUFFIXES:
+        key, value = get(suffix)
+        if value is None:
+            continue
+        if not isinstance(value, float) or not math.isfinite(value) or value <= 0.0:
+            raise _Malformed(f"{key} is {value!r}, expected a finite number > 0")
+    _check_head_sizes(arch, get)
+    key, value = get("rope.scaling.type")
+    if isinstance(value, str) and value not in _ROPE_SCALING_TYPES:
+        raise _Malformed(f"{key} is {value!r}, expected one of {', '.join(_ROPE_SCALING_TYPES)}")
 
 
 def check_model_file(path: str | os.PathLike[str]) -> GgufInfo:
@@ -211,6 +357,10 @@ def check_model_file(path: str | os.PathLike[str]) -> GgufInfo:
     arch = info.architecture
     if arch is None:
         raise ModelLoadError(f"Cannot load model {p}: no general.architecture in the GGUF header")
+    try:
+        _check_hyperparameters(info)
+    except _Malformed as exc:
+        raise ModelLoadError(f"Cannot load model {p}: {exc}") from None
     if arch in PROJECTOR_ARCHITECTURES:
         raise ModelLoadError(
             f"Cannot load model {p}: architecture {arch!r} is a multimodal projector "
@@ -222,3 +372,31 @@ def check_model_file(path: str | os.PathLike[str]) -> GgufInfo:
             "(not known to the pinned llama.cpp)"
         )
     return info
+
+
+def _check_head_sizes(arch: str, get: Any) -> None:
+    """Key and value head sizes: positive, and equal where the arch's graph asserts it."""
+    sizes: dict[str, int] = {}
+    for suffix in ("attention.key_length", "attention.value_length"):
+        key, value = get(suffix)
+        if value is not None:
+            sizes[key] = min(_integers(key, value))
+            if sizes[key] < 1:
+                raise _Malformed(f"{key} is {value!r}, expected at least 1")
+    if arch not in EQUAL_HEAD_DIM_ARCHITECTURES:
+        return
+    embd_key, n_embd = get("embedding_length")
+    head_key, n_head = get("attention.head_count")
+    if not isinstance(n_embd, int) or n_head is None:
+        return
+    heads = max(_integers(head_key, n_head))
+    if heads <= 0:
+        return
+    default = n_embd // heads
+    k = sizes.get(f"{arch}.attention.key_length", default)
+    v = sizes.get(f"{arch}.attention.value_length", default)
+    if k != v:
+        raise _Malformed(
+            f"{arch}.attention.key_length ({k}) and {arch}.attention.value_length ({v}) must "
+            f"be equal for architecture {arch!r} (defaults: {embd_key} / {head_key} = {default})"
+        )

@@ -1,9 +1,10 @@
 """The process-wide native state: the cffi ``FFI``, the opened backend, logging.
 
 Nothing is opened at import time. :func:`get_native` opens the backend on first use (under a
-lock), installs the log callback once, calls ``llama_backend_init()`` once and keeps it all
-for the life of the process. :func:`select_backend` names the backend to open before that
-(an argument, so no caller has to write ``SIPP_PYTHON_BACKEND`` into the environment).
+lock), installs the log callback and quiet aborts (no gdb fork, see ``_quiet``) once, calls
+``llama_backend_init()`` once and keeps it all for the life of the process.
+:func:`select_backend` names the backend to open before that (an argument, so no caller has
+to write ``SIPP_PYTHON_BACKEND`` into the environment).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sipp.errors import BackendError
 from sipp.native._cdef import CDEF
 from sipp.native._env import parse_backend
 from sipp.native._loader import LoadedBackend, library_file, load_backend
+from sipp.native._quiet import install_quiet_aborts
 
 __all__ = [
     "LOG_LEVELS",
@@ -143,6 +145,7 @@ def _open() -> Native:
             lib.llama_log_set(callback, ffi.NULL)
 
         backend = load_backend(ffi, prepare, backend=_choice)
+        install_quiet_aborts(library_file(backend.library_dir, "ggml-base"))
         backend.lib.llama_backend_init()
         _native = Native(ffi, backend, callback)
         return _native

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +33,12 @@ _UINT_PARAMS = (
     "n_outputs_max_per_seq",
 )
 _INT_PARAMS = ("n_threads", "n_threads_batch")
+# Upper bounds the pinned llama.cpp needs (past them it crashes or fails late):
+# GGML_MAX_N_THREADS (ggml.h; 65536 threads segfault at the first decode), LLAMA_MAX_SEQ.
+MAX_THREADS = 512
+MAX_SEQ = 256
+_UPPER: dict[str, int] = {"n_threads": MAX_THREADS, "n_threads_batch": MAX_THREADS, "n_seq_max": MAX_SEQ}  # fmt: skip  # noqa: E501
+_UINT32_MAX = 2**32 - 1
 _FLOAT_PARAMS = (
     "rope_freq_base",
     "rope_freq_scale",
@@ -50,6 +57,12 @@ _CHOICE_PARAMS: dict[str, tuple[str, dict[str, int]]] = {
     "type_k": ("type_k", KV_TYPES),
     "type_v": ("type_v", KV_TYPES),
 }
+
+
+def _int_in(key: str, value: Any, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{key} must be an int >= {low} and <= {high}, got {value!r}")
+    return value
 
 
 def _free_context(lib: Any, ptr: Any, _model: LlamaModel) -> None:
@@ -88,18 +101,18 @@ class LlamaContext(Owner):
             if value is None:
                 continue
             if key in _FLOAT_PARAMS:
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ValueError(f"{key} must be a number, got {value!r}")
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, (int, float))
+                    or not math.isfinite(value)
+                ):
+                    raise ValueError(f"{key} must be a number (finite), got {value!r}")
                 setattr(cparams, key, float(value))
             elif key == _ORIG_CTX:
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise ValueError(f"{key} must be an int >= 0, got {value!r}")
-                setattr(cparams, key, value)
+                setattr(cparams, key, _int_in(key, value, 0, _UINT32_MAX))
             elif key in _UINT_PARAMS or key in _INT_PARAMS:
                 low = 0 if key in _UINT_PARAMS else 1
-                if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                    raise ValueError(f"{key} must be an int >= {low}, got {value!r}")
-                setattr(cparams, key, value)
+                setattr(cparams, key, _int_in(key, value, low, _UPPER.get(key, _UINT32_MAX)))
             elif key in _BOOL_PARAMS:
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be a bool, got {value!r}")
@@ -179,8 +192,8 @@ class LlamaContext(Owner):
 
     def set_n_threads(self, n_threads: int, n_threads_batch: int) -> None:
         """Threads for single-token decode and for batch (prefill) decode."""
-        if n_threads < 1 or n_threads_batch < 1:
-            raise ValueError("n_threads and n_threads_batch must be >= 1")
+        _int_in("n_threads", n_threads, 1, MAX_THREADS)
+        _int_in("n_threads_batch", n_threads_batch, 1, MAX_THREADS)
         self._lib.llama_set_n_threads(self._handle(), n_threads, n_threads_batch)
 
     @property

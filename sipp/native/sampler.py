@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sipp.errors import GrammarError
+from sipp.native._gbnf import check_terminals
 from sipp.native._lib import recent_log_errors
 from sipp.native._owner import Owner
 from sipp.native.context import LlamaContext
@@ -125,6 +126,7 @@ class _Builder:
         text, root = a["grammar"], a["root"]
         if not isinstance(text, str) or not isinstance(root, str) or not root:
             raise GrammarError("sampler grammar: grammar and root must be strings (root non-empty)")
+        check_terminals(text)
         patterns = list(a.get("trigger_patterns") or ())
         tokens = list(a.get("trigger_tokens") or ())
         vocab = self.model.vocab_ptr

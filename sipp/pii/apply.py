@@ -8,6 +8,7 @@ the endpoint and before the endpoint sees the request, and hands the endpoint a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sipp.pii.masking import MaskingSession, StreamRestorer
@@ -29,12 +30,15 @@ def mask_text_request(
     if policy is None or not policy.applies_to(endpoint_kind):
         return None, prompt, msgs
     session = policy.session()
-    texts = ([prompt] if prompt is not None else []) + [m.content for m in msgs or ()]
+    texts = ([prompt] if prompt is not None else []) + [m.content or "" for m in msgs or ()]
     masked = policy.check(session, texts)
     if prompt is not None:
         prompt, masked = masked[0], masked[1:]
     if msgs is not None:
-        msgs = tuple(ChatMessage(m.role, text) for m, text in zip(msgs, masked, strict=True))
+        msgs = tuple(
+            m if text == m.content else replace(m, content=text)
+            for m, text in zip(msgs, masked, strict=True)
+        )
     return (session if session.placeholders else None), prompt, msgs
 
 

@@ -1,27 +1,41 @@
-"""Scheduler configuration: the resolved numbers the engine hands to the scheduler."""
+"""Scheduler configuration: the numbers the engine hands to the scheduler (defaults are the
+runtime config's, read from its declaration)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
+from sipp.config import (
+    CacheRuntimeConfig,
+    ContextRuntimeConfig,
+    NativeRuntimeConfig,
+    SchedulerMode,
+    SchedulerPolicyConfig,
+    SchedulerRuntimeConfig,
+)
 from sipp.errors import ConfigurationError
 
 __all__ = ["CACHE_MODES", "CacheMode", "Policy", "SchedulerConfig", "SchedulerMode"]
 
-SchedulerMode = Literal["latency_first", "balanced", "throughput_first"]
 Policy = Literal["fifo", "priority"]
 CacheMode = Literal[
     "disabled", "context_key", "live_slot_prefix", "state_snapshot", "live_slot_and_snapshot"
 ]
 CACHE_MODES: Final = get_args(CacheMode)
 _LIVE_MODES: Final = frozenset({"context_key", "live_slot_prefix", "live_slot_and_snapshot"})
+_SHARED_MODES: Final = frozenset({"live_slot_prefix", "live_slot_and_snapshot"})
 _SNAPSHOT_MODES: Final = frozenset({"state_snapshot", "live_slot_and_snapshot"})
+# The defaults below are the runtime config's, read from its one declaration.
+_CONTEXT: Final = ContextRuntimeConfig()
+_SCHEDULER: Final = SchedulerRuntimeConfig()
+_POLICY: Final = SchedulerPolicyConfig()
+_CACHE: Final = CacheRuntimeConfig()
 
 
 @dataclass(frozen=True, kw_only=True)
 class SchedulerConfig:
-    """Limits and policies of one model's scheduler (built by the engine from the resolved
+    """Limits and policies of one model's scheduler (built by the engine from the
     ``NativeRuntimeConfig``). Invalid values raise :class:`ConfigurationError` naming the
     field; ``cache_mode="off"`` is accepted as an alias of ``"disabled"``.
 
@@ -59,24 +73,24 @@ class SchedulerConfig:
       whole prefix of the prompt, so no ``KvRemove`` trim or partial ``KvCopy`` is emitted.
     """
 
-    n_slots: int = 1
-    n_ctx_per_slot: int = 4096
-    token_budget: int = 2048
-    prefill_chunk_size: int = 0
-    max_running_requests: int | None = None
-    max_queued_requests: int = 256
+    n_slots: int = _CONTEXT.n_parallel
+    n_ctx_per_slot: int = ContextRuntimeConfig.setting("n_ctx").fallback
+    token_budget: int = ContextRuntimeConfig.setting("n_batch").fallback
+    prefill_chunk_size: int = _SCHEDULER.prefill_chunk_size
+    max_running_requests: int | None = _SCHEDULER.max_running_requests
+    max_queued_requests: int = _SCHEDULER.max_queued_requests
     policy: Policy = "fifo"
-    mode: SchedulerMode = "balanced"
-    decode_token_reserve: int = 1
-    cache_mode: CacheMode = "live_slot_prefix"
-    retained_prefix_tokens: int = 0
-    max_snapshot_entries: int = 32
-    max_snapshot_bytes: int = 256 * 1024 * 1024
-    snapshot_interval_tokens: int = 128
+    mode: SchedulerMode = _POLICY.mode
+    decode_token_reserve: int = _POLICY.decode_token_reserve
+    cache_mode: CacheMode = _CACHE.mode  # type: ignore[assignment]  # never "off" here
+    retained_prefix_tokens: int = _CACHE.retained_prefix_tokens
+    max_snapshot_entries: int = _CACHE.max_snapshot_entries
+    max_snapshot_bytes: int = _CACHE.max_snapshot_bytes
+    snapshot_interval_tokens: int = _CACHE.snapshot_interval_tokens
     partial_kv_edits: bool = True
     cross_slot_copy: bool = True
-    continuous_batching: bool = True
-    adaptive_prefill_chunking: bool = False
+    continuous_batching: bool = _SCHEDULER.continuous_batching
+    adaptive_prefill_chunking: bool = _POLICY.enable_adaptive_prefill_chunking
 
     def __post_init__(self) -> None:
         if self.cache_mode == "off":  # type: ignore[comparison-overlap]
@@ -119,6 +133,42 @@ class SchedulerConfig:
                     f"got {getattr(self, name)!r}"
                 )
 
+    @classmethod
+    def from_runtime(
+        cls,
+        config: NativeRuntimeConfig,
+        *,
+        n_ctx_per_slot: int,
+        token_budget: int,
+        cache_mode: CacheMode | None = None,
+        cross_slot_copy: bool = True,
+        partial_kv_edits: bool = True,
+    ) -> SchedulerConfig:
+        """The scheduler of a model loaded with ``config``, given what the engine decided
+        at load: the per-slot window, the step budget (``n_batch``), the cache mode in effect
+        (``disabled`` for a model that cannot reuse KV; None: ``cache.mode``) and what its KV
+        memory allows (see ``cross_slot_copy`` / ``partial_kv_edits``)."""
+        sched, policy, cache = config.scheduler, config.scheduler.policy, config.cache
+        return cls(
+            n_slots=config.context.n_parallel,
+            n_ctx_per_slot=n_ctx_per_slot,
+            token_budget=token_budget,
+            prefill_chunk_size=sched.prefill_chunk_size,
+            max_running_requests=sched.max_running_requests,
+            max_queued_requests=sched.max_queued_requests,
+            mode=policy.mode,
+            decode_token_reserve=policy.decode_token_reserve,
+            continuous_batching=sched.continuous_batching,
+            adaptive_prefill_chunking=policy.enable_adaptive_prefill_chunking,
+            cache_mode=cache.mode if cache_mode is None else cache_mode,  # type: ignore[arg-type]
+            retained_prefix_tokens=cache.retained_prefix_tokens,
+            max_snapshot_entries=cache.max_snapshot_entries,
+            max_snapshot_bytes=cache.max_snapshot_bytes,
+            snapshot_interval_tokens=cache.snapshot_interval_tokens,
+            cross_slot_copy=cross_slot_copy,
+            partial_kv_edits=partial_kv_edits,
+        )
+
     @property
     def running_limit(self) -> int:
         """How many requests may hold a slot at once."""
@@ -129,6 +179,11 @@ class SchedulerConfig:
     def live_reuse(self) -> bool:
         """Whether finished requests leave their KV in their slot for reuse."""
         return self.cache_mode in _LIVE_MODES
+
+    @property
+    def shares_across_keys(self) -> bool:
+        """Whether a request may reuse a prefix held by a slot of another context_key."""
+        return self.cache_mode in _SHARED_MODES
 
     @property
     def shift_keep_tokens(self) -> int:

@@ -81,3 +81,21 @@ def test_descriptor_progress_follows_the_load_and_can_cancel(tiny_llama_path: Pa
             client.add("stopped", LocalModelDescriptor(tiny_llama_path,
                                                        progress=lambda fraction: False))
         assert [ref.id for ref in client.endpoints()] == ["tiny"]
+
+
+def test_hints_name_every_way_to_fix_it(
+    tiny_llama_no_template_path: Path, tiny_llama_path: Path
+) -> None:
+    from sipp import ChatMessage, UnsupportedOperationError
+
+    with SippClient() as client:
+        plain = client.add("plain", LocalModelDescriptor(tiny_llama_no_template_path))
+        with pytest.raises(UnsupportedOperationError) as chat:
+            client.chat([ChatMessage("user", "hi")], endpoint=plain)
+        with pytest.raises(UnsupportedOperationError) as embed:
+            client.embed("hi", endpoint=plain)
+    for needle in ("LocalModelDescriptor(chat_template=...)", 'chat_template = "FILE"',
+                   "--chat-template FILE"):
+        assert needle in str(chat.value)
+    for needle in ("context.embeddings=True", "embeddings = true", "sipp serve --embeddings"):
+        assert needle in str(embed.value)

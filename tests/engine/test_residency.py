@@ -29,7 +29,7 @@ def no_leases() -> Iterator[None]:
 
 
 def cfg(**fields: Any) -> Any:
-    return ResidencyRuntimeConfig(**fields).resolve()
+    return ResidencyRuntimeConfig(**fields)
 
 
 def test_one_model_per_device_by_default_and_the_lease_comes_back() -> None:

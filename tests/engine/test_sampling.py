@@ -10,7 +10,7 @@ from sipp.config import NativeRuntimeConfig, SamplingRuntimeConfig
 from sipp.engine.sampling import history_length, plan_chain, resolve_sampling
 from sipp.errors import InvalidRequestError
 
-BASE = NativeRuntimeConfig().resolve().sampling
+BASE = NativeRuntimeConfig().sampling
 SMALL, LARGE = 1000, 262_144
 
 

@@ -131,14 +131,38 @@ class LocalTarget:
 
     def runtime_table(self) -> dict[str, Any]:
         """The ``NativeRuntimeConfig`` table the model loads with: the ``runtime`` table
-        plus the metrics ``stats`` asks for and, for the cpu backend, no GPU layers."""
+        plus the metrics ``stats`` asks for and, for the cpu backend, no GPU at all."""
         data: dict[str, Any] = copy.deepcopy(dict(self.runtime or {}))
         observability = data.setdefault("observability", {})
         observability.setdefault("runtime_metrics", self.stats != "off")
         observability.setdefault("backend_profiling", self.stats == "profile")
         if self.backend == "cpu":
-            data.setdefault("placement", {})["gpu_layers"] = {"count": 0}
+            _cpu_only(self.name, data)
         return data
+
+
+# backend = "cpu" means no GPU at all, also in a process whose native backend has GPUs:
+# no offload device (so no residency lease), no layers, no op offload (libllama would move
+# big matmuls to a GPU even with 0 layers), no KV offload (nor flash attention on a GPU).
+_CPU_ONLY: dict[str, dict[str, Any]] = {
+    "placement": {"devices": ["none"], "gpu_layers": {"count": 0}},
+    "context": {"op_offload": False, "offload_kqv": False},
+}
+
+
+def _cpu_only(name: str, data: dict[str, Any]) -> None:
+    for group, fields in _CPU_ONLY.items():
+        table = data.setdefault(group, {})
+        if not isinstance(table, dict):
+            continue  # NativeRuntimeConfig names the bad group
+        for key, value in fields.items():
+            given = table.get(key)
+            if given is not None and given != value:
+                raise ConfigurationError(
+                    f"targets.{name}.runtime.{group}.{key}={given!r} asks for a GPU, but the "
+                    f'target has backend = "cpu" (no GPU at all); remove it or pick a GPU backend'
+                )
+            table[key] = value
 
 
 @dataclass(frozen=True)
@@ -192,12 +216,6 @@ class GatewayConfig:
     tokens: tuple[TokenConfig, ...]
     targets: tuple[Target, ...]
     token_limit: TokenLimitConfig = field(default_factory=TokenLimitConfig)
-
-    def target(self, name: str) -> Target | None:
-        for target in self.targets:
-            if target.name == name:
-                return target
-        return None
 
 
 # --------------------------------------------------------------------------- sections
@@ -396,6 +414,16 @@ def _check_runtime(r: Reader, target: LocalTarget, path: str) -> None:
         r.fail(f"{path}.runtime", exc.message)
 
 
+def _chat_template(r: Reader, table: Mapping[str, Any], path: str) -> str | None:
+    """Inline Jinja (whitespace is meaningful, so not trimmed) or a template file path."""
+    value = table.get("chat_template")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        r.fail(f"{path}.chat_template", "must be inline Jinja text or the path of a template "
+                                        f"file, got {show(value)}")
+        return None
+    return value
+
+
 def _check_source(r: Reader, target: LocalTarget, path: str) -> None:
     """``model`` and ``multimodal.projector_path`` must be well-formed model sources (a
     path, a packaged name, hf://... or https://...; nothing is downloaded here)."""
@@ -435,7 +463,7 @@ def _target(r: Reader, item: Any, path: str) -> Target | None:
             stats=r.choice(table, path, "stats", ("off", "basic", "profile"),
                            "basic"),  # type: ignore[arg-type]
             runtime=_runtime(r, table, path),
-            chat_template=r.text(table, path, "chat_template", required=False),
+            chat_template=_chat_template(r, table, path),
         )
         _check_runtime(r, local, path)
         _check_source(r, local, path)

@@ -24,7 +24,8 @@ _LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
            "off": logging.CRITICAL + 10}
 _SECRET = re.compile(r"(?i)(bearer\s+|(?:api[_-]?key|password|token)[\"']?\s*[=:]\s*[\"']?)"
                      r"[^\s\"',;]+")
-_STD_ATTRS = frozenset(vars(logging.makeLogRecord({})))
+# uvicorn adds ``color_message`` (the message with ANSI colour codes) to its records
+_STD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"color_message"}
 
 
 def redact(text: str) -> str:
@@ -83,4 +84,9 @@ def configure_logging(spec: str | None) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Both listeners are uvicorn servers, each announcing "Started server process": the
+    # gateway's own "gateway listening" line says it once, with both addresses.
+    if "uvicorn.error" not in per_logger and "uvicorn" not in per_logger:
+        logging.getLogger("uvicorn.error").setLevel(max(default, logging.WARNING))
+    # the gateway writes one "request" line per request itself
     logging.getLogger("uvicorn.access").disabled = True

@@ -264,3 +264,14 @@ def test_serve_cli_refuses_missing_secret(tmp_path: Path, monkeypatch: pytest.Mo
 def test_shipped_examples_pass_check(name: str) -> None:
     path = Path(__file__).resolve().parents[3] / "config" / name
     assert main(["check", "--config", str(path)]) == 0
+
+
+@pytest.mark.parametrize(("field", "value"), [("n_threads", 65536), ("n_threads_batch", 100000)])
+def test_check_refuses_thread_counts_that_crash_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: int
+) -> None:
+    # 65536 threads passed `check` and segfaulted the gateway at its first decode (red-team)
+    file = tmp_path / "gw.toml"
+    file.write_text(GOOD_TOML.replace("{ n_ctx = 2048 }", f"{{ n_ctx = 2048, {field} = {value} }}"))
+    assert main(["check", "--config", str(file)]) == 2
+    assert f"must be at most 512, got {value}" in capsys.readouterr().err
