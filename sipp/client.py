@@ -31,7 +31,7 @@ from sipp.pii.apply import RestoringSink, mask_embed_inputs, mask_text_request
 from sipp.pii.policy import PiiPolicy
 from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
-from sipp.tools import ToolRequest, parse_tool_choice, parse_tools
+from sipp.tools import ToolChoice, ToolRequest, ToolSpec, parse_tool_choice, parse_tools
 from sipp.types import (
     ChatMessage,
     EndpointRef,
@@ -283,8 +283,8 @@ class SippClient:
         provider_options: Mapping[str, Any] | None = None,
         emit_tokens: bool = False,
         request_id: str | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: str | Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any] | ToolSpec] | None = None,
+        tool_choice: str | Mapping[str, Any] | ToolChoice | None = None,
         parallel_tool_calls: bool = True,
         documents: Sequence[Mapping[str, Any]] | None = None,
     ) -> SippTextRun:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sipp.errors import InvalidRequestError
 
 __all__ = [
+    "ToolCallDeltas",
     "ToolChoice",
     "ToolMode",
     "ToolRequest",
@@ -81,6 +82,30 @@ class ToolRequest:
         if not self.parallel:
             out["parallel_tool_calls"] = False
         return out
+
+
+class ToolCallDeltas:
+    """Rebuilds complete calls from streamed deltas (OpenAI's streaming shape: a delta with
+    ``id`` and ``function.name`` starts call ``index``, later ones append to its
+    ``function.arguments``)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def add(self, delta: Mapping[str, Any]) -> None:
+        index = delta.get("index")
+        function = delta.get("function") or {}
+        if not isinstance(index, int) or not isinstance(function, Mapping):
+            raise InvalidRequestError("tool call delta needs an integer index and a function")
+        args = function.get("arguments") or ""
+        if index == len(self.calls):
+            self.calls.append({"id": delta.get("id") or f"call_{index}", "type": "function",
+                               "function": {"name": function.get("name") or "",
+                                            "arguments": args}})
+        elif 0 <= index < len(self.calls):
+            self.calls[index]["function"]["arguments"] += args
+        else:
+            raise InvalidRequestError(f"tool call delta for index {index} out of order")
 
 
 def parse_tools(raw: Any, field: str = "tools") -> tuple[ToolSpec, ...]:

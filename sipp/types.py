@@ -224,6 +224,9 @@ class LocalTextOptions:
 
     ``json_schema`` may be a dict or JSON text and takes precedence over ``grammar``.
     ``media`` holds images (file paths, raw bytes or HxWx3 uint8 arrays) for vision models.
+    ``fill_window=True`` with ``options.max_tokens`` unset generates until end of sequence
+    or until the context window is full, instead of ``DEFAULT_MAX_TOKENS`` (what OpenAI
+    clients expect when they omit ``max_tokens``).
     """
 
     context_key: str | None = None
@@ -231,6 +234,7 @@ class LocalTextOptions:
     json_schema: Mapping[str, Any] | str | bool | None = None
     sampling: SamplingRuntimeConfig | None = None
     media: Sequence[Any] | None = None
+    fill_window: bool = False
 
     def __post_init__(self) -> None:
         if self.context_key is not None and not isinstance(self.context_key, str):
@@ -255,6 +259,8 @@ class LocalTextOptions:
             if isinstance(self.media, str | bytes) or not isinstance(self.media, Sequence):
                 raise InvalidRequestError("local.media must be a list of images")
             object.__setattr__(self, "media", tuple(self.media))
+        if not isinstance(self.fill_window, bool):
+            raise InvalidRequestError("local.fill_window must be a bool")
 
     def is_empty(self) -> bool:
         return (
@@ -263,6 +269,7 @@ class LocalTextOptions:
             and self.json_schema is None
             and self.sampling is None
             and not self.media
+            and not self.fill_window
         )
 
 

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,14 +13,9 @@ import pytest
 
 from sipp._serve import _parser, build_serve_config, target_name
 from sipp.errors import ConfigurationError
+from tests.serving import Served, sipp_serve
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _post(url: str, body: dict[str, object], token: str | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -40,41 +31,15 @@ def _post(url: str, body: dict[str, object], token: str | None = None) -> tuple[
 
 
 @pytest.fixture
-def served(tiny_llama_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    pytest.importorskip("uvicorn")
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SIPP_TEST_KEY": "s3cret"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sipp.cli", "serve", str(tiny_llama_path), "--port", str(port),
-         "--ctx-size", "512", "--parallel", "2", "--api-key-env", "SIPP_TEST_KEY"],
-        env=env, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"sipp serve exited {proc.returncode}: {proc.communicate()[1]}")
-        try:
-            request = urllib.request.Request(f"{base}/v1/models",
-                                             headers={"Authorization": "Bearer s3cret"})
-            with urllib.request.urlopen(request, timeout=2) as response:
-                if response.status == 200 and json.loads(response.read())["data"]:
-                    break
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"sipp serve did not become ready: {proc.communicate()[1]}")
-        time.sleep(0.2)
-    yield base, proc
-    if proc.returncode is None:
-        proc.terminate()
-        proc.communicate(timeout=30)
+def served(tiny_llama_path: Path) -> Iterator[Served]:
+    with sipp_serve(str(tiny_llama_path), "--ctx-size", "512", "--parallel", "2",
+                    "--api-key-env", "SIPP_TEST_KEY", env={"SIPP_TEST_KEY": "s3cret"}) as served:
+        yield served
 
 
-def test_serve_answers_openai_sdk_and_raw_http(served: tuple[str, subprocess.Popen[str]]) -> None:
+def test_serve_answers_openai_sdk_and_raw_http(served: Served) -> None:
     openai = pytest.importorskip("openai")
-    base, _ = served
+    base = served.url
     client = openai.OpenAI(base_url=f"{base}/v1", api_key="s3cret")
     assert [m.id for m in client.models.list().data] == ["tiny-llama"]
     chat = client.chat.completions.create(
@@ -88,9 +53,7 @@ def test_serve_answers_openai_sdk_and_raw_http(served: tuple[str, subprocess.Pop
     assert status == 200 and body["usage"]["output_tokens"] > 0
     status, body = _post(f"{base}/v1/query", {"model": "tiny-llama", "prompt": "Hello"})
     assert status == 401  # the key is required once one is configured
-    proc = served[1]
-    proc.terminate()
-    logs = proc.communicate(timeout=30)[1]
+    logs = served.stop()
     lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     assert "\x1b" not in logs and "\\u001b" not in logs  # no ANSI colour codes
     assert [line["msg"] for line in lines].count("gateway listening") == 1

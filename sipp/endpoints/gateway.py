@@ -23,6 +23,7 @@ from sipp.endpoints.base import (
 from sipp.errors import ConfigurationError, EndpointError, SippError
 from sipp.gateway import profile
 from sipp.requests import EmbedRequest, RunSink, TextRequest
+from sipp.tools import ToolCallDeltas
 from sipp.transports.driver import Respond, ResponseTooLargeError, RunDriver
 from sipp.transports.http import (
     MAX_ERROR_BODY_BYTES,
@@ -72,7 +73,8 @@ class GatewayEndpoint(Endpoint):
         else:
             assert request.messages is not None
             body = profile.encode_chat_body(
-                d.target, request.messages, request.options, stream=stream, extra=extra
+                d.target, request.messages, request.options, stream=stream, extra=extra,
+                tools=request.tools,
             )
             route = d.chat_route
         payload, headers = self._prepare(body, stream=stream)
@@ -190,15 +192,20 @@ class _ProfileStream:
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.finish_reason: FinishReason | None = None
+        self.calls = ToolCallDeltas()
 
     @property
     def done(self) -> bool:
         return self.finish_reason is not None
 
-    def feed(self, event: SseEvent) -> tuple[str, ...]:
+    def feed(self, event: SseEvent) -> tuple[str | dict[str, Any], ...]:
         item = profile.decode_stream_event(event.event, event.data)
         if isinstance(item, profile.StreamToken):
-            return (item.text,)
+            for delta in item.tool_calls:
+                self.calls.add(delta)
+            if not item.text and item.tool_calls:
+                return item.tool_calls
+            return (item.text, *item.tool_calls)
         if isinstance(item, profile.StreamUsage):
             self.usage = item.usage
         elif isinstance(item, profile.StreamDone):
@@ -210,14 +217,20 @@ class _ProfileStream:
     def finish(self, text: str) -> dict[str, Any]:
         if self.finish_reason is None:
             raise EndpointError("stream ended before a done event", kind="protocol")
-        return {"text": text, "finish_reason": self.finish_reason, "usage": self.usage,
-                "local_stats": None}
+        result: dict[str, Any] = {"text": text, "finish_reason": self.finish_reason,
+                                  "usage": self.usage, "local_stats": None}
+        if self.calls.calls:
+            result["tool_calls"] = self.calls.calls
+        return result
 
 
 def _text_payload(body: bytes) -> dict[str, Any]:
     result = profile.decode_text_response(body)
-    return {"text": result.text, "finish_reason": result.finish_reason, "usage": result.usage,
-            "local_stats": None}
+    payload: dict[str, Any] = {"text": result.text, "finish_reason": result.finish_reason,
+                               "usage": result.usage, "local_stats": None}
+    if result.tool_calls:
+        payload["tool_calls"] = result.tool_calls
+    return payload
 
 
 def _embed_payload(body: bytes) -> dict[str, Any]:

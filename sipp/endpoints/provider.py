@@ -121,7 +121,7 @@ class ProviderEndpoint(Endpoint):
             )
             body = anthropic.messages_body(
                 model, messages, request.options, stream=stream,
-                provider_options=request.provider_options,
+                provider_options=request.provider_options, tools=request.tools,
             )
             path, parse = anthropic.MESSAGES_PATH, anthropic.parse_message
         elif request.operation == "query":
@@ -134,7 +134,7 @@ class ProviderEndpoint(Endpoint):
         else:
             body = openai.chat_body(
                 self.provider, model, request.messages or (), request.options, stream=stream,
-                provider_options=request.provider_options,
+                provider_options=request.provider_options, tools=request.tools,
             )
             path, parse = openai.CHAT_PATH, openai.parse_chat
         respond = self._respond(path, encode_json(body), self._correlation(request.request_id),
@@ -282,13 +282,19 @@ class _ProviderStream:
     def done(self) -> bool:
         return self._decoder.done
 
-    def feed(self, event: SseEvent) -> list[str]:
+    def feed(self, event: SseEvent) -> list[str | dict[str, Any]]:
         return self._decoder.feed(event)
 
     def finish(self, text: str) -> dict[str, Any]:
         self._decoder.end()
-        return {"text": text, "finish_reason": self._decoder.finish_reason or "stop",
-                "usage": self._decoder.usage, "local_stats": None}
+        result: dict[str, Any] = {"text": text,
+                                  "finish_reason": self._decoder.finish_reason or "stop",
+                                  "usage": self._decoder.usage, "local_stats": None}
+        if self._decoder.tool_calls:
+            result["tool_calls"] = self._decoder.tool_calls
+            if result["finish_reason"] == "stop":
+                result["finish_reason"] = "tool_calls"
+        return result
 
 
 def _json_body(body: bytes) -> Any:
@@ -303,12 +309,15 @@ def _json_body(body: bytes) -> Any:
 
 
 def _text_payload(parsed: ParsedText) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "text": parsed.text,
         "finish_reason": parsed.finish_reason,
         "usage": parsed.usage,
         "local_stats": None,
     }
+    if parsed.tool_calls:
+        payload["tool_calls"] = parsed.tool_calls
+    return payload
 
 
 def _embed_payload(parsed: ParsedEmbedding) -> dict[str, Any]:

@@ -86,6 +86,9 @@ class Submission:
             prompt = self.prompt_tokens(request)
         opts = request.options
         max_tokens = opts.max_tokens if opts.max_tokens is not None else DEFAULT_MAX_TOKENS
+        if opts.max_tokens is None and local is not None and local.fill_window:
+            # to end of sequence or a full window (no context shift past it)
+            max_tokens = max(1, info.n_ctx_per_slot - int(prompt.shape[0]))
         params = resolve_sampling(
             self.sampling, local.sampling if local else None,
             temperature=opts.temperature, top_p=opts.top_p,

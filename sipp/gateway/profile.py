@@ -4,12 +4,16 @@ One module serves the gateway client transport, the gateway server and applicati
 routes (FastAPI, Flask, ...). Routes::
 
     POST /v1/query  {"model", "prompt", max_tokens?, temperature?, top_p?, stop?, stream?}
-    POST /v1/chat   {"model", "messages": [{"role", "content"}], ...same options}
+    POST /v1/chat   {"model", "messages": [{"role", "content", tool fields?}], ...same options,
+                     tools?, tool_choice?, parallel_tool_calls?}
     POST /v1/embed  {"model", "input"}
 
-Finite responses are ``{"id", "model", "text", "finish_reason", "usage"?}`` or
-``{"id", "model", "embedding", "usage"?}``; streams are ``text/event-stream`` with events
-``token`` ``{"text", "sequence"}``, ``usage``, ``done`` ``{"finish_reason"}`` and
+Messages carry OpenAI's tool fields (assistant ``tool_calls``, ``tool`` turns with
+``tool_call_id`` and ``name``); ``tools`` / ``tool_choice`` / ``parallel_tool_calls`` are
+OpenAI's request fields. Finite responses are ``{"id", "model", "text", "finish_reason",
+"usage"?, "tool_calls"?}`` or ``{"id", "model", "embedding", "usage"?}``; streams are
+``text/event-stream`` with events ``token`` ``{"text", "sequence", "tool_calls"?}`` (tool-call
+deltas in OpenAI's streaming shape), ``usage``, ``done`` ``{"finish_reason"}`` and
 ``error`` ``{"error": {"code", "message"}}``; errors are ``{"error": {"code", "message"}}``.
 
 Decoders raise :class:`~sipp.errors.InvalidRequestError` (HTTP 400) naming the field;
@@ -31,6 +35,7 @@ from sipp.errors import (
     TargetNotFoundError,
     error_from_code,
 )
+from sipp.tools import ToolRequest, parse_tool_choice, parse_tools
 from sipp.types import ChatMessage, FinishReason, SippTextOptions, Usage
 
 if TYPE_CHECKING:
@@ -82,9 +87,11 @@ DEFAULT_ROUTES: Mapping[str, str] = {
 
 _TEXT_OPTION_FIELDS = ("max_tokens", "temperature", "top_p", "stop", "stream")
 _QUERY_FIELDS = frozenset({"model", "prompt", *_TEXT_OPTION_FIELDS})
-_CHAT_FIELDS = frozenset({"model", "messages", *_TEXT_OPTION_FIELDS})
+_CHAT_FIELDS = frozenset({"model", "messages", "tools", "tool_choice", "parallel_tool_calls",
+                          *_TEXT_OPTION_FIELDS})
 _EMBED_FIELDS = frozenset({"model", "input"})
-_FINISH_REASONS: tuple[FinishReason, ...] = ("stop", "length", "cancelled", "error")
+_FINISH_REASONS: tuple[FinishReason, ...] = ("stop", "length", "cancelled", "error",
+                                              "tool_calls")
 # Codes written by other implementations of the profile, mapped to ours.
 _CODE_ALIASES = {
     "invalidrequest": "invalid_request",
@@ -105,6 +112,7 @@ class GatewayTextRequest:
     options: SippTextOptions
     stream: bool
     extra: Mapping[str, Any] = field(default_factory=dict)
+    tools: ToolRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +205,8 @@ def decode_query_body(
 def decode_chat_body(
     body: bytes | str | Mapping[str, Any], *, allow_extra: bool = False
 ) -> GatewayTextRequest:
-    """Decode a ``/v1/chat`` body (``messages`` with roles system, user, assistant)."""
+    """Decode a ``/v1/chat`` body (``messages`` with roles system, user, assistant, tool;
+    optional ``tools`` / ``tool_choice`` / ``parallel_tool_calls``)."""
     obj = _load_object(body, "request body")
     extra = _split_extra(obj, _CHAT_FIELDS, allow_extra)
     target = _target(obj)
@@ -206,18 +215,29 @@ def decode_chat_body(
         raise InvalidRequestError("field 'messages' must be a non-empty array")
     messages: list[ChatMessage] = []
     for index, item in enumerate(raw):
-        if not isinstance(item, Mapping) or set(item) != {"role", "content"}:
+        if not isinstance(item, Mapping) or "role" not in item:
             raise InvalidRequestError(
-                f"field 'messages[{index}]' must be an object with exactly role and content"
+                f"field 'messages[{index}]' must be an object with role and content"
             )
-        if not isinstance(item["content"], str):
+        content = item.get("content")
+        if not isinstance(content, str) and not (content is None and item.get("tool_calls")):
             raise InvalidRequestError(f"field 'messages[{index}].content' must be a string")
         try:
-            messages.append(ChatMessage(item["role"], item["content"]))
+            messages.append(ChatMessage.from_dict(item))
         except InvalidRequestError as exc:
-            raise InvalidRequestError(f"field 'messages[{index}].role': {exc.message}") from exc
+            where = "role" if "role" in exc.message else "tool fields"
+            raise InvalidRequestError(f"field 'messages[{index}].{where}': {exc.message}") \
+                from exc
     options, stream = _text_options(obj)
-    return GatewayTextRequest("chat", target, None, tuple(messages), options, stream, extra)
+    tools: ToolRequest | None = None
+    if obj.get("tools") or obj.get("tool_choice") is not None:
+        specs = parse_tools(obj.get("tools"))
+        parallel = obj.get("parallel_tool_calls", True)
+        if not isinstance(parallel, bool):
+            raise InvalidRequestError("field 'parallel_tool_calls' must be a boolean")
+        tools = ToolRequest(specs, parse_tool_choice(obj.get("tool_choice"), specs), parallel)
+    return GatewayTextRequest("chat", target, None, tuple(messages), options, stream, extra,
+                              tools)
 
 
 def decode_embed_body(
@@ -272,10 +292,13 @@ def encode_chat_body(
     *,
     stream: bool = False,
     extra: Mapping[str, Any] | None = None,
+    tools: ToolRequest | None = None,
 ) -> dict[str, Any]:
-    """The ``/v1/chat`` body."""
+    """The ``/v1/chat`` body (``tools`` as OpenAI's fields)."""
     body: dict[str, Any] = {"model": target, "messages": [m.to_dict() for m in messages]}
     body.update(_options_fields(options or SippTextOptions(), stream))
+    if tools is not None:
+        body.update(tools.to_openai())
     return _merge_extra(body, extra)
 
 
@@ -300,6 +323,9 @@ def text_response_body(
     usage = response.get("usage")
     if usage is not None:
         body["usage"] = dict(usage)
+    calls = response.get("tool_calls")
+    if calls:
+        body["tool_calls"] = [dict(c) for c in calls]
     return body
 
 
@@ -326,6 +352,7 @@ class TextResult:
     text: str
     finish_reason: FinishReason
     usage: Usage | None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -392,7 +419,16 @@ def decode_text_response(body: bytes | str | Mapping[str, Any]) -> TextResult:
         raise _protocol("response missing text", obj)
     reason = _finish_reason(obj.get("finish_reason"), obj)
     usage = decode_usage(obj.get("usage"), obj)
-    return TextResult(_response_id(obj.get("id")), text, reason, usage)
+    return TextResult(_response_id(obj.get("id")), text, reason, usage,
+                      _tool_calls(obj.get("tool_calls"), obj))
+
+
+def _tool_calls(value: Any, raw: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(c, Mapping) for c in value):
+        raise _protocol("tool_calls must be an array of objects", raw)
+    return [dict(c) for c in value] or None
 
 
 def decode_embedding_response(body: bytes | str | Mapping[str, Any]) -> EmbeddingResult:
@@ -416,8 +452,12 @@ def encode_event(name: str, data: Mapping[str, Any]) -> bytes:
     return f"event: {name}\ndata: {payload}\n\n".encode()
 
 
-def token_event(text: str, sequence: int) -> bytes:
-    return encode_event("token", {"text": text, "sequence": sequence})
+def token_event(text: str, sequence: int,
+                tool_calls: Sequence[Mapping[str, Any]] = ()) -> bytes:
+    data: dict[str, Any] = {"text": text, "sequence": sequence}
+    if tool_calls:
+        data["tool_calls"] = [dict(d) for d in tool_calls]
+    return encode_event("token", data)
 
 
 def usage_event(usage: Mapping[str, int]) -> bytes:
@@ -436,6 +476,7 @@ def error_event(error: BaseException) -> bytes:
 class StreamToken:
     text: str
     sequence: int | None
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -469,7 +510,8 @@ def decode_stream_event(name: str, data: str) -> StreamEvent:
         if not isinstance(text, str):
             raise _protocol("SSE token event missing text", obj)
         sequence = obj.get("sequence")
-        return StreamToken(text, sequence if isinstance(sequence, int) else None)
+        calls = _tool_calls(obj.get("tool_calls"), obj) or []
+        return StreamToken(text, sequence if isinstance(sequence, int) else None, tuple(calls))
     if name == "usage":
         usage = decode_usage(obj, obj)
         assert usage is not None
@@ -486,7 +528,7 @@ def text_stream(run: SippTextRun) -> Iterator[bytes]:
     ``error`` event if the run fails. Feed it to a streaming response (Flask, WSGI)."""
     try:
         for batch in run.tokens():
-            yield token_event(batch.text, batch.sequence_start)
+            yield token_event(batch.text, batch.sequence_start, batch.tool_calls)
         response = run.result()
     except Exception as exc:  # every failure becomes an in-band error event
         yield error_event(exc)
@@ -500,7 +542,7 @@ async def atext_stream(run: SippTextRun) -> AsyncIterator[bytes]:
     """Async twin of :func:`text_stream` (Starlette/FastAPI ``StreamingResponse``)."""
     try:
         async for batch in run.atokens():
-            yield token_event(batch.text, batch.sequence_start)
+            yield token_event(batch.text, batch.sequence_start, batch.tool_calls)
         response = await run
     except Exception as exc:
         yield error_event(exc)

@@ -15,6 +15,7 @@ from sipp.errors import ModelLoadError
 from sipp.native._gguf import GgufInfo, check_model_file
 from sipp.native._lib import get_native, recent_log_errors
 from sipp.native._owner import Owner
+from sipp.native.rpc import is_rpc_device, rpc_devices
 
 __all__ = ["LOAD_MODES", "POOLING_TYPES", "SPLIT_MODES", "Device", "LlamaModel", "list_devices"]
 
@@ -65,13 +66,17 @@ def list_devices() -> list[Device]:
 
 
 def _device_handles(ffi: Any, lib: Any, names: Sequence[str]) -> Any:
-    """A NULL-terminated ``ggml_backend_dev_t[]`` for ``names`` (offload devices only)."""
+    """A NULL-terminated ``ggml_backend_dev_t[]`` for ``names`` (offload devices only;
+    ``rpc://host:port`` entries name remote workers, see :mod:`sipp.native.rpc`)."""
     by_name: dict[str, Any] = {}
     for i in range(lib.ggml_backend_dev_count()):
         dev = lib.ggml_backend_dev_get(i)
         by_name[ffi.string(lib.ggml_backend_dev_name(dev)).decode("utf-8", "replace")] = dev
     handles = []
     for name in names:
+        if is_rpc_device(name):  # a remote worker: each of its devices is an offload device
+            handles.extend(rpc_devices(name))
+            continue
         dev = by_name.get(name)
         if dev is None:
             shown = ", ".join(by_name) or "none"

@@ -15,6 +15,7 @@ __all__ = [
     "ParsedEmbedding",
     "ParsedText",
     "ProviderStreamError",
+    "ToolCallAccumulator",
     "merge_options",
     "usage_of",
     "vector_of",
@@ -27,6 +28,29 @@ class ParsedText:
     finish_reason: FinishReason
     usage: Usage | None
     response_id: str | None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ToolCallAccumulator:
+    """Streamed tool-call pieces → Sipp's deltas (``{"index", "id", "type", "function":
+    {"name", "arguments"}}`` first, then ``{"index", "function": {"arguments"}}``) and the
+    complete calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def start(self, call_id: str, name: str, arguments: str = "") -> dict[str, Any]:
+        index = len(self.calls)
+        self.calls.append({"id": call_id, "type": "function",
+                           "function": {"name": name, "arguments": arguments}})
+        return {"index": index, "id": call_id, "type": "function",
+                "function": {"name": name, "arguments": arguments}}
+
+    def extend(self, index: int, fragment: str) -> dict[str, Any]:
+        if not 0 <= index < len(self.calls):
+            raise ProviderFormatError(f"tool call delta for unknown index {index}")
+        self.calls[index]["function"]["arguments"] += fragment
+        return {"index": index, "function": {"arguments": fragment}}
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,13 @@ from sipp.errors import ProviderError
 from sipp.providers._common import (
     ParsedText,
     ProviderStreamError,
+    ToolCallAccumulator,
     count,
     merge_options,
     require_object,
 )
 from sipp.providers._errors import ProviderFormatError
+from sipp.tools import ToolRequest
 from sipp.transports.sse import SseEvent
 from sipp.types import ChatMessage, FinishReason, SippTextOptions, Usage
 
@@ -38,16 +40,18 @@ DEFAULT_MAX_TOKENS = 1024
 MESSAGES_PATH = "/messages"
 EMBED_UNSUPPORTED = "Anthropic native provider does not expose embeddings"
 _TYPED = frozenset({"model", "max_tokens", "messages", "system", "temperature", "top_p",
-                    "stop_sequences", "stream"})
+                    "stop_sequences", "stream", "tools", "tool_choice"})
 
 
 def messages_body(
     model: str, messages: Sequence[ChatMessage], options: SippTextOptions, *, stream: bool,
-    provider_options: Mapping[str, Any] | None = None,
+    provider_options: Mapping[str, Any] | None = None, tools: ToolRequest | None = None,
 ) -> dict[str, Any]:
-    """The ``/messages`` body for chat (query passes one user message)."""
+    """The ``/messages`` body for chat (query passes one user message); tools become
+    Anthropic ``tools`` / ``tool_choice``, assistant tool calls ``tool_use`` blocks and tool
+    results ``tool_result`` blocks of a user turn."""
     system = [m.content for m in messages if m.role == "system" and m.content.strip()]
-    turns = [m.to_dict() for m in messages if m.role != "system"]
+    turns = _turns([m for m in messages if m.role != "system"])
     if not turns:
         raise ProviderError(
             "Anthropic chat needs at least one user or assistant message",
@@ -68,10 +72,58 @@ def messages_body(
         body["stop_sequences"] = list(options.stop)
     if stream:
         body["stream"] = True
+    if tools is not None and tools.tools:
+        body["tools"] = [{"name": t.name, **({"description": t.description}
+                                             if t.description else {}),
+                          "input_schema": dict(t.parameters)} for t in tools.tools]
+        choice = tools.choice
+        chosen: dict[str, Any] = (
+            {"type": "tool", "name": choice.name} if choice.name is not None
+            else {"type": {"auto": "auto", "required": "any", "none": "none"}[choice.mode]})
+        if not tools.parallel and choice.mode != "none":
+            chosen["disable_parallel_tool_use"] = True
+        body["tool_choice"] = chosen
     return merge_options("anthropic", body, _TYPED, provider_options)
 
 
+def _turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Messages as Anthropic turns; consecutive user-side turns (tool results included)
+    merge into one, as the API requires."""
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "tool":
+            role = "user"
+            blocks: list[dict[str, Any]] = [{"type": "tool_result",
+                                             "tool_use_id": m.tool_call_id or "",
+                                             "content": m.content}]
+        elif m.role == "assistant" and m.tool_calls:
+            role = "assistant"
+            blocks = [{"type": "text", "text": m.content}] if m.content else []
+            for call in m.tool_calls:
+                try:
+                    arguments = json.loads(call["function"]["arguments"] or "{}")
+                except json.JSONDecodeError as exc:
+                    raise ProviderError(
+                        f"tool call arguments are not JSON: {call['function']['arguments']!r}",
+                        provider="anthropic", kind="invalid_request") from exc
+                blocks.append({"type": "tool_use", "id": call.get("id") or "",
+                               "name": call["function"]["name"], "input": arguments})
+        else:
+            turns.append({"role": m.role, "content": m.content})
+            continue
+        if turns and turns[-1]["role"] == role:
+            last = turns[-1]
+            if isinstance(last["content"], str):
+                last["content"] = [{"type": "text", "text": last["content"]}]
+            last["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return turns
+
+
 def _finish(value: Any) -> FinishReason:
+    if value == "tool_use":
+        return "tool_calls"
     return "length" if value == "max_tokens" else "stop"
 
 
@@ -92,6 +144,12 @@ def parse_message(obj: Any) -> ParsedText:
         if isinstance(block, Mapping) and block.get("type") == "text"
         and isinstance(block.get("text"), str)
     )
+    calls = [{"id": str(block.get("id") or f"toolu_{i}"), "type": "function",
+              "function": {"name": str(block.get("name")),
+                           "arguments": json.dumps(block.get("input") or {},
+                                                   ensure_ascii=False)}}
+             for i, block in enumerate(content)
+             if isinstance(block, Mapping) and block.get("type") == "tool_use"]
     usage: Usage | None = None
     raw = obj.get("usage")
     if isinstance(raw, Mapping):
@@ -101,7 +159,7 @@ def parse_message(obj: Any) -> ParsedText:
                       total_tokens=input_tokens + output_tokens)
     response_id = obj.get("id")
     return ParsedText(text, _finish(obj.get("stop_reason")), usage,
-                      response_id if isinstance(response_id, str) else None)
+                      response_id if isinstance(response_id, str) else None, calls or None)
 
 
 class AnthropicStream:
@@ -114,6 +172,12 @@ class AnthropicStream:
         self._output = 0
         self._saw_usage = False
         self.done = False
+        self._tools = ToolCallAccumulator()
+        self._blocks: dict[int, int] = {}  # content block index → tool call index
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]] | None:
+        return self._tools.calls or None
 
     @property
     def usage(self) -> Usage | None:
@@ -122,7 +186,8 @@ class AnthropicStream:
         return Usage(input_tokens=self._input, output_tokens=self._output,
                      total_tokens=self._input + self._output)
 
-    def feed(self, event: SseEvent) -> list[str]:
+    def feed(self, event: SseEvent) -> list[str | dict[str, Any]]:
+        """Texts and tool-call deltas of one event, in order."""
         if self.done:
             raise ProviderFormatError(f"stream sent {event.event} after message_stop")
         try:
@@ -141,6 +206,18 @@ class AnthropicStream:
                 self._saw_usage = True
                 self._input = _input_tokens(usage)
                 self._output = count(usage.get("output_tokens"), "usage.output_tokens")
+        elif kind == "content_block_start":
+            block = obj.get("content_block")
+            if isinstance(block, Mapping) and block.get("type") == "tool_use":
+                name, call_id = block.get("name"), block.get("id")
+                if not isinstance(name, str):
+                    raise ProviderFormatError("tool_use block missing name")
+                self._blocks[int(obj.get("index", 0))] = len(self._tools.calls)
+                return [self._tools.start(str(call_id or f"toolu_{len(self._blocks)}"), name)]
+        elif kind == "content_block_stop":
+            at = self._blocks.pop(int(obj.get("index", 0)), None)
+            if at is not None and not self._tools.calls[at]["function"]["arguments"]:
+                return [self._tools.extend(at, "{}")]  # a call without input
         elif kind == "content_block_delta":
             delta = obj.get("delta")
             if isinstance(delta, Mapping) and delta.get("type") == "text_delta":
@@ -148,6 +225,12 @@ class AnthropicStream:
                 if not isinstance(text, str):
                     raise ProviderFormatError("text_delta missing text")
                 return [text] if text else []
+            if isinstance(delta, Mapping) and delta.get("type") == "input_json_delta":
+                at = self._blocks.get(int(obj.get("index", 0)))
+                piece = delta.get("partial_json")
+                if at is None or not isinstance(piece, str):
+                    raise ProviderFormatError("input_json_delta outside a tool_use block")
+                return [self._tools.extend(at, piece)] if piece else []
         elif kind == "message_delta":
             delta = obj.get("delta")
             if isinstance(delta, Mapping) and delta.get("stop_reason") is not None:
@@ -162,7 +245,7 @@ class AnthropicStream:
         elif kind == "message_stop":
             self.done = True
             self.finish_reason = _finish(self._stop_reason)
-        return []  # ping, content_block_start/stop and unknown events carry no text
+        return []  # ping, text block starts/stops and unknown events carry no text
 
     def end(self) -> None:
         if not self.done:

@@ -14,6 +14,7 @@ from sipp.providers._common import (
     ParsedEmbedding,
     ParsedText,
     ProviderStreamError,
+    ToolCallAccumulator,
     merge_options,
     require_object,
     text_field,
@@ -21,6 +22,7 @@ from sipp.providers._common import (
     vector_of,
 )
 from sipp.providers._errors import ProviderFormatError
+from sipp.tools import ToolRequest
 from sipp.transports.sse import SseEvent
 from sipp.types import ChatMessage, FinishReason, SippTextOptions, Usage
 
@@ -41,7 +43,7 @@ COMPLETION_PATH = "/completions"
 EMBEDDING_PATH = "/embeddings"
 
 _TEXT_TYPED = frozenset({"model", "max_tokens", "temperature", "top_p", "stop", "stream"})
-_CHAT_TYPED = _TEXT_TYPED | {"messages"}
+_CHAT_TYPED = _TEXT_TYPED | {"messages", "tools", "tool_choice", "parallel_tool_calls"}
 _COMPLETION_TYPED = _TEXT_TYPED | {"prompt"}
 _EMBED_TYPED = frozenset({"model", "input", "encoding_format"})
 
@@ -68,11 +70,22 @@ def completion_body(
     return merge_options(provider, body, _COMPLETION_TYPED, provider_options)
 
 
+def _message(message: ChatMessage) -> dict[str, Any]:
+    out = message.to_dict()
+    if out.get("tool_calls") and not out["content"]:
+        out["content"] = None  # OpenAI's shape for an assistant turn that only calls tools
+    return out
+
+
 def chat_body(
     provider: str, model: str, messages: Sequence[ChatMessage], options: SippTextOptions, *,
     stream: bool, provider_options: Mapping[str, Any] | None = None,
+    tools: ToolRequest | None = None,
 ) -> dict[str, Any]:
-    body = _options({"model": model, "messages": [m.to_dict() for m in messages]}, options, stream)
+    body = _options({"model": model, "messages": [_message(m) for m in messages]}, options,
+                    stream)
+    if tools is not None and tools.tools:
+        body.update(tools.to_openai())
     return merge_options(provider, body, _CHAT_TYPED, provider_options)
 
 
@@ -84,7 +97,28 @@ def embedding_body(
 
 
 def finish_reason(value: Any) -> FinishReason:
+    if value in ("tool_calls", "function_call"):
+        return "tool_calls"
     return "length" if value in ("length", "max_tokens", "max_output_tokens") else "stop"
+
+
+def _tool_calls(raw: Any) -> list[dict[str, Any]] | None:
+    """``message.tool_calls`` of a response, checked (arguments stay JSON text)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise ProviderFormatError("message tool_calls must be an array")
+    calls: list[dict[str, Any]] = []
+    for index, item in enumerate(raw):
+        call = require_object(item, f"tool_calls[{index}]")
+        function = require_object(call.get("function"), f"tool_calls[{index}].function")
+        name, args = function.get("name"), function.get("arguments", "")
+        if not isinstance(name, str) or not isinstance(args, str):
+            raise ProviderFormatError(f"tool_calls[{index}] needs a name and arguments text")
+        call_id = call.get("id")
+        calls.append({"id": call_id if isinstance(call_id, str) else f"call_{index}",
+                      "type": "function", "function": {"name": name, "arguments": args}})
+    return calls or None
 
 
 def _first_choice(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -121,11 +155,14 @@ def parse_chat(obj: Any) -> ParsedText:
     obj = _common(obj)
     choice = _first_choice(obj)
     message = require_object(choice.get("message"), "choices[0].message")
+    calls = _tool_calls(message.get("tool_calls"))
+    reason = finish_reason(choice.get("finish_reason"))
     return ParsedText(
         text_field(message, "content", "choices[0].message", null_ok=True),
-        finish_reason(choice.get("finish_reason")),
+        "tool_calls" if calls and reason == "stop" else reason,
         usage_of(obj.get("usage"), "prompt_tokens", "completion_tokens"),
         _id(obj),
+        calls,
     )
 
 
@@ -150,9 +187,16 @@ class OpenAIStream:
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
         self.done = False
+        self._tools = ToolCallAccumulator()
+        self._by_index: dict[int, int] = {}  # upstream tool-call index → ours
 
-    def feed(self, event: SseEvent) -> list[str]:
-        """Token texts in ``event``; sets ``done`` at ``[DONE]``."""
+    @property
+    def tool_calls(self) -> list[dict[str, Any]] | None:
+        return self._tools.calls or None
+
+    def feed(self, event: SseEvent) -> list[str | dict[str, Any]]:
+        """Token texts and tool-call deltas in ``event``, in order; sets ``done`` at
+        ``[DONE]``."""
         if self.done:
             raise ProviderFormatError("stream continued after [DONE]")
         if event.data.strip() == "[DONE]":
@@ -170,25 +214,53 @@ class OpenAIStream:
             raise ProviderStreamError(obj)
         if obj.get("usage") is not None:
             self.usage = usage_of(obj["usage"], "prompt_tokens", "completion_tokens")
-        texts: list[str] = []
+        texts: list[str | dict[str, Any]] = []
         choices = obj.get("choices") or []
         if not isinstance(choices, list):
             raise ProviderFormatError("stream chunk choices must be an array")
         for choice in choices:
             choice = require_object(choice, "stream choice")
+            calls: Any = None
             if self._chat:
                 delta = choice.get("delta") or {}
                 piece = delta.get("content") if isinstance(delta, Mapping) else None
+                calls = delta.get("tool_calls") if isinstance(delta, Mapping) else None
             else:
                 piece = choice.get("text")
             if isinstance(piece, str) and piece:
                 if self.finish_reason is not None:
                     raise ProviderFormatError("stream sent text after its finish reason")
                 texts.append(piece)
+            if calls:
+                texts.extend(self._call_deltas(calls))
             reason = choice.get("finish_reason")
             if reason is not None:
                 self.finish_reason = finish_reason(reason)
         return texts
+
+    def _call_deltas(self, raw: Any) -> list[str | dict[str, Any]]:
+        if not isinstance(raw, list):
+            raise ProviderFormatError("delta tool_calls must be an array")
+        out: list[str | dict[str, Any]] = []
+        for item in raw:
+            piece = require_object(item, "delta tool_calls item")
+            upstream = piece.get("index", 0)
+            function = piece.get("function") or {}
+            if not isinstance(upstream, int) or not isinstance(function, Mapping):
+                raise ProviderFormatError("delta tool call needs an index and a function")
+            args = function.get("arguments") or ""
+            if not isinstance(args, str):
+                raise ProviderFormatError("delta tool call arguments must be text")
+            if upstream not in self._by_index:
+                name, call_id = function.get("name"), piece.get("id")
+                if not isinstance(name, str):
+                    raise ProviderFormatError("a streamed tool call must start with its name")
+                self._by_index[upstream] = len(self._tools.calls)
+                out.append(self._tools.start(
+                    call_id if isinstance(call_id, str) else f"call_{upstream}", name, args))
+            elif args:
+                out.append(self._tools.extend(self._by_index[upstream], args))
+        return out
 
     def end(self) -> None:
         """At end of stream: it must have finished (``[DONE]`` or a finish reason)."""

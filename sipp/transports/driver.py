@@ -42,8 +42,9 @@ class StreamDecoder(Protocol):
     def done(self) -> bool:
         """True once the stream's final event arrived (later events are not read)."""
 
-    def feed(self, event: SseEvent) -> Iterable[str]:
-        """The text pieces ``event`` carries (raise on an error event)."""
+    def feed(self, event: SseEvent) -> Iterable[str | dict[str, Any]]:
+        """The text pieces and tool-call deltas (dicts) ``event`` carries, in order
+        (raise on an error event)."""
 
     def finish(self, text: str) -> dict[str, Any]:
         """The run's payload once the stream ended, ``text`` being all pieces joined
@@ -79,6 +80,14 @@ class RunDriver:
                 return False
             self._parts.append(text)
             self.sink.push(text, token_count)
+            return True
+
+    def tool_call(self, delta: dict[str, Any]) -> bool:
+        """Deliver one tool-call delta; False once the run is finished."""
+        with self._lock:
+            if self._done:
+                return False
+            self.sink.push("", 0, tool_calls=(delta,))
             return True
 
     def complete(self, payload: dict[str, Any]) -> None:
@@ -135,8 +144,9 @@ class RunDriver:
             parser = SseParser()
             async for chunk in call.chunks(response):
                 for event in parser.feed(chunk):
-                    for text in decoder.feed(event):
-                        if not self.token(text):
+                    for item in decoder.feed(event):
+                        if not (self.token(item) if isinstance(item, str)
+                                else self.tool_call(item)):
                             return
                     if decoder.done:
                         break

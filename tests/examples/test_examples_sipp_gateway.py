@@ -3,8 +3,10 @@ its targets an OpenAI-compatible loopback mock and a tiny local model."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -173,8 +175,12 @@ def test_gateway_examples_reach_a_local_target(
     with start(provider, tiny_llama_path) as gateway:
         query = run_example("gateway_query.py", "Hello", env=env_for(gateway, "tiny"))
         out = query.stdout.splitlines()
-        assert out[0].startswith("finite: '") and out[0].endswith("(length)")
-        assert out[2].startswith("[") and "finish_reason=length" in out[2]
+        # sampled text: assert the shape only (a str repr, whichever quotes, and the reason)
+        finite = re.fullmatch(r"finite: (.*) \((length|stop)\)", out[0])
+        assert finite is not None and isinstance(ast.literal_eval(finite[1]), str), out[0]
+        assert out[1].startswith("streamed: ")
+        assert re.fullmatch(r"\[\d+ batches, finish_reason=(length|stop), usage=\{.*\}\]",
+                            out[-1]), out[-1]
         chat = run_example("gateway_chat.py", env=env_for(gateway, "tiny"))
         assert chat.stdout.strip()
 

@@ -63,7 +63,9 @@ def test_bad_query_bodies_name_the_field(body: object, field: str) -> None:
     ("messages", "field"),
     [
         ([], "'messages'"),
-        ([{"role": "tool", "content": "x"}], r"messages\[0\].role"),
+        ([{"role": "robot", "content": "x"}], r"messages\[0\].role"),
+        ([{"role": "user", "content": "x", "tool_call_id": "c"}], r"messages\[0\]"),
+        ([{"role": "user", "content": "x", "audio": 1}], r"messages\[0\]"),
         ([{"role": "user"}], r"messages\[0\]"),
         ([{"role": "user", "content": 3}], r"messages\[0\].content"),
     ],
@@ -71,6 +73,29 @@ def test_bad_query_bodies_name_the_field(body: object, field: str) -> None:
 def test_bad_chat_messages(messages: object, field: str) -> None:
     with pytest.raises(InvalidRequestError, match=field):
         profile.decode_chat_body({"model": "t", "messages": messages})
+
+
+def test_tools_and_tool_turns_round_trip_through_the_chat_body() -> None:
+    from sipp.tools import ToolChoice, ToolRequest, parse_tools
+    from sipp.types import ChatMessage
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = (ChatMessage("user", "hi"), ChatMessage("assistant", "", [call]),
+                ChatMessage("tool", "42", tool_call_id="c1", name="f"))
+    tools = ToolRequest(parse_tools([{"type": "function", "function": {"name": "f"}}]),
+                        ToolChoice("required", "f"), parallel=False)
+    body = profile.encode_chat_body("t", messages, tools=tools)
+    decoded = profile.decode_chat_body(json.dumps(body))
+    assert decoded.messages == messages
+    assert decoded.tools == tools
+    response = profile.text_response_body("t", {"text": "", "finish_reason": "tool_calls",
+                                                "usage": None, "tool_calls": [call]})
+    result = profile.decode_text_response(json.dumps(response))
+    assert (result.finish_reason, result.tool_calls) == ("tool_calls", [call])
+    event = profile.token_event("", 3, [{"index": 0, "function": {"arguments": "{}"}}])
+    name, data = event.decode().split("\n")[0][7:], event.decode().split("\n")[1][6:]
+    token = profile.decode_stream_event(name, data)
+    assert token == profile.StreamToken("", 3, ({"index": 0, "function": {"arguments": "{}"}},))
 
 
 def test_extra_fields_collected_when_allowed_and_cannot_override_when_encoding() -> None:

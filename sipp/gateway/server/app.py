@@ -30,11 +30,23 @@ from sipp.gateway.server.activity import RequestEvent
 from sipp.gateway.server.execution import ClientGone, Execution, Route, caller_error
 from sipp.gateway.server.http import Exchange, Receive, Scope, Send
 from sipp.gateway.server.logging import logger
-from sipp.gateway.server.openai_compat import openai_routes
+from sipp.gateway.server.openai_compat import openai_error, openai_routes
 from sipp.gateway.server.profile_routes import profile_routes
 from sipp.gateway.server.state import GatewayState
 
 __all__ = ["PublicApp"]
+
+
+class _NoRoute(SippError):
+    """No route at this path (OpenAI-shaped under the OpenAI prefix)."""
+
+    default_code = "not_found"
+    http_status = 404
+
+
+class _WrongMethod(SippError):
+    default_code = "method_not_allowed"
+    http_status = 405
 
 
 def _error_headers(exc: SippError) -> list[tuple[bytes, bytes]]:
@@ -58,17 +70,28 @@ class PublicApp:
         self._origins = frozenset(config.allowed_origins)
         execution = Execution(state)
         self.routes: dict[str, Route] = profile_routes(execution, config.routes)
+        self._openai = None if config.routes.openai is None else \
+            config.routes.openai.rstrip("/") + "/"
         if config.routes.openai is not None:
             self.routes.update(openai_routes(execution, config.routes.openai))
+        # routes whose key ends in "/" serve every path below it (GET /v1/models/{id})
+        self._below = [(key, route) for key, route in self.routes.items() if key.endswith("/")]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         ex = Exchange(scope, receive, send)
-        route = self.routes.get(ex.path.rstrip("/") or "/")
+        path = ex.path.rstrip("/") or "/"
+        route = self.routes.get(path)
         if route is None:
-            await ex.json(404, {"error": {"code": "not_found",
-                                          "message": f"no route for {ex.path}"}})
+            route = next((r for key, r in self._below
+                          if path.startswith(key) and len(path) > len(key)), None)
+        if route is None:
+            error = _NoRoute(f"no route for {ex.path}")
+            if self._openai is not None and (path + "/").startswith(self._openai):
+                await ex.json(*openai_error(error))
+            else:
+                await ex.json(404, error.to_dict())
             return
         await self._serve(ex, route)
 
@@ -90,9 +113,9 @@ class PublicApp:
                 return
             if ex.method != route.method:
                 rejection = "method"
-                await ex.json(405, {"error": {"code": "method_not_allowed",
-                                              "message": f"use {route.method} for {ex.path}"}},
-                              [(b"allow", route.method.encode())])
+                status, body = route.error_style(
+                    _WrongMethod(f"use {route.method} for {ex.path}"))
+                await ex.json(status, body, [(b"allow", route.method.encode())])
                 return
             if state.rate_limiter is not None:
                 wait = state.rate_limiter.acquire(client)

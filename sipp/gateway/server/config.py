@@ -226,12 +226,6 @@ class GatewayConfig:
     targets: tuple[Target, ...]
     token_limit: TokenLimitConfig = field(default_factory=TokenLimitConfig)
 
-    def target(self, name: str) -> Target | None:
-        for target in self.targets:
-            if target.name == name:
-                return target
-        return None
-
 
 # --------------------------------------------------------------------------- sections
 _TOP_KEYS = ("public_bind", "management_bind", "max_request_bytes", "max_concurrent_requests",
@@ -450,6 +444,16 @@ def _check_runtime(r: Reader, target: LocalTarget, path: str) -> None:
         r.fail(f"{path}.runtime", exc.message)
 
 
+def _chat_template(r: Reader, table: Mapping[str, Any], path: str) -> str | None:
+    """Inline Jinja (whitespace is meaningful, so not trimmed) or a template file path."""
+    value = table.get("chat_template")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        r.fail(f"{path}.chat_template", "must be inline Jinja text or the path of a template "
+                                        f"file, got {show(value)}")
+        return None
+    return value
+
+
 def _check_source(r: Reader, target: LocalTarget, path: str) -> None:
     """``model`` and ``multimodal.projector_path`` must be well-formed model sources (a
     path, a packaged name, hf://... or https://...; nothing is downloaded here)."""
@@ -489,7 +493,7 @@ def _target(r: Reader, item: Any, path: str) -> Target | None:
             stats=r.choice(table, path, "stats", ("off", "basic", "profile"),
                            "basic"),  # type: ignore[arg-type]
             runtime=_runtime(r, table, path),
-            chat_template=r.text(table, path, "chat_template", required=False),
+            chat_template=_chat_template(r, table, path),
             pii=_pii(r, table, path),
         )
         _check_runtime(r, local, path)

@@ -1,54 +1,41 @@
 """OpenAI-compatible routes on the public listener (``{prefix}/chat/completions``,
-``/completions``, ``/embeddings``, ``/models``) so the official ``openai`` package,
-LangChain and LlamaIndex work unchanged; ``model`` is the gateway target name and the same
-bearer tokens and allowlists apply. Errors use OpenAI's shape
-``{"error": {"message", "type", "param", "code"}}`` with the gateway's status codes.
+``/completions``, ``/embeddings``, ``/models``, ``/models/{id}``) so the official ``openai``
+package, LangChain, LlamaIndex, litellm and instructor work unchanged; ``model`` is the
+gateway target name and the same bearer tokens and allowlists apply. Tools,
+``response_format`` and the sampling fields reach local targets as the engine's own
+settings and provider targets unchanged (:mod:`.openai_request`). Errors use OpenAI's shape
+``{"error": {"message", "type", "param", "code"}}`` (``param`` names the offending field)
+with the gateway's status codes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
-from sipp.errors import InvalidRequestError, SippError
+from sipp.errors import InvalidRequestError, JsonSchemaError, SippError, TargetNotFoundError
 from sipp.gateway.server.config import TokenConfig
-from sipp.gateway.server.execution import Execution, Route
+from sipp.gateway.server.execution import ClientGone, Execution, Route, caller_error
 from sipp.gateway.server.http import Exchange
+from sipp.gateway.server.openai_request import TextCall, bad_field, decode_text
+from sipp.gateway.server.openai_response import ChunkStream, choice, openai_error, usage
 from sipp.runs import SippEmbeddingRun, SippTextRun
-from sipp.types import ChatMessage, SippTextOptions, TokenBatch
+from sipp.types import TokenBatch
 
-__all__ = ["openai_error", "openai_routes"]
+__all__ = ["MODELS_PREFIX", "openai_error", "openai_routes"]
 
-# Fields clients commonly send: accepted without effect. The ones in _DEFAULT_OK change the
-# output, so only their neutral values pass (anything else is a 400 naming the field, never
-# a silently dropped setting); the rest carry no generation meaning here.
-_IGNORED = frozenset({"user", "frequency_penalty", "presence_penalty", "logit_bias", "seed",
-                      "logprobs", "top_logprobs", "store", "metadata", "service_tier",
-                      "parallel_tool_calls", "stream_options", "n", "response_format",
-                      "tool_choice", "tools", "functions", "function_call", "echo",
-                      "best_of", "suffix", "dimensions", "encoding_format"})
-_DEFAULT_OK: dict[str, Any] = {"n": (1,), "logprobs": (False, None), "echo": (False,),
-                               "best_of": (1,), "tool_choice": ("none",), "tools": ([],),
-                               "functions": ([],), "suffix": ("",),
-                               "frequency_penalty": (0,), "presence_penalty": (0,),
-                               "logit_bias": ({},), "top_logprobs": (0,), "seed": (),
-                               "function_call": ("none",)}
-
-
-def openai_error(exc: SippError) -> tuple[int, Any]:
-    status = type(exc).http_status if isinstance(exc, SippError) else 500
-    kind = "invalid_request_error" if status in (400, 404, 413) else exc.code
-    return status, {"error": {"message": exc.message, "type": kind, "param": None,
-                              "code": exc.code}}
+MODELS_PREFIX = "/models/"
 
 
 def openai_routes(execution: Execution, prefix: str) -> dict[str, Route]:
-    """The four OpenAI-compatible routes under ``prefix``."""
+    """The OpenAI-compatible routes under ``prefix``; ``{prefix}/models/`` is the prefix
+    route of ``GET /models/{id}``."""
     base = prefix.rstrip("/")
     return {
         f"{base}/chat/completions": Route("chat_completions", partial(_text, execution, chat=True),
@@ -57,6 +44,8 @@ def openai_routes(execution: Execution, prefix: str) -> dict[str, Route]:
                                      openai_error),
         f"{base}/embeddings": Route("embeddings", partial(_embeddings, execution), openai_error),
         f"{base}/models": Route("models", partial(_models, execution), openai_error, method="GET"),
+        f"{base}{MODELS_PREFIX}": Route("models", partial(_model, execution, base),
+                                        openai_error, method="GET"),
     }
 
 
@@ -70,205 +59,219 @@ def _object(body: bytes) -> dict[str, Any]:
         raise InvalidRequestError("request body must be a JSON object")
     model = obj.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise InvalidRequestError("field 'model' must be a non-empty string (the target name)")
+        raise bad_field("model", "field 'model' must be a non-empty string (the target name)")
     return obj
 
 
-def _check_unsupported(obj: Mapping[str, Any], known: frozenset[str]) -> None:
-    for key, value in obj.items():
-        if key in known:
-            continue
-        if key not in _IGNORED:
-            raise InvalidRequestError(f"unsupported field {key!r}")
-        allowed = _DEFAULT_OK.get(key)
-        if allowed is not None and value is not None and value not in allowed:
-            neutral = " or ".join(json.dumps(v) for v in allowed) if allowed else "null"
-            raise InvalidRequestError(
-                f"field {key!r} is not supported with value {value!r} (this gateway accepts "
-                f"only {neutral} there)")
-    fmt = obj.get("response_format")
-    if fmt is not None and fmt != {"type": "text"}:
-        raise InvalidRequestError("field 'response_format' supports only {\"type\": \"text\"}")
+def _check_target(call: TextCall, kind: str) -> None:
+    """Gateway targets (another Sipp gateway) take only the common options."""
+    if kind != "gateway":
+        return
+    for name, used in (("response_format", call.json_schema is not None),
+                       ("logprobs", call.logprobs), ("n", call.n > 1),
+                       *((k, True) for k in call.sampling)):
+        if used:
+            raise bad_field(name, f"field {name!r} is not supported on a gateway target")
 
 
-def _options(obj: Mapping[str, Any]) -> SippTextOptions:
-    max_tokens = obj.get("max_completion_tokens", obj.get("max_tokens"))
-    stop = obj.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    for name in ("temperature", "top_p"):
-        value = obj.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise InvalidRequestError(f"field {name!r} must be a number")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or
-                                   not isinstance(max_tokens, int)):
-        raise InvalidRequestError("field 'max_tokens' must be a positive integer")
-    if stop is not None and (not isinstance(stop, list) or
-                             not all(isinstance(s, str) for s in stop)):
-        raise InvalidRequestError("field 'stop' must be a string or an array of strings")
-    return SippTextOptions(max_tokens=max_tokens, temperature=obj.get("temperature"),
-                           top_p=obj.get("top_p"), stop=stop or None)
+def _start(execution: Execution, ex: Exchange, call: TextCall, ref: Any, index: int,
+           stream: bool) -> SippTextRun:
+    """Start choice ``index`` of ``call`` (on a submission thread)."""
+    client = execution.state.client
+    local = provider = None
+    if ref.kind == "local":
+        local = call.local_options()
+        if index and local.sampling is not None and local.sampling.seed is not None:
+            local = call.local_options(seed_offset=index)  # n choices, n different seeds
+    elif ref.kind == "provider":
+        provider = call.provider_options(index) or None
+    rid = ex.request_id if not index else f"{ex.request_id}-{index}"
+    if call.messages is not None:
+        tools = call.tools
+        return client.chat(call.messages, endpoint=ref, options=call.options, local=local,
+                           provider_options=provider, emit_tokens=stream, request_id=rid,
+                           tools=list(tools.tools) if tools else None,
+                           tool_choice=tools.choice if tools else None,
+                           parallel_tool_calls=tools.parallel if tools else True)
+    assert call.prompt is not None
+    return client.query(call.prompt, endpoint=ref, options=call.options, local=local,
+                        provider_options=provider, emit_tokens=stream, request_id=rid)
 
 
-def _content(value: Any, where: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # [{"type": "text", "text": ...}, ...]
-        parts: list[str] = []
-        for index, part in enumerate(value):
-            if not isinstance(part, Mapping) or part.get("type") != "text" or \
-                    not isinstance(part.get("text"), str):
-                raise InvalidRequestError(f"field '{where}[{index}]' must be a text part "
-                                          "(only text content is supported)")
-            parts.append(part["text"])
-        return "".join(parts)
-    raise InvalidRequestError(f"field '{where}' must be a string or an array of text parts")
-
-
-def _messages(obj: Mapping[str, Any]) -> list[ChatMessage]:
-    raw = obj.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise InvalidRequestError("field 'messages' must be a non-empty array")
-    out: list[ChatMessage] = []
-    for index, item in enumerate(raw):
-        if not isinstance(item, Mapping):
-            raise InvalidRequestError(f"field 'messages[{index}]' must be an object")
-        role = item.get("role")
-        if role == "developer":
-            role = "system"
-        if role not in ("system", "user", "assistant"):
-            raise InvalidRequestError(f"field 'messages[{index}].role' must be system, "
-                                      f"developer, user or assistant; got {role!r}")
-        out.append(ChatMessage(role, _content(item.get("content"),
-                                              f"messages[{index}].content")))
-    return out
-
-
-def _prompt(obj: Mapping[str, Any]) -> str:
-    prompt = obj.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        prompt = prompt[0]
-    if not isinstance(prompt, str):
-        raise InvalidRequestError("field 'prompt' must be a string (one prompt per request)")
-    return prompt
-
-
-# --------------------------------------------------------------------------- encoding
-def _finish(reason: str) -> str:
-    return "length" if reason == "length" else "stop"
-
-
-def _usage(usage: Mapping[str, int] | None) -> dict[str, int] | None:
-    if usage is None:
-        return None
-    return {"prompt_tokens": usage["input_tokens"], "completion_tokens": usage["output_tokens"],
-            "total_tokens": usage["total_tokens"]}
-
-
-def _sse(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + \
-        b"\n\n"
-
-
-class _ChunkStream:
-    """OpenAI ``chat.completion.chunk`` / ``text_completion`` SSE frames."""
-
-    def __init__(self, rid: str, model: str, chat: bool, include_usage: bool) -> None:
-        self.head = {"id": rid, "object": "chat.completion.chunk" if chat else
-                     "text_completion", "created": int(time.time()), "model": model}
-        self.chat = chat
-        self.include_usage = include_usage
-        self.first = True
-
-    def _choice(self, text: str, finish: str | None) -> dict[str, Any]:
-        if self.chat:
-            delta: dict[str, Any] = {"content": text} if text or finish is None else {}
-            if self.first:
-                delta["role"] = "assistant"
-                self.first = False
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-
-    def token(self, batch: TokenBatch) -> bytes:
-        return _sse({**self.head, "choices": [self._choice(batch.text, None)]})
-
-    def end(self, response: Any) -> bytes:
-        out = _sse({**self.head, "choices": [self._choice("", _finish(
-            response["finish_reason"]))]})
-        usage = _usage(response.get("usage"))
-        if self.include_usage and usage is not None:
-            out += _sse({**self.head, "choices": [], "usage": usage})
-        return out + b"data: [DONE]\n\n"
-
-    def error(self, exc: SippError) -> bytes:
-        return _sse(openai_error(exc)[1]) + b"data: [DONE]\n\n"
+def _with_param(exc: SippError, call: TextCall) -> SippError:
+    """Name the request field behind an error raised while the run started."""
+    if isinstance(exc, JsonSchemaError) and getattr(exc, "param", None) is None:
+        exc.param = ("response_format.json_schema.schema"  # type: ignore[attr-defined]
+                     if call.json_schema is not None else "tools")
+    return exc
 
 
 # --------------------------------------------------------------------------- handlers
 async def _text(execution: Execution, ex: Exchange, token: TokenConfig, body: bytes, *,
                 chat: bool) -> str:
-    obj = _object(body)
-    known = frozenset({"model", "stream", "max_tokens", "max_completion_tokens", "temperature",
-                       "top_p", "stop", "messages" if chat else "prompt"})
-    _check_unsupported(obj, known)
-    options = _options(obj)
-    stream = obj.get("stream") is True
-    include_usage = bool((obj.get("stream_options") or {}).get("include_usage"))
-    name: str = obj["model"]
+    call = decode_text(_object(body), chat=chat)
+    name = call.name
     target = execution.state.resolve_target(token, name)
-    client = execution.state.client
-    messages = _messages(obj) if chat else None
-    prompt = None if chat else _prompt(obj)
+    ref = target.ref
+    _check_target(call, ref.kind)
     rid = ("chatcmpl-" if chat else "cmpl-") + ex.request_id
+    operation = "chat_completions" if chat else "completions"
+    # n > 1: choice 0 prefills the prompt; the others start once it has its first token,
+    # so the scheduler copies the prompt's KV instead of computing it again
+    shared = call.n > 1 and ref.kind == "local"
 
-    def start() -> SippTextRun:
-        if messages is not None:
-            return client.chat(messages, endpoint=target.ref, options=options,
-                               emit_tokens=stream, request_id=ex.request_id)
-        assert prompt is not None
-        return client.query(prompt, endpoint=target.ref, options=options, emit_tokens=stream,
-                            request_id=ex.request_id)
-
-    async def serve(run: SippTextRun) -> None:
-        operation = "chat_completions" if chat else "completions"
-        if stream:
-            response = await execution.stream(ex, run, operation,
-                                        _ChunkStream(rid, name, chat, include_usage))
-        else:
-            response = await execution.await_run(ex, run)
-            finish = _finish(response["finish_reason"])
-            choice: dict[str, Any] = (
-                {"index": 0, "message": {"role": "assistant", "content": response["text"]},
-                 "logprobs": None, "finish_reason": finish} if chat else
-                {"index": 0, "text": response["text"], "logprobs": None, "finish_reason": finish})
-            out: dict[str, Any] = {"id": rid, "object": "chat.completion" if chat else
-                                   "text_completion", "created": int(time.time()),
-                                   "model": name, "choices": [choice]}
-            usage = _usage(response.get("usage"))
-            if usage is not None:
-                out["usage"] = usage
-            await ex.json(200, out)
+    async def serve(first: SippTextRun) -> None:
+        try:
+            if call.n == 1:
+                response = await _serve_one(execution, ex, call, first, rid, operation)
+            else:
+                response = await _serve_many(execution, ex, call, ref, first, rid, operation,
+                                             shared)
+        except JsonSchemaError as exc:
+            raise _with_param(exc, call) from None
         if response is not None:
             execution.state.record_usage(ex, name, response.get("usage"))
 
-    await execution.admitted(start, serve)
+    await execution.admitted(
+        lambda: _start(execution, ex, call, ref, 0, call.stream or shared), serve)
     return name
+
+
+def _completion(call: TextCall, rid: str, responses: list[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": rid, "object": "chat.completion" if call.chat else "text_completion",
+        "created": int(time.time()), "model": call.name,
+        "choices": [choice(r, i, chat=call.chat, logprobs=call.logprobs, top=call.top_logprobs)
+                    for i, r in enumerate(responses)]}
+    total = _sum_usage(responses)
+    if total is not None:
+        out["usage"] = usage(total)
+    return out
+
+
+def _sum_usage(responses: list[Any]) -> dict[str, int] | None:
+    usages = [r.get("usage") for r in responses]
+    if any(u is None for u in usages):
+        return None
+    inputs = usages[0]["input_tokens"]  # the prompt is counted once (OpenAI does the same)
+    outputs = sum(u["output_tokens"] for u in usages)
+    return {"input_tokens": inputs, "output_tokens": outputs, "total_tokens": inputs + outputs}
+
+
+async def _serve_one(execution: Execution, ex: Exchange, call: TextCall, run: SippTextRun,
+                     rid: str, operation: str) -> Any:
+    if call.stream:
+        encoder = ChunkStream(rid, call.name, call.chat, call.include_usage,
+                              logprobs=call.logprobs, top=call.top_logprobs)
+        return await execution.stream(ex, run, operation, encoder)
+    response = await execution.await_run(ex, run)
+    await ex.json(200, _completion(call, rid, [response]))
+    return response
+
+
+async def _serve_many(execution: Execution, ex: Exchange, call: TextCall, ref: Any,
+                      first: SippTextRun, rid: str, operation: str, shared: bool) -> Any:
+    """n choices: started together (or after choice 0's prefill when ``shared``)."""
+    head: list[TokenBatch] = []
+    tokens0 = first.atokens() if (call.stream or shared) else None
+    runs = [first]
+    try:
+        if shared and tokens0 is not None:
+            batch = await _next(tokens0)
+            if batch is not None:
+                head.append(batch)
+        for index in range(1, call.n):
+            runs.append(await execution.state.submitter.start(
+                partial(_start, execution, ex, call, ref, index, call.stream)))
+    except BaseException:
+        for run in runs:
+            run.cancel("sibling_failed")
+        raise
+    if not call.stream:
+        try:
+            responses = [await execution.await_run(ex, run) for run in runs]
+        except BaseException:
+            for run in runs:
+                run.cancel("sibling_failed")
+            raise
+        await ex.json(200, _completion(call, rid, responses))
+        return {"usage": _sum_usage(responses)}
+    return await _stream_many(execution, ex, call, runs, head, tokens0, rid, operation)
+
+
+async def _next(tokens: AsyncIterator[TokenBatch]) -> TokenBatch | None:
+    try:
+        return await tokens.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _stream_many(execution: Execution, ex: Exchange, call: TextCall,
+                       runs: list[SippTextRun], head: list[TokenBatch],
+                       tokens0: AsyncIterator[TokenBatch] | None, rid: str,
+                       operation: str) -> Any:
+    """Each choice's chunks in turn (clients join chunks by ``index``)."""
+    encoders = [ChunkStream(rid, call.name, call.chat, call.include_usage, index=i,
+                            logprobs=call.logprobs, top=call.top_logprobs)
+                for i in range(len(runs))]
+    watcher = asyncio.ensure_future(ex.wait_disconnect())
+
+    def cancel_all(task: asyncio.Future[Any]) -> None:
+        if not task.cancelled():
+            for run in runs:
+                run.cancel("client_disconnected")
+
+    watcher.add_done_callback(cancel_all)
+    ex.streaming = True
+    responses: list[Any] = []
+    try:
+        await ex.start(200, b"text/event-stream", [
+            (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")])
+        execution.state.metrics.ttft[operation].observe(time.perf_counter() - ex.started)
+        for index, run in enumerate(runs):
+            encoder = encoders[index]
+            batches = tokens0 if index == 0 and tokens0 is not None else run.atokens()
+            for batch in head if index == 0 else ():
+                await ex.body(encoder.token(batch), more=True)
+            async for batch in batches:
+                await ex.body(encoder.token(batch), more=True)
+            response = await run
+            if watcher.done():
+                raise ClientGone
+            responses.append(response)
+            await ex.body(encoder.last(response), more=True)
+        total = _sum_usage(responses)
+        await ex.body(encoders[0].tail(total), more=False)
+        return {"usage": total}
+    except ClientGone:
+        execution.state.metrics.disconnects += 1
+        await ex.body(b"", more=False)
+        raise
+    except SippError as exc:
+        for run in runs:
+            run.cancel("sibling_failed")
+        await ex.body(encoders[0].error(caller_error(_with_param(exc, call))), more=False)
+        return None
+    finally:
+        watcher.cancel()
 
 
 async def _embeddings(execution: Execution, ex: Exchange, token: TokenConfig, body: bytes) -> str:
     obj = _object(body)
-    _check_unsupported(obj, frozenset({"model", "input"}))
+    for key in obj:
+        if key not in ("model", "input", "encoding_format", "dimensions", "user"):
+            raise bad_field(key, f"unsupported field {key!r}")
     fmt = obj.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
-        raise InvalidRequestError("field 'encoding_format' must be float or base64")
+        raise bad_field("encoding_format", "field 'encoding_format' must be float or base64")
     if obj.get("dimensions") is not None:
-        raise InvalidRequestError("field 'dimensions' is not supported")
+        raise bad_field("dimensions", "field 'dimensions' is not supported")
     raw = obj.get("input")
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs or \
             not all(isinstance(item, str) for item in inputs):
-        raise InvalidRequestError("field 'input' must be a string or a non-empty array of "
-                                  "strings (token arrays are not supported)")
+        raise bad_field("input", "field 'input' must be a string or a non-empty array of "
+                                 "strings (token arrays are not supported)")
     name: str = obj["model"]
     target = execution.state.resolve_target(token, name)
 
@@ -303,3 +306,15 @@ async def _models(execution: Execution, ex: Exchange, token: TokenConfig, body: 
     data = [{"id": name, "object": "model", "created": created, "owned_by": "sipp-gateway"}
             for name in execution.state.targets.states if token.allows(name)]
     await ex.json(200, {"object": "list", "data": data})
+
+
+async def _model(execution: Execution, base: str, ex: Exchange, token: TokenConfig,
+                 body: bytes) -> None:
+    """``GET {prefix}/models/{id}``: one target the token may use (404 otherwise)."""
+    name = ex.path[len(base) + len(MODELS_PREFIX):].rstrip("/")
+    if not name or name not in execution.state.targets.states or not token.allows(name):
+        error = TargetNotFoundError(f"model not found: {name}", code="model_not_found")
+        error.param = "model"  # type: ignore[attr-defined]
+        raise error
+    await ex.json(200, {"id": name, "object": "model", "created": int(execution.state.started),
+                        "owned_by": "sipp-gateway"})

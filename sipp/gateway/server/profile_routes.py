@@ -52,8 +52,12 @@ async def _text(execution: Execution, ex: Exchange, token: TokenConfig,
                                 options=request.options, emit_tokens=request.stream,
                                 request_id=ex.request_id)
         assert request.messages is not None
+        tools = request.tools
         return client.chat(request.messages, endpoint=target.ref, options=request.options,
-                           emit_tokens=request.stream, request_id=ex.request_id)
+                           emit_tokens=request.stream, request_id=ex.request_id,
+                           tools=list(tools.tools) if tools else None,
+                           tool_choice=tools.choice if tools else None,
+                           parallel_tool_calls=tools.parallel if tools else True)
 
     async def serve(run: SippTextRun) -> None:
         if request.stream:
@@ -89,7 +93,7 @@ async def _embed(execution: Execution, ex: Exchange, token: TokenConfig, body: b
 
 class _ProfileStream:
     def token(self, batch: TokenBatch) -> bytes:
-        return profile.token_event(batch.text, batch.sequence_start)
+        return profile.token_event(batch.text, batch.sequence_start, batch.tool_calls)
 
     def end(self, response: Any) -> bytes:
         usage = response.get("usage")

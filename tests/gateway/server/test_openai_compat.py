@@ -52,7 +52,7 @@ def test_chat_complete_stream_embed(gateway: RunningGateway, script: Script) -> 
         assert [m.id for m in client.models.list()] == ["alpha", "beta"]
 
 
-def test_policy_and_errors_in_openai_shape(gateway: RunningGateway) -> None:
+def test_policy_and_errors_in_openai_shape(gateway: RunningGateway, script: Script) -> None:
     with _client(gateway, LIMITED_TOKEN) as client:
         assert [m.id for m in client.models.list()] == ["alpha"]
         with pytest.raises(openai.PermissionDeniedError):
@@ -64,15 +64,25 @@ def test_policy_and_errors_in_openai_shape(gateway: RunningGateway) -> None:
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="zeta",
                                            messages=[{"role": "user", "content": "hi"}])
-        with pytest.raises(openai.BadRequestError, match="n"):
-            client.chat.completions.create(model="alpha", n=2,
-                                           messages=[{"role": "user", "content": "hi"}])
-        # settings that would change the output are refused, not silently dropped
-        for extra in ({"frequency_penalty": 0.5}, {"presence_penalty": -1}, {"seed": 7},
-                      {"logit_bias": {"42": 5}}):
-            with pytest.raises(openai.BadRequestError, match=next(iter(extra))):
+        # n choices; the sampling fields reach a provider target unchanged
+        two = client.chat.completions.create(
+            model="alpha", n=2, seed=7, frequency_penalty=0.5, presence_penalty=-1,
+            logit_bias={"42": 5}, messages=[{"role": "user", "content": "hi"}])
+        assert [c.index for c in two.choices] == [0, 1]
+        assert all(c.message.content == "Hello" for c in two.choices)
+        sent = script.requests[-1]
+        assert sent.provider_options == {  # type: ignore[union-attr]
+            "seed": 8, "frequency_penalty": 0.5, "presence_penalty": -1,
+            "logit_bias": {"42": 5}}
+        # anything not served is refused with the field named, never silently dropped
+        for extra, param in (({"functions": [{"name": "f"}]}, "functions"),
+                             ({"logit_bias": {"x": 1}}, "logit_bias"),
+                             ({"top_logprobs": 3}, "top_logprobs"),
+                             ({"response_format": {"type": "xml"}}, "response_format.type")):
+            with pytest.raises(openai.BadRequestError, match=param) as info:
                 client.chat.completions.create(model="alpha", **extra,  # type: ignore[arg-type]
                                                messages=[{"role": "user", "content": "hi"}])
+            assert info.value.param == param
         neutral = client.chat.completions.create(
             model="alpha", frequency_penalty=0, presence_penalty=0.0, logit_bias={}, seed=None,
             user="someone", messages=[{"role": "user", "content": "hi"}])
@@ -81,7 +91,29 @@ def test_policy_and_errors_in_openai_shape(gateway: RunningGateway) -> None:
             client.chat.completions.create(model="alpha",
                                            messages=[{"role": "user", "content": "fail-early"}])
     r = requests.post(gateway.url + "/v1/chat/completions", headers=auth(), timeout=5,
-                      json={"model": "alpha", "messages": [{"role": "tool", "content": "x"}]})
+                      json={"model": "alpha", "messages": [{"role": "function", "content": "x"}]})
     assert r.status_code == 400
     assert r.json()["error"]["type"] == "invalid_request_error"
+    assert r.json()["error"]["param"] == "messages[0].role"
     assert "messages[0].role" in r.json()["error"]["message"]
+    # 404 and 405 under the OpenAI prefix use OpenAI's shape too
+    r = requests.post(gateway.url + "/v1/nothing", headers=auth(), timeout=5, json={})
+    assert r.status_code == 404
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert r.json()["error"]["code"] == "not_found"
+    r = requests.get(gateway.url + "/v1/chat/completions", headers=auth(), timeout=5)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["error"] == {"message": "use POST for /v1/chat/completions",
+                                 "type": "invalid_request_error", "param": None,
+                                 "code": "method_not_allowed"}
+
+
+def test_models_retrieve(gateway: RunningGateway) -> None:
+    with _client(gateway) as client:
+        model = client.models.retrieve("beta")
+        assert (model.id, model.object, model.owned_by) == ("beta", "model", "sipp-gateway")
+        with pytest.raises(openai.NotFoundError) as info:
+            client.models.retrieve("zeta")
+        assert info.value.param == "model" and info.value.code == "model_not_found"
+    with _client(gateway, LIMITED_TOKEN) as client, pytest.raises(openai.NotFoundError):
+        client.models.retrieve("beta")  # not on this token's allowlist
