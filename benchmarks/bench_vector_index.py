@@ -16,7 +16,6 @@ ef_search 2048.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import time
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
 
-from sipp.vector import HnswParams, VectorIndex
+from sipp.vector import VectorIndex
 
 K = 10
 
@@ -81,8 +80,6 @@ def main() -> None:
     exact_build = time.perf_counter() - started
     truth, times = latencies(lambda q: [h.id for h in exact.search(q, K)], queries)
     rows.append(row("sipp exact (NumPy)", exact_build, truth, times, truth))
-    del exact
-    gc.collect()
 
     c.log("sipp approximate: building the HNSW graph")
     started = time.perf_counter()
@@ -97,8 +94,6 @@ def main() -> None:
     graph._params = replace(graph._params, ef_search=256)
     found, times = latencies(lambda q: [h.id for h in approx.search(q, K)], queries)
     rows.append(row("sipp HNSW (faiss, ef_search 256)", None, found, times, truth))
-    del approx, graph
-    gc.collect()
 
     chroma: dict[str, Any] = {"status": "skipped", "reason": "--skip-chroma"}
     if not args.skip_chroma:
