@@ -19,6 +19,8 @@ usage: sipp MODEL PROMPT [--chat] [--max-tokens N] [...]   generate text
        sipp models pull|list|rm|show ...                     the model cache
        sipp show MODEL                                       a model's metadata
        sipp doctor [--json]                                  which native backend loads
+       sipp rpc-server --port N [--host 127.0.0.1]           serve this host's devices to
+                                                             a model split over hosts
 
 MODEL is a GGUF path, a packaged name (gemma), hf://org/repo/file.gguf (globs such as
 hf://org/repo/*Q4_K_M.gguf, @revision) or an https:// URL.
@@ -117,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args and args[0] == "doctor":
             return doctor(args[1:])
+        if args and args[0] == "rpc-server":
+            from sipp._rpc_server import rpc_server
+
+            return rpc_server(args[1:])
         if args and args[0] in ("models", "show"):
             from sipp._models_cli import models_main, show_main
 

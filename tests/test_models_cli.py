@@ -84,3 +84,22 @@ def test_sipp_without_arguments_prints_clean_usage(capsys: pytest.CaptureFixture
     assert "``" not in usage and "sipp serve MODEL" in usage and "sipp models" in usage
     assert main(["--help"]) == 0
     assert capsys.readouterr().out.startswith("usage:")
+
+
+def test_sipp_generates_from_a_hub_source(hub: HubServer, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    args = [sys.executable, "-m", "sipp.cli", "hf://org/tiny/*Q8_0.gguf", "Hello",
+            "--max-tokens", "4", "--temperature", "0", "--stats", "basic"]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "output_tokens:" in first.stderr
+    assert len(hub.gets("tiny-llama-Q8_0.gguf")) == 1
+    hub.close()  # the second run needs no server: the cache has it
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout  # greedy: the same text from the same file

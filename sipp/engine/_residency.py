@@ -12,7 +12,9 @@ a lease on each device it uses before its weights load, and gives it back when i
   model): a CPU-only model is refused while a GPU model holds a lease.
 
 A model that stays on the CPU (the CPU backend, ``gpu_layers=0``, ``devices=["none"]``)
-takes no lease; on the CPU backend the whole group therefore has no effect.
+takes no lease; on the CPU backend the whole group therefore has no effect. Remote RPC
+workers (``rpc://host:port`` devices) are other hosts' memory: they take no lease and are not
+part of the margin check.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from sipp.config import ResidencyRuntimeConfig
 from sipp.errors import ModelLoadError
 from sipp.native.model import Device
+from sipp.native.rpc import is_rpc_device
 
 __all__ = ["Lease", "acquire", "leases"]
 
@@ -64,6 +67,7 @@ def acquire(
 ) -> Lease | None:
     """Take the lease of a model about to load on ``used`` (offload device names, when
     ``offloads``); raises ``ModelLoadError`` naming the residency field that refuses it."""
+    used = [name for name in used if not is_rpc_device(name)]
     with _lock:
         if not offloads or not used:
             blockers = [

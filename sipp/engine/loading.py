@@ -17,6 +17,7 @@ from sipp.engine._residency import acquire as acquire_residency
 from sipp.errors import ConfigurationError
 from sipp.native import LlamaModel
 from sipp.native.model import Device, list_devices
+from sipp.native.rpc import is_rpc_device
 
 __all__ = ["LoadedModel", "gpu_devices", "load_model", "placement_args"]
 
@@ -41,7 +42,7 @@ def placement_args(p: ModelPlacementConfig, devices: Sequence[Device]) -> dict[s
             'placement.devices: "none" (no offload device) cannot be combined with device names'
         )
     for index, name in enumerate(chosen):
-        if name == "none":
+        if name == "none" or is_rpc_device(name):  # remote workers are checked at load
             continue
         if name not in names:
             raise ConfigurationError(

@@ -10,6 +10,7 @@ lock, honours ``HF_TOKEN`` and works offline from the cache.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from sipp.models.source import ModelSource
 
 __all__ = ["HubSettings", "find_projector", "resolve_hf"]
 
+_log = logging.getLogger("sipp.models")
 SPLIT_RE = re.compile(r"^(?P<prefix>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
@@ -185,6 +187,7 @@ def _download(settings: HubSettings, src: ModelSource, filename: str) -> Path:
             f"Cannot load model {src}: {filename} is not in the model cache ({settings.cache}) "
             "and offline mode is on (HF_HUB_OFFLINE)"
         )
+    _log.info("fetching %s from %s", f"hf://{src.repo_id}/{filename}", settings.shown_endpoint)
     try:
         path = hf_hub_download(  # type: ignore[call-overload]
             src.repo_id, filename, revision=src.revision, cache_dir=settings.cache,

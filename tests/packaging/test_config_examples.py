@@ -17,7 +17,8 @@ else:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "config").glob("*.toml.example"))
-SHAPES = {"local", "provider-only", "hybrid", "docker", "docker-provider-only"}
+SHAPES = {"local", "provider-only", "hybrid", "docker", "docker-provider-only",
+          "development", "production"}
 
 
 def _load(path: Path) -> dict:  # type: ignore[type-arg]
@@ -51,7 +52,7 @@ def test_shapes_hold_the_targets_their_names_promise() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_binds_and_model_paths_fit_host_or_container(path: Path) -> None:
     data = _load(path)
-    container = path.name.startswith("docker")
+    container = path.name.startswith(("docker", "production"))
     host = "0.0.0.0" if container else "127.0.0.1"
     assert data["public_bind"] == f"{host}:8080"
     assert data["management_bind"] == f"{host}:9090"
@@ -74,3 +75,12 @@ def test_env_example_holds_exactly_the_secrets_the_examples_name() -> None:
     }
     assert keys == names
     assert all(re.search(r"(TOKEN|PASSWORD|KEY)$", k) for k in keys), keys
+
+
+def test_development_and_production_fit_their_jobs() -> None:
+    dev = _load(ROOT / "config" / "development.toml.example")
+    (local,) = dev["targets"]
+    assert (ROOT / local["chat_template"]).is_file()  # run from the repository root
+    prod = _load(ROOT / "config" / "production.toml.example")
+    assert prod["security"]["rate_limit"]["enabled"] is True
+    assert prod["max_concurrent_requests"] > 0 and prod["routes"]["index"] is False

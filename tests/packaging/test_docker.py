@@ -52,6 +52,22 @@ def test_gpu_profiles_reach_their_devices() -> None:
     assert services["gateway-cpu"]["build"]["args"]["SIPP_GATEWAY_BACKEND"] == "cpu"
 
 
+@pytest.mark.parametrize(("file", "config"), [
+    ("production.yml.example", "./config/production.toml"),
+    ("production-provider-only.yml.example", "./config/docker-provider-only.toml"),
+])
+def test_production_templates_run_a_prebuilt_image(file: str, config: str) -> None:
+    (service,) = _compose(file)["services"].values()
+    assert "build" not in service and service["image"].startswith("${SIPP_GATEWAY_IMAGE:-")
+    assert _probes_readyz(service["healthcheck"])
+    assert service["restart"] == "unless-stopped"
+    assert sorted(service["ports"]) == ["127.0.0.1:9090:9090", "8080:8080"]  # public exposed,
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}  # management not
+    assert mounts[CONFIG_IN_CONTAINER] == config
+    assert ("/models" in mounts) == (file == "production.yml.example")
+    assert (ROOT / config.removeprefix("./")).with_suffix(".toml.example").is_file()
+
+
 def test_provider_only_compose_mounts_no_models() -> None:
     (service,) = _compose("compose.provider-only.yaml")["services"].values()
     assert _probes_readyz(service["healthcheck"])

@@ -12,6 +12,7 @@ from sipp._version import __version__
 from sipp.errors import ConfigurationError
 from sipp.gateway.server.config import GatewayConfig, GatewayConfigError, LocalTarget, load_config
 from sipp.gateway.server.logging import LOG_ENV, configure_logging, logger
+from sipp.gateway.server.secrets import read_secrets
 
 __all__ = ["main"]
 
@@ -33,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(path: str, drain_timeout: float) -> int:
-    from sipp.gateway.server.secrets import read_secrets
+    # Imported here, not for a cycle: serving needs uvicorn (the gateway extra), and
+    # `check` must work without it.
     from sipp.gateway.server.serve import GatewayServer
 
     config = load_config(path)
