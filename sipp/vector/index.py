@@ -518,7 +518,7 @@ class VectorIndex:
     def _fresh_ids(self, count: int) -> list[str]:
         """``doc-N`` ids not in the index, N counting on from the rows written so far."""
         with self._lock.read():
-            number, fresh = len(self._ids), []
+            number, fresh = len(self._ids), list[str]()
             while len(fresh) < count:
                 if f"doc-{number}" not in self._rows:
                     fresh.append(f"doc-{number}")
