@@ -49,6 +49,18 @@ class ClientIpResolver:
                 return address
         return client
 
+    def forwarded_https(self, peer: str | None, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+        """Whether a trusted proxy says the client connected over TLS (``X-Forwarded-Proto:
+        https``, the proxy's own entry: the rightmost). Any peer outside
+        ``trusted_proxy_cidrs`` is not believed."""
+        if not self._trusted or not self._is_trusted(peer or ""):
+            return False
+        protos = [value.decode("latin-1") for name, value in headers
+                  if name == b"x-forwarded-proto"]
+        if not protos:
+            return False
+        return protos[-1].split(",")[-1].strip().lower() == "https"
+
     def _is_trusted(self, peer: str) -> bool:
         try:
             address = ipaddress.ip_address(peer)
