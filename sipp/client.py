@@ -13,7 +13,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from sipp._validate import check_json_object
 from sipp.documents import coerce_documents, with_documents
@@ -30,6 +30,7 @@ from sipp.errors import (
 )
 from sipp.pii.apply import RestoringSink, mask_embed_inputs, mask_text_request
 from sipp.pii.policy import PiiPolicy
+from sipp.rag import RagAnswer, retrieve_and_chat
 from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
 from sipp.tools import ToolChoice, ToolRequest, ToolSpec, parse_tool_choice, parse_tools
@@ -42,9 +43,6 @@ from sipp.types import (
     SippTextOptions,
 )
 from sipp.vector import VectorIndex
-
-if TYPE_CHECKING:
-    from sipp.rag import RagAnswer
 
 __all__ = ["SippClient"]
 
@@ -328,8 +326,6 @@ class SippClient:
         """Answer ``question`` with the ``k`` best documents of ``index`` (blocking); the
         result carries the answer ``text`` and the document ``ids`` used. See
         :func:`sipp.rag.retrieve_and_chat`."""
-        from sipp.rag import retrieve_and_chat
-
         return retrieve_and_chat(
             self, question, index=index, endpoint=endpoint, k=k, filter=filter,
             embed_endpoint=embed_endpoint, options=options, timeout=timeout,

@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 import jinja2
 import jinja2.ext
 import jinja2.nodes
+from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sipp.engine.tools.render import template_inputs
@@ -281,8 +282,6 @@ class ChatTemplate:
     @property
     def takes_documents(self) -> bool:
         """Whether the template reads a ``documents`` variable (RAG-aware templates)."""
-        from jinja2 import meta
-
         return "documents" in meta.find_undeclared_variables(_environment().parse(self.source))
 
     def starts_with_bos(self, prompt: str) -> bool:
