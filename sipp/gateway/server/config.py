@@ -18,6 +18,7 @@ from typing import Any, Literal
 from sipp._validate import RESERVED_CORRELATION_HEADERS
 from sipp.config import NativeRuntimeConfig
 from sipp.errors import ConfigurationError
+from sipp.gateway.server.cache_config import TARGET_KEYS, CacheExtensions, read_extensions
 from sipp.gateway.server.config_reader import (
     ConfigIssue,
     GatewayConfigError,
@@ -26,6 +27,7 @@ from sipp.gateway.server.config_reader import (
     show,
 )
 from sipp.models.source import parse_source
+from sipp.pii.policy import PiiPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -128,6 +130,8 @@ class LocalTarget:
     # inline Jinja, or a template file read when the target loads (sipp._template_source)
     chat_template: str | None = None
     type: Literal["local"] = "local"
+    # masking / blocking of personal data before the request reaches this target
+    pii: PiiPolicy | None = None
 
     def runtime_table(self) -> dict[str, Any]:
         """The ``NativeRuntimeConfig`` table the model loads with: the ``runtime`` table
@@ -173,6 +177,8 @@ class OpenAITarget:
     base_url: str | None
     timeout_seconds: float | None
     type: Literal["openai"] = "openai"
+    # masking / blocking of personal data before the request reaches this target
+    pii: PiiPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,8 @@ class OpenAICompatibleTarget:
     correlation_header: str | None
     timeout_seconds: float | None
     type: Literal["openai_compatible"] = "openai_compatible"
+    # masking / blocking of personal data before the request reaches this target
+    pii: PiiPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +203,8 @@ class AnthropicTarget:
     version: str | None
     timeout_seconds: float | None
     type: Literal["anthropic"] = "anthropic"
+    # masking / blocking of personal data before the request reaches this target
+    pii: PiiPolicy | None = None
 
 
 Target = LocalTarget | OpenAITarget | OpenAICompatibleTarget | AnthropicTarget
@@ -216,11 +226,14 @@ class GatewayConfig:
     tokens: tuple[TokenConfig, ...]
     targets: tuple[Target, ...]
     token_limit: TokenLimitConfig = field(default_factory=TokenLimitConfig)
+    # [[caches]], [[collections]] and the targets' cache / rag fields
+    extensions: CacheExtensions = field(default_factory=CacheExtensions)
 
 
 # --------------------------------------------------------------------------- sections
 _TOP_KEYS = ("public_bind", "management_bind", "max_request_bytes", "max_concurrent_requests",
-             "allowed_origins", "admin_password_env", "security", "routes", "tokens", "targets")
+             "allowed_origins", "admin_password_env", "security", "routes", "tokens", "targets",
+             "caches", "collections")
 
 
 def _bind(r: Reader, data: Mapping[str, Any], key: str, default: str) -> tuple[str, int]:
@@ -383,13 +396,35 @@ def _tokens(r: Reader, data: Mapping[str, Any]) -> tuple[TokenConfig, ...]:
 
 
 _TARGET_KEYS = {
-    "local": ("name", "type", "model", "backend", "stats", "runtime", "chat_template"),
-    "openai": ("name", "type", "model", "api_key_env", "base_url", "timeout_seconds"),
+    "local": ("name", "type", "model", "backend", "stats", "runtime", "chat_template", "pii"),
+    "openai": ("name", "type", "model", "api_key_env", "base_url", "timeout_seconds", "pii"),
     "openai_compatible": ("name", "type", "model", "base_url", "token_env", "correlation_header",
-                          "timeout_seconds"),
+                          "timeout_seconds", "pii"),
     "anthropic": ("name", "type", "model", "api_key_env", "base_url", "version",
-                  "timeout_seconds"),
+                  "timeout_seconds", "pii"),
 }
+_TARGET_KEYS = {kind: (*keys, *TARGET_KEYS) for kind, keys in _TARGET_KEYS.items()}
+_PII_KEYS = ("mode", "entities", "countries")
+
+
+def _pii(r: Reader, table: Mapping[str, Any], path: str) -> PiiPolicy | None:
+    """A target's ``pii`` table: ``mode`` (mask, block, off), ``entities``, ``countries``."""
+    raw = table.get("pii")
+    if raw is None:
+        return None
+    where = f"{path}.pii"
+    data = r.table(raw, where, _PII_KEYS) or {}
+    mode = r.choice(data, where, "mode", ("mask", "block", "off"), "mask")
+    entities = r.strings(data, where, "entities", required=False) if "entities" in data else None
+    countries = r.strings(data, where, "countries", required=False) if "countries" in data \
+        else ("US",)
+    try:
+        # local=True: set on a local target, the table asks for masking there too
+        return PiiPolicy(mode=mode, entities=entities, countries=countries,  # type: ignore[arg-type]
+                         local=True)
+    except ConfigurationError as exc:
+        r.fail(where, exc.message.removeprefix("pii."))
+        return None
 
 
 def _runtime(r: Reader, table: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
@@ -464,6 +499,7 @@ def _target(r: Reader, item: Any, path: str) -> Target | None:
                            "basic"),  # type: ignore[arg-type]
             runtime=_runtime(r, table, path),
             chat_template=_chat_template(r, table, path),
+            pii=_pii(r, table, path),
         )
         _check_runtime(r, local, path)
         _check_source(r, local, path)
@@ -471,11 +507,13 @@ def _target(r: Reader, item: Any, path: str) -> Target | None:
     timeout = r.seconds(table, path)
     if kind == "openai":
         return OpenAITarget(name, model, r.env_name(table, path, "api_key_env"),
-                            r.url(table, path, "base_url", required=False), timeout)
+                            r.url(table, path, "base_url", required=False), timeout,
+                            pii=_pii(r, table, path))
     if kind == "anthropic":
         return AnthropicTarget(name, model, r.env_name(table, path, "api_key_env"),
                                r.url(table, path, "base_url", required=False),
-                               r.text(table, path, "version", required=False), timeout)
+                               r.text(table, path, "version", required=False), timeout,
+                               pii=_pii(r, table, path))
     header = r.text(table, path, "correlation_header", required=False)
     if header is not None and not _HEADER_NAME.match(header):
         r.fail(f"{path}.correlation_header", f"must be an HTTP header name, got {header!r}")
@@ -485,7 +523,8 @@ def _target(r: Reader, item: Any, path: str) -> Target | None:
                f"must not replace the {header.lower()} header the gateway sends")
         header = None
     return OpenAICompatibleTarget(name, model, r.url(table, path, "base_url", required=True) or "",
-                                  r.env_name(table, path, "token_env"), header, timeout)
+                                  r.env_name(table, path, "token_env"), header, timeout,
+                                  pii=_pii(r, table, path))
 
 
 def _targets(r: Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:
@@ -544,10 +583,12 @@ def parse_config(data: Mapping[str, Any], source: str = "gateway config") -> Gat
     for name in token_limit.targets:
         if name not in names:
             r.fail(f"security.token_limit.targets.{name}", f"unknown target: {name}")
+    raw_targets = top.get("targets")
+    extensions = read_extensions(r, top, raw_targets if isinstance(raw_targets, list) else [])
     if r.issues:
         raise GatewayConfigError(r.issues, source)
     return GatewayConfig(public, management, max_bytes, concurrency, origins, admin, client_ip,
-                         rate_limit, routes, tokens, targets, token_limit)
+                         rate_limit, routes, tokens, targets, token_limit, extensions)
 
 
 def load_config(path: str | Path) -> GatewayConfig:
