@@ -21,7 +21,7 @@ from sipp import (
     SippTextOptions,
 )
 from sipp.types import EndpointRef
-from tests.gateway.server.conftest import BASE_CONFIG, ENV, TOKEN, RunningGateway, auth
+from tests.gateway.server.conftest import BASE_CONFIG, ENV, RunningGateway, auth
 from tests.tool_templates import HERMES_TEMPLATE
 
 SCHEMA = {"type": "object", "properties": {
@@ -98,9 +98,9 @@ def test_schema_errors_are_400s_naming_field_keyword_and_pointer(
     r = _post(gateway, "/chat/completions", {"messages": ASK, "tools": tools})
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "tools[0].function.parameters"
-    r = _post(gateway, "/chat/completions", {"messages": ASK, "tools": tools[:0] + [
+    r = _post(gateway, "/chat/completions", {"messages": ASK, "tools": [
         {"type": "function", "function": {"name": "bad name"}}]})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "tools"
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tools[0].function.name"
 
 
 def test_tool_call_and_its_result_round_trip(served: tuple[RunningGateway, SippClient]) -> None:
