@@ -19,6 +19,7 @@ from typing import Any, Literal
 from sipp._validate import RESERVED_CORRELATION_HEADERS
 from sipp.config import NativeRuntimeConfig
 from sipp.errors import ConfigurationError
+from sipp.gateway.server.cache_config import TARGET_KEYS, CacheExtensions, read_extensions
 from sipp.gateway.server.config_reader import (
     ConfigIssue,
     GatewayConfigError,
@@ -307,11 +308,14 @@ class GatewayConfig:
     tokens: tuple[TokenConfig, ...]
     targets: tuple[Target, ...]
     token_limit: TokenLimitConfig = field(default_factory=TokenLimitConfig)
+    # [[caches]], [[collections]] and the targets' cache / rag fields
+    extensions: CacheExtensions = field(default_factory=CacheExtensions)
 
 
 # --------------------------------------------------------------------------- sections
 _TOP_KEYS = ("public_bind", "management_bind", "max_request_bytes", "max_concurrent_requests",
-             "allowed_origins", "admin_password_env", "security", "routes", "tokens", "targets")
+             "allowed_origins", "admin_password_env", "security", "routes", "tokens", "targets",
+             "caches", "collections")
 
 
 def _bind(r: Reader, data: Mapping[str, Any], key: str, default: str) -> tuple[str, int]:
@@ -483,9 +487,10 @@ _TARGET_KEYS = {
     "gateway": ("name", "type", "base_url", "target", "token_env", "readiness_url",
                 "timeout_seconds", "pii"),
 }
+_TARGET_KEYS = {kind: (*keys, *TARGET_KEYS) for kind, keys in _TARGET_KEYS.items()}
 _ROUTER_KEYS = ("name", "deployments", "strategy", "fallbacks", "retries",
                 "retry_backoff_seconds", "cooldown_after_failures", "cooldown_window_seconds",
-                "cooldown_seconds", "pii")
+                "cooldown_seconds", "pii", *TARGET_KEYS)
 _PII_KEYS = ("mode", "entities", "countries")
 
 
@@ -595,15 +600,16 @@ def _routed(r: Reader, item: dict[str, Any], path: str) -> RoutedTarget | None:
         if "deployments" in entry:
             r.fail(f"{where}.deployments", "deployments do not nest")
             continue
-        if "pii" in entry:
-            r.fail(f"{where}.pii", "set pii on the routed target, not on a deployment")
+        for key in ("pii", *TARGET_KEYS):
+            if key in entry:
+                r.fail(f"{where}.{key}", f"set {key} on the routed target, not on a deployment")
         weight = _number(r, entry, where, "weight", 1.0, positive=True)
         short = entry.get("name")
         if isinstance(short, str) and "/" in short:
             r.fail(f"{where}.name", f"must not contain '/', got {short!r}")
         elif isinstance(short, str) and short in seen:
             r.fail(f"{where}.name", f"duplicate deployment: {short}")
-        body = {k: v for k, v in entry.items() if k not in ("weight", "pii")}
+        body = {k: v for k, v in entry.items() if k not in ("weight", "pii", *TARGET_KEYS)}
         if isinstance(short, str):
             body["name"] = f"{name}/{short}"
             seen.add(short)
@@ -780,10 +786,12 @@ def parse_config(data: Mapping[str, Any], source: str = "gateway config") -> Gat
     for name in token_limit.targets:
         if name not in names:
             r.fail(f"security.token_limit.targets.{name}", f"unknown target: {name}")
+    raw_targets = top.get("targets")
+    extensions = read_extensions(r, top, raw_targets if isinstance(raw_targets, list) else [])
     if r.issues:
         raise GatewayConfigError(r.issues, source)
     return GatewayConfig(public, management, max_bytes, concurrency, origins, admin, client_ip,
-                         rate_limit, routes, tokens, targets, token_limit)
+                         rate_limit, routes, tokens, targets, token_limit, extensions)
 
 
 def load_config(path: str | Path) -> GatewayConfig:
