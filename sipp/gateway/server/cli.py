@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 from sipp._version import __version__
 from sipp.errors import ConfigurationError, SippError
-from sipp.gateway.server.config import GatewayConfig, GatewayConfigError, LocalTarget, load_config
+from sipp.gateway.server.config import (
+    GatewayConfig,
+    GatewayConfigError,
+    LocalTarget,
+    leaf_targets,
+    load_config,
+)
 from sipp.gateway.server.logging import LOG_ENV, configure_logging, logger
 from sipp.gateway.server.secrets import read_secrets
 
@@ -88,7 +94,7 @@ def _index(path: str, name: str) -> int:
 
 def _check_backend_env(config: GatewayConfig) -> None:
     """Local targets load through ``SIPP_PYTHON_BACKEND``: a bad value is a config error."""
-    if any(isinstance(target, LocalTarget) for target in config.targets):
+    if any(isinstance(target, LocalTarget) for target in leaf_targets(config.targets)):
         from sipp.native import check_backend_env
 
         check_backend_env()
