@@ -14,6 +14,7 @@ from sipp.gateway.server.config import (
     GatewayConfig,
     GatewayConfigError,
     LocalTarget,
+    RoutedTarget,
     leaf_targets,
     load_config,
 )
@@ -77,6 +78,10 @@ def _index(path: str, name: str) -> int:
               f"(collections: {known})", file=sys.stderr)
         return 2
     target = next(t for t in config.targets if t.name == collection.embedding_target)
+    if isinstance(target, RoutedTarget):
+        print(f"sipp-gateway index: error: embedding target {target.name} has deployments; "
+              "index through one of them", file=sys.stderr)
+        return 2
     env = getattr(target, "api_key_env", None) or getattr(target, "token_env", None)
     key = os.environ.get(env) if env else None
     if env and not key:
