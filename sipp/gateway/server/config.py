@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sipp._validate import RESERVED_CORRELATION_HEADERS
+from sipp._validate import RESERVED_CORRELATION_HEADERS, check_base_url
 from sipp.config import NativeRuntimeConfig
 from sipp.errors import ConfigurationError
 from sipp.gateway.server.cache_config import TARGET_KEYS, CacheExtensions, read_extensions
@@ -485,7 +485,7 @@ _TARGET_KEYS = {
     "anthropic": ("name", "type", "model", "api_key_env", "base_url", "version",
                   "timeout_seconds", "pii"),
     "gateway": ("name", "type", "base_url", "target", "token_env", "readiness_url",
-                "timeout_seconds", "pii"),
+                "allow_plain_http", "timeout_seconds", "pii"),
 }
 _TARGET_KEYS = {kind: (*keys, *TARGET_KEYS) for kind, keys in _TARGET_KEYS.items()}
 _ROUTER_KEYS = ("name", "deployments", "strategy", "fallbacks", "retries",
@@ -643,12 +643,27 @@ def _routed(r: Reader, item: dict[str, Any], path: str) -> RoutedTarget | None:
 
 def _gateway_target(r: Reader, table: Mapping[str, Any], path: str, name: str
                     ) -> GatewayTarget:
+    """``base_url`` is https unless loopback, or ``allow_plain_http = true`` for replicas on
+    a private network (the bearer token then travels in clear); ``readiness_url`` carries
+    no secret, so http is fine anywhere."""
     token_env = r.env_name(table, path, "token_env") if "token_env" in table else None
+    plain = table.get("allow_plain_http", False)
+    if not isinstance(plain, bool):
+        r.fail(f"{path}.allow_plain_http", f"must be true or false, got {show(plain)}")
+        plain = False
+    urls: dict[str, str | None] = {}
+    for key, required, strict in (("base_url", True, not plain),
+                                  ("readiness_url", False, False)):
+        value = r.text(table, path, key, required=required)
+        urls[key] = None
+        if value is not None:
+            try:
+                urls[key] = check_base_url(key, value, https_unless_loopback=strict)
+            except ConfigurationError as exc:
+                r.fail(f"{path}.{key}", exc.message.removeprefix(f"{key} "))
     return GatewayTarget(
-        name, r.url(table, path, "base_url", required=True) or "",
-        r.text(table, path, "target") or "", token_env,
-        r.url(table, path, "readiness_url", required=False), r.seconds(table, path),
-        pii=_pii(r, table, path))
+        name, urls["base_url"] or "", r.text(table, path, "target") or "", token_env,
+        urls["readiness_url"], r.seconds(table, path), pii=_pii(r, table, path))
 
 
 def _target(r: Reader, item: Any, path: str) -> Target | None:

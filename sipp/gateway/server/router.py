@@ -277,6 +277,13 @@ class RouterEndpoint(Endpoint):
                 "deployment": member.name, "seconds": policy.cooldown_seconds,
                 "error": type(exc).__name__})
 
+    def settled(self, member: Member) -> None:
+        """``member`` answered with an error of the request, not of its own: a trial after
+        a cooldown passed."""
+        with self._lock:
+            if member.trial:
+                self._recover(member)
+
     def finished(self, member: Member) -> None:
         with self._lock:
             member.in_flight -= 1
@@ -421,6 +428,8 @@ class _RoutedRun:
         if attempt.member is not None:
             if retryable(error) or self.committed:
                 router.failed(attempt.member, error)
+            else:  # it answered (a refusal of this request): reachable, so a trial passed
+                router.settled(attempt.member)
         with self.lock:
             self.canceller = None
             final = self.committed or self.cancel_reason is not None or not retryable(error)

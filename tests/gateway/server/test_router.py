@@ -92,11 +92,14 @@ def test_check_validates_every_routing_field() -> None:
             {"name": "b", "type": "gateway", "base_url": "http://127.0.0.1:8/",
              "target": "chat", "token_env": "TOKEN_ALL",
              "readiness_url": "http://127.0.0.1:7/readyz"},
+            {"name": "lan", "type": "gateway", "base_url": "http://10.0.0.2:8080",
+             "target": "chat", "allow_plain_http": True,
+             "readiness_url": "http://10.0.0.2:9090/readyz"},
         ]}, upstream_target("backup", "http://127.0.0.1:9/v1"))
     parsed = parse_config(good)
     routed = parsed.targets[0]
     assert isinstance(routed, RoutedTarget)
-    assert [d.target.name for d in routed.deployments] == ["chat/a", "chat/b"]
+    assert [d.target.name for d in routed.deployments] == ["chat/a", "chat/b", "chat/lan"]
     assert routed.deployments[0].weight == 3.0 and routed.retries == 2
 
     bad = config_with({
@@ -107,6 +110,8 @@ def test_check_validates_every_routing_field() -> None:
             {"name": "c", "type": "gateway", "base_url": "http://127.0.0.1:8", "target": "x",
              "weight": 0, "pii": {"mode": "mask"}},
             {"name": "c", "type": "openai", "model": "m", "api_key_env": "KEY_A"},
+            {"name": "d", "type": "gateway", "base_url": "http://10.0.0.2:8080", "target": "x",
+             "allow_plain_http": "yes"},
         ]}, {"name": "empty", "deployments": []},
         {"name": "loop-a", "deployments": [upstream_target("a", "http://127.0.0.1:9/v1")],
          "fallbacks": ["loop-b"]},
@@ -128,6 +133,10 @@ def test_check_validates_every_routing_field() -> None:
     assert "greater than zero" in issues["targets[0].deployments[1].weight"]
     assert issues["targets[0].deployments[1].pii"].startswith("set pii on the routed target")
     assert issues["targets[0].deployments[2].name"] == "duplicate deployment: c"
+    assert issues["targets[0].deployments[3].allow_plain_http"] == \
+        "must be true or false, got 'yes'"
+    assert issues["targets[0].deployments[3].base_url"] == \
+        "must use https unless the host is loopback, got 'http://10.0.0.2:8080'"
     assert issues["targets[1].deployments"].startswith("must be a non-empty array")
     assert "loops back to loop-a" in issues["targets[2].fallbacks[0]"]
 
@@ -293,3 +302,33 @@ def test_a_stream_whose_replica_dies_ends_in_an_error_event(
     error = json.loads(seen[seen.index("event: error") + 1].removeprefix("data: "))
     assert error["error"]["code"]
     assert not backup.seen  # nothing is retried once a token reached the caller
+
+
+def test_a_cooled_gateway_deployment_comes_back_when_its_readyz_does(
+        start_gateway: Callable[..., RunningGateway],
+        serve: Callable[..., RunningGateway]) -> None:
+    a, b = start_gateway(), start_gateway()
+
+    def replica(name: str, gateway: RunningGateway) -> dict[str, Any]:
+        return {"name": name, "type": "gateway", "base_url": gateway.url, "target": "alpha",
+                "token_env": "TOKEN_ALL", "readiness_url": f"{gateway.management_url}/readyz"}
+
+    front = serve(config_with({
+        "name": "chat", "strategy": "round_robin", "retries": 1, "retry_backoff_seconds": 0,
+        "cooldown_after_failures": 1, "cooldown_seconds": 0.3,
+        "deployments": [replica("a", a), replica("b", b)]}))
+    a.server.state.disabled_targets.add("alpha")  # a answers 503 target_disabled ...
+    a.server.state.targets.ready = False  # ... and its /readyz says not ready
+    assert {chat(front).headers["x-sipp-deployment"] for _ in range(3)} == {"chat/b"}
+    a.server.state.disabled_targets.clear()  # a could serve again, but /readyz says no
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        assert chat(front).headers["x-sipp-deployment"] == "chat/b"
+        time.sleep(0.05)
+    a.server.state.targets.ready = True
+    served: set[str] = set()
+    deadline = time.monotonic() + 10
+    while "chat/a" not in served and time.monotonic() < deadline:
+        served.add(chat(front).headers["x-sipp-deployment"])
+        time.sleep(0.05)
+    assert "chat/a" in served
