@@ -11,7 +11,11 @@ from typing import Any
 
 from sipp.errors import RequestTooLargeError
 
-__all__ = ["ASGIApp", "Exchange", "Receive", "Scope", "Send"]
+
+class ClientGone(Exception):
+    """The client disconnected (mid-body, or while its run was going); answered 499."""
+
+__all__ = ["ASGIApp", "ClientGone", "Exchange", "Receive", "Scope", "Send"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -68,7 +72,9 @@ class Exchange:
         return str(client[0]) if client else None
 
     async def read_body(self, limit: int) -> bytes:
-        """The whole body; :class:`RequestTooLargeError` as soon as it passes ``limit``."""
+        """The whole body; :class:`RequestTooLargeError` as soon as it passes ``limit``;
+        :class:`ClientGone` if the client goes away before the body ends (a truncated body
+        is never parsed, so it never reaches a target)."""
         length = self.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise RequestTooLargeError(
@@ -79,7 +85,7 @@ class Exchange:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 self._mark_disconnected()
-                break
+                raise ClientGone("the client went away before its request body ended")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
