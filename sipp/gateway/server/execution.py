@@ -128,7 +128,8 @@ class Execution:
                 metrics.ttft[operation].observe(time.perf_counter() - ex.started)
                 await ex.body(encode.token(first), more=True)
                 async for batch in tokens:
-                    await ex.body(encode.token(batch), more=True)
+                    if frame := encode.token(batch):  # b"": nothing to send for it
+                        await ex.body(frame, more=True)
             response = await run
             if watcher.done():
                 raise ClientGone
