@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from sipp.errors import AdmissionError, ProviderError, RateLimitedError, SippError
 from sipp.gateway.server.config import TokenConfig
-from sipp.gateway.server.http import Exchange
+from sipp.gateway.server.http import ClientGone, Exchange
 from sipp.gateway.server.state import GatewayState
 from sipp.runs import SippEmbeddingRun, SippTextRun
 from sipp.types import TokenBatch
@@ -23,10 +23,6 @@ __all__ = ["ClientGone", "ErrorStyle", "Execution", "Handler", "Route", "StreamE
            "caller_error"]
 
 RunT = TypeVar("RunT", SippTextRun, SippEmbeddingRun)
-
-
-class ClientGone(Exception):
-    """The client disconnected; its run was cancelled."""
 
 
 class ErrorStyle(Protocol):
@@ -132,7 +128,8 @@ class Execution:
                 metrics.ttft[operation].observe(time.perf_counter() - ex.started)
                 await ex.body(encode.token(first), more=True)
                 async for batch in tokens:
-                    await ex.body(encode.token(batch), more=True)
+                    if frame := encode.token(batch):  # b"": nothing to send for it
+                        await ex.body(frame, more=True)
             response = await run
             if watcher.done():
                 raise ClientGone

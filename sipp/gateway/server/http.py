@@ -11,7 +11,11 @@ from typing import Any
 
 from sipp.errors import RequestTooLargeError
 
-__all__ = ["ASGIApp", "Exchange", "Receive", "Scope", "Send"]
+
+class ClientGone(Exception):
+    """The client disconnected (mid-body, or while its run was going); answered 499."""
+
+__all__ = ["ASGIApp", "ClientGone", "Exchange", "Receive", "Scope", "Send"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,11 +29,14 @@ _JSON = b"application/json"
 class Exchange:
     """The request side (method, path, headers, body) and the response side of one call.
 
-    ``extra_headers`` (request id echo, CORS) are added to every response start.
+    ``extra_headers`` (request id echo, CORS) are added to every response start, and so
+    are those ``late_headers`` returns then (what is only known once the response starts,
+    such as the deployment that served it).
     """
 
-    __slots__ = ("_disconnect", "_receive", "_send", "extra_headers", "headers", "method",
-                 "path", "request_id", "scope", "started", "status", "streaming", "usage")
+    __slots__ = ("_disconnect", "_receive", "_send", "extra_headers", "headers",
+                 "late_headers", "method", "path", "request_id", "scope", "started", "status",
+                 "streaming", "usage")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -51,6 +58,7 @@ class Exchange:
             (b"x-request-id", self.request_id.encode("ascii"))
         ]
         self._disconnect: asyncio.Event | None = None
+        self.late_headers: Callable[[], list[tuple[bytes, bytes]]] | None = None
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -64,7 +72,9 @@ class Exchange:
         return str(client[0]) if client else None
 
     async def read_body(self, limit: int) -> bytes:
-        """The whole body; :class:`RequestTooLargeError` as soon as it passes ``limit``."""
+        """The whole body; :class:`RequestTooLargeError` as soon as it passes ``limit``;
+        :class:`ClientGone` if the client goes away before the body ends (a truncated body
+        is never parsed, so it never reaches a target)."""
         length = self.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise RequestTooLargeError(
@@ -75,7 +85,7 @@ class Exchange:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 self._mark_disconnected()
-                break
+                raise ClientGone("the client went away before its request body ended")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -105,6 +115,8 @@ class Exchange:
                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.status = status
         all_headers = [(b"content-type", content_type), *self.extra_headers]
+        if self.late_headers is not None:
+            all_headers.extend(self.late_headers())
         if headers:
             all_headers.extend(headers)
         await self._send({"type": "http.response.start", "status": status,

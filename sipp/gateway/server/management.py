@@ -74,6 +74,7 @@ class ManagementApp:
         await ex.text(503, f"not ready: {reason}")
 
     async def _metrics(self, ex: Exchange) -> None:
-        text = self.state.metrics.render(self.state.targets.local_metrics)
+        text = self.state.metrics.render(self.state.targets.local_metrics,
+                                         self.state.targets.router_metrics)
         text += render_cache_metrics(self.state)
         await ex.respond(200, text.encode(), b"text/plain; version=0.0.4; charset=utf-8")

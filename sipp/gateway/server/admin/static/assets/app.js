@@ -143,6 +143,53 @@ function renderTargets(data) {
     tr.append(td);
     return tr;
   });
+  renderDeployments(data.targets.filter((t) => t.routing));
+}
+
+// Routed targets: one row per deployment (health, cooldown, load) and the fallback chain.
+function renderDeployments(routed) {
+  $("routing").hidden = routed.length === 0;
+  const rows = routed.flatMap((t) => t.routing.deployments.map((d, i) => ({ t, d, i })));
+  fillRows("deployments", rows, ({ t, d, i }) => {
+    const tr = document.createElement("tr");
+    tr.dataset.deployment = d.name;
+    const r = t.routing;
+    const chain = [t.name, ...r.fallbacks].join(" → ");
+    const cooldown = d.cooldownRemainingSeconds > 0 ? `${d.cooldownRemainingSeconds.toFixed(1)} s` : "—";
+    tr.append(cell(i === 0 ? t.name : ""), cell(i === 0 ? `${r.strategy}, ${r.retries} retries` : ""),
+      cell(d.name), cell(d.kind), cell(d.health, `state-${d.health}`), cell(cooldown),
+      cell(d.inFlight), cell(`${d.served} / ${d.attempts}`), cell(d.failures),
+      cell(d.latencyMs === null ? null : `${Math.round(d.latencyMs)} ms`),
+      cell(i === 0 ? chain : ""));
+    return tr;
+  });
+}
+
+// Response caches (hit rate, size, evictions, route-on-hit counts, a flush control) and
+// RAG collections (status and size).
+function renderCaches(data) {
+  $("caching").hidden = data.caches.length === 0 && data.collections.length === 0;
+  fillRows("caches", data.caches, (c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.cache = c.name;
+    const rate = c.hitRate === null ? null : `${(c.hitRate * 100).toFixed(1)} %`;
+    const routed = c.routed.map((r) => `${r.on} → ${r.target}: ${r.count}`).join(", ");
+    tr.append(cell(c.name), cell(c.mode), cell(c.scope), cell(rate),
+      cell(`${c.hits} / ${c.misses} / ${c.bypasses}`), cell(c.entries), cell(c.bytes),
+      cell(c.evictions), cell(routed || null));
+    const td = document.createElement("td");
+    td.append(button("Flush", () =>
+      guarded(async () => renderCaches(await api.flushCache(c.name)), `Flushed cache ${c.name}`)));
+    tr.append(td);
+    return tr;
+  });
+  fillRows("collections", data.collections, (c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.collection = c.name;
+    tr.append(cell(c.name), cell(c.error ? `${c.status}: ${c.error}` : c.status, `state-${c.status}`),
+      cell(c.documents), cell(c.chunks), cell(c.searches), cell(c.embedding_target));
+    return tr;
+  });
 }
 
 function renderClients(data) {
@@ -229,8 +276,9 @@ async function refresh() {
   if (refreshing) return;
   refreshing = true;
   try {
-    const [overview, targets, security, clients, series, routes] = await Promise.all([
+    const [overview, targets, security, clients, series, routes, caches] = await Promise.all([
       api.overview(), api.targets(), api.security(), api.clients(), api.timeseries(), api.routes(),
+      api.caches(),
     ]);
     renderOverview(overview);
     renderTargets(targets);
@@ -238,6 +286,7 @@ async function refresh() {
     renderClients(clients);
     renderSeries(series);
     renderRoutes(routes);
+    renderCaches(caches);
     document.body.dataset.refreshed = String(Date.now());
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
