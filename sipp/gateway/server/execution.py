@@ -139,7 +139,8 @@ class Execution:
                 await ex.body(encode.token(first), more=True)
                 async for batch in tokens:
                     self.state.charge_output(ex, batch.token_count)
-                    await ex.body(encode.token(batch), more=True)
+                    if frame := encode.token(batch):  # b"": nothing to send for it
+                        await ex.body(frame, more=True)
             response = await run
             if watcher.done():
                 raise ClientGone

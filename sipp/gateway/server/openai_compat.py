@@ -265,9 +265,10 @@ async def _stream_many(execution: Execution, ex: Exchange, call: TextCall,
             encoder = encoders[index]
             batches = tokens0 if index == 0 and tokens0 is not None else run.atokens()
             for batch in head if index == 0 else ():
-                await ex.body(encoder.token(batch), more=True)
+                await ex.body(encoder.frame(batch.text, batch.tool_calls), more=True)
             async for batch in batches:
-                await ex.body(encoder.token(batch), more=True)
+                if frame := encoder.token(batch):
+                    await ex.body(frame, more=True)
             response = await run
             if watcher.done():
                 raise ClientGone
