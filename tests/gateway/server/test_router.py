@@ -314,6 +314,7 @@ def test_a_stream_whose_replica_dies_ends_in_an_error_event(
         replica.kill()
         seen.extend(lines)  # returns once the front ends the stream
         assert time.monotonic() - started < 15
+        response.close()
     finally:
         replica.kill()
     assert "event: error" in seen, seen
