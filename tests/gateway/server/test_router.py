@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -185,7 +186,8 @@ def test_failing_and_refused_deployments_are_skipped_without_caller_errors(
 
 
 def test_fallbacks_in_order_skip_disabled_targets(
-        upstreams: Callable[[], MockOpenAI], serve: Callable[..., RunningGateway]) -> None:
+        upstreams: Callable[[], MockOpenAI], serve: Callable[..., RunningGateway],
+        caplog: pytest.LogCaptureFixture) -> None:
     broken, spare, backup = upstreams(), upstreams(), upstreams()
     broken.reply = FAIL_500
     gateway = serve(config_with(
@@ -193,9 +195,15 @@ def test_fallbacks_in_order_skip_disabled_targets(
          "deployments": [upstream_target("only", broken.url)]},
         upstream_target("spare", spare.url), upstream_target("backup", backup.url)))
     gateway.server.state.disabled_targets.add("spare")
+    caplog.set_level(logging.INFO, logger="sipp.gateway.server")
     response = chat(gateway, stream=True)
     assert response.status_code == 200
     assert response.headers["x-sipp-deployment"] == "backup"
+    deadline = time.monotonic() + 5  # the access line is written once the response ended
+    while not (access := [r for r in caplog.records if r.getMessage() == "request"]):
+        assert time.monotonic() < deadline, "no access log line"
+        time.sleep(0.02)
+    assert [getattr(r, "deployment", None) for r in access] == ["backup"]
     assert [kind for kind, _ in events(response)] == ["token", "token", "done"]
     assert len(broken.seen) == 1 and not spare.seen and len(backup.seen) == 1
     # nothing left to try: the caller gets the last deployment's error
