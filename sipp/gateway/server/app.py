@@ -202,7 +202,8 @@ class PublicApp:
         ex.extra_headers.append((b"vary", b"Origin"))
         if allowed and origin is not None:
             ex.extra_headers += [(b"access-control-allow-origin", origin),
-                                 (b"access-control-expose-headers", b"x-request-id")]
+                                 (b"access-control-expose-headers",
+                                  b"x-request-id, x-sipp-deployment")]
         if ex.method != "OPTIONS" or ex.header(b"access-control-request-method") is None:
             return True
         if not allowed:
