@@ -118,7 +118,7 @@ class PublicApp:
                 await ex.json(status, body, [(b"allow", route.method.encode())])
                 return
             if state.rate_limiter is not None:
-                wait = state.rate_limiter.acquire(client)
+                wait = await state.replication.take_request(client)
                 if wait is not None:
                     rejection = "rate_limited"
                     raise RateLimitedError("client rate limit exceeded", retry_after=wait)
@@ -153,20 +153,21 @@ class PublicApp:
             elapsed = time.perf_counter() - ex.started
             status = ex.status or 499
             metrics.record(route.operation, status, elapsed, rejection)
-            self._account(ex, route, client, caller, target, status, elapsed, rejection)
+            await self._account(ex, route, client, caller, target, status, elapsed,
+                                rejection)
             if logger.isEnabledFor(logging.INFO):
                 logger.info("request", extra={
                     "request_id": ex.request_id, "operation": route.operation,
                     "target": target, "caller": caller, "client": client, "status": status,
                     "ms": round(elapsed * 1000, 3), "rejection": rejection})
 
-    def _account(self, ex: Exchange, route: Route, client: str, caller: str | None,
+    async def _account(self, ex: Exchange, route: Route, client: str, caller: str | None,
                  target: str | None, status: int, elapsed: float,
                  rejection: str | None) -> None:
         usage = ex.usage if isinstance(ex.usage, dict) else {}
         input_tokens = int(usage.get("input_tokens") or 0)
         output_tokens = int(usage.get("output_tokens") or 0)
-        self.state.budgets.charge(caller, target, input_tokens + output_tokens)
+        await self.state.replication.charge(caller, target, input_tokens + output_tokens)
         self.state.activity.record(RequestEvent(
             route.operation, ex.request_id, client, caller, target, status, elapsed * 1000,
             input_tokens, output_tokens, ex.streaming, rejection))

@@ -111,7 +111,7 @@ async def _text(execution: Execution, ex: Exchange, token: TokenConfig, body: by
                 chat: bool) -> str:
     call = decode_text(_object(body), chat=chat)
     name = call.name
-    target = execution.state.resolve_target(token, name)
+    target = await execution.state.resolve_target(token, name)
     ref = target.ref
     _check_target(call, ref.kind)
     rid = ("chatcmpl-" if chat else "cmpl-") + ex.request_id
@@ -273,7 +273,7 @@ async def _embeddings(execution: Execution, ex: Exchange, token: TokenConfig, bo
         raise bad_field("input", "field 'input' must be a string or a non-empty array of "
                                  "strings (token arrays are not supported)")
     name: str = obj["model"]
-    target = execution.state.resolve_target(token, name)
+    target = await execution.state.resolve_target(token, name)
 
     def start() -> SippEmbeddingRun:
         return execution.state.client.embed(raw if isinstance(raw, str) else inputs,

@@ -42,7 +42,7 @@ async def _chat(execution: Execution, ex: Exchange, token: TokenConfig, body: by
 async def _text(execution: Execution, ex: Exchange, token: TokenConfig,
                 request: profile.GatewayTextRequest) -> str:
     state = execution.state
-    target = state.resolve_target(token, request.target)
+    target = await state.resolve_target(token, request.target)
     client = state.client
 
     def start() -> SippTextRun:
@@ -76,7 +76,7 @@ async def _text(execution: Execution, ex: Exchange, token: TokenConfig,
 async def _embed(execution: Execution, ex: Exchange, token: TokenConfig, body: bytes) -> str:
     request = profile.decode_embed_body(body)
     state = execution.state
-    target = state.resolve_target(token, request.target)
+    target = await state.resolve_target(token, request.target)
 
     def start() -> SippEmbeddingRun:
         return state.client.embed(request.input, endpoint=target.ref, request_id=ex.request_id)

@@ -18,7 +18,9 @@ from sipp.gateway.server.config import GatewayConfig, RateLimitConfig, TokenConf
 from sipp.gateway.server.http import Exchange
 from sipp.gateway.server.metrics import GatewayMetrics
 from sipp.gateway.server.ratelimit import RateLimiter
+from sipp.gateway.server.replication import Replication
 from sipp.gateway.server.secrets import GatewaySecrets
+from sipp.gateway.server.shared_state import SharedState
 from sipp.gateway.server.submission import DEFAULT_SUBMIT_WORKERS, Submitter
 from sipp.gateway.server.targets import TargetRegistry, TargetState
 from sipp.gateway.server.traffic import TokenBudgets
@@ -57,6 +59,13 @@ class GatewayState:
                                     clock)
         self.disabled_targets: set[str] = set()
         self.admin_password = PasswordCheck(secrets.admin_password)
+        shared = None
+        if config.state.backend == "redis":
+            shared = SharedState(secrets.state_url or "", key_prefix=config.state.key_prefix,
+                                 on_unavailable=config.state.on_unavailable,
+                                 replica_id=config.state.replica_id)
+        self.shared: SharedState | None = shared
+        self.replication = Replication(self, shared)
         self.started = time.time()
         self.draining = False
 
@@ -71,8 +80,9 @@ class GatewayState:
         self.metrics.record_usage(target, usage)
         ex.usage = usage
 
-    def resolve_target(self, token: TokenConfig, name: str) -> TargetState:
-        """The allowed, loaded target named ``name`` (403, 404 or 503 otherwise)."""
+    async def resolve_target(self, token: TokenConfig, name: str) -> TargetState:
+        """The allowed, loaded target named ``name`` (403, 404 or 503 otherwise; 429 when
+        the caller's or the target's token budget is spent)."""
         if not token.allows(name):
             raise AuthorizationError(f"token is not allowed to access target: {name}")
         state = self.targets.get(name)
@@ -83,7 +93,7 @@ class GatewayState:
         if name in self.disabled_targets:
             raise TargetNotReadyError(f"target {name} is disabled by the gateway administrator",
                                       code="target_disabled")
-        self.budgets.check(token.caller, name)
+        await self.replication.check_budgets(token.caller, name)
         return state
 
     def close(self) -> None:
