@@ -181,15 +181,29 @@ def _check_finite(name: str, value: float | None, low: float, high: float | None
         raise InvalidRequestError(f"{name} must be {bound}, got {value}")
 
 
+MAX_STOP_STRINGS = 32
+"""Most stop strings one request may give (each costs a scan per token; OpenAI allows 4)."""
+MAX_STOP_CHARS = 1024
+"""Longest stop string."""
+
+
 def _check_stop(name: str, stop: Sequence[str] | None) -> None:
     if stop is None:
         return
     if isinstance(stop, str) or not isinstance(stop, Sequence):
         raise InvalidRequestError(f"{name} must be a list of strings")
+    if len(stop) > MAX_STOP_STRINGS:
+        raise InvalidRequestError(
+            f"{name} holds {len(stop)} strings; at most {MAX_STOP_STRINGS} are allowed"
+        )
     for item in stop:
         if not isinstance(item, str):
             raise InvalidRequestError(
                 f"{name} must contain only strings, got {type(item).__name__}"
+            )
+        if len(item) > MAX_STOP_CHARS:
+            raise InvalidRequestError(
+                f"{name} has a string of {len(item)} characters; at most {MAX_STOP_CHARS}"
             )
 
 

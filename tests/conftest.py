@@ -14,14 +14,27 @@
   skipped when the package is absent; tests using them get the ``minilm`` marker.
 
 Set ``SIPP_BUILD_CACHE`` to move the cache (see ``build_scripts/llama_source.py``).
+
+Property tests (hypothesis) run the ``default`` profile: few examples, a few seconds each.
+``SIPP_FUZZ_PROFILE=slow`` (or ``--hypothesis-profile=slow``) runs many more, nightly.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "slow", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("slow" if os.environ.get("SIPP_FUZZ_PROFILE") == "slow" else "default")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `build_scripts` and `tests.reference` live at the root

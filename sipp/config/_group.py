@@ -182,8 +182,9 @@ class Group:
             yield name, values[name]
 
     def _updated(self: _G, other: _G) -> _G:
-        """A copy with every field ``other`` gives taken from ``other`` (both are checked
-        already, so nothing is checked again)."""
+        """A copy with every field ``other`` gives taken from ``other``. Both are checked
+        already, so nothing is checked again: for groups of plain fields without
+        cross-field checks (sampling overrides)."""
         taken = other.__dict__["_given"]
         if not taken:
             return self

@@ -290,6 +290,9 @@ class _ProviderStream:
         result: dict[str, Any] = {"text": text,
                                   "finish_reason": self._decoder.finish_reason or "stop",
                                   "usage": self._decoder.usage, "local_stats": None}
+        logprobs = getattr(self._decoder, "logprobs", None)
+        if logprobs:
+            result["logprobs"] = logprobs
         if self._decoder.tool_calls:
             result["tool_calls"] = self._decoder.tool_calls
             if result["finish_reason"] == "stop":
@@ -317,6 +320,8 @@ def _text_payload(parsed: ParsedText) -> dict[str, Any]:
     }
     if parsed.tool_calls:
         payload["tool_calls"] = parsed.tool_calls
+    if parsed.logprobs:
+        payload["logprobs"] = parsed.logprobs
     return payload
 
 

@@ -128,11 +128,11 @@ class Submission:
                 )
             source = prompt
             prompt = np.array([self._decoder_start], dtype=np.int32)
-        sampler = Sampler(model, stages)
+        stream = TextStream(opts.stop)
         hist = history_length(params) if not grammar else 0
         context_key = _context_key(local)
         run = RunState(sink=sink, kind="generate", n_input=0, t_arrival=time.perf_counter(),
-                       sampler=sampler, stream=TextStream(opts.stop), source=source)
+                       sampler=Sampler(model, stages), stream=stream, source=source)
         if params.n_probs:
             run.n_probs, run.logprobs = params.n_probs, []
         if media:

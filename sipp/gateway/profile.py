@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from sipp._json import UntrustedJsonError, loads_untrusted
 from sipp.errors import (
     EndpointError,
     InvalidRequestError,
@@ -127,9 +128,9 @@ class GatewayEmbedRequest:
 def _load_object(body: bytes | str | Mapping[str, Any], what: str) -> Mapping[str, Any]:
     if isinstance(body, bytes | bytearray | str):
         try:
-            body = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidRequestError(f"{what} is not valid JSON: {exc}") from exc
+            body = loads_untrusted(body)
+        except UntrustedJsonError as exc:
+            raise InvalidRequestError(f"{what}: {exc}") from None
     if not isinstance(body, Mapping):
         raise InvalidRequestError(f"{what} must be a JSON object")
     return body
@@ -371,9 +372,9 @@ def _protocol(message: str, raw: Any = None) -> EndpointError:
 def _response_object(body: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(body, bytes | bytearray | str):
         try:
-            body = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _protocol(f"response is not valid JSON: {exc}") from exc
+            body = loads_untrusted(body)
+        except UntrustedJsonError as exc:
+            raise _protocol(f"response is not accepted JSON: {exc}") from None
     if not isinstance(body, Mapping):
         raise _protocol("response must be a JSON object", body)
     return body
@@ -500,9 +501,9 @@ StreamEvent = StreamToken | StreamUsage | StreamDone | StreamError
 def decode_stream_event(name: str, data: str) -> StreamEvent:
     """Decode one profile SSE event (``name`` and its ``data`` text)."""
     try:
-        obj = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise _protocol(f"SSE {name} event data is not valid JSON: {exc}") from exc
+        obj = loads_untrusted(data)
+    except UntrustedJsonError as exc:
+        raise _protocol(f"SSE {name} event data is not accepted JSON: {exc}") from None
     if not isinstance(obj, Mapping):
         raise _protocol(f"SSE {name} event data must be a JSON object", obj)
     if name == "token":
@@ -569,8 +570,8 @@ def decode_error_body(
     obj: Any = body
     if isinstance(body, bytes | bytearray | str):
         try:
-            obj = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            obj = loads_untrusted(body)
+        except UntrustedJsonError:
             obj = None
     error = obj.get("error") if isinstance(obj, Mapping) else None
     code = error.get("code") if isinstance(error, Mapping) else None

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sipp.errors import ModelLoadError
+from sipp.errors import InvalidRequestError, ModelLoadError
 from sipp.native._gguf import GgufInfo, check_model_file
 from sipp.native._lib import get_native, recent_log_errors
 from sipp.native._owner import Owner
@@ -24,6 +24,17 @@ LOAD_MODES: dict[str, int] = {
     "auto": -1, "none": 0, "mmap": 1, "mlock": 2, "mmap_mlock": 3, "direct_io": 4,
 }  # fmt: skip
 POOLING_TYPES: dict[int, str] = {-1: "unspecified", 0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}  # fmt: skip  # noqa: E501
+
+
+def utf8_text(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (from JSON `"\\ud800"`) is an ``InvalidRequestError``."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"text holds a lone UTF-16 surrogate (\\u{ord(text[exc.start]):04x}) at index "
+            f"{exc.start}, which is not text and cannot be tokenized"
+        ) from None
 
 
 def _free_model(lib: Any, ptr: Any) -> None:
@@ -246,7 +257,7 @@ class LlamaModel(Owner):
         """Token ids of ``text``; ``add_special`` adds BOS/EOS as the model is configured,
         ``parse_special`` turns special-token text (``<start_of_turn>``) into those tokens."""
         ptr = self._handle()
-        raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        raw = utf8_text(text) if isinstance(text, str) else bytes(text)
         lib, ffi = self._lib, self._ffi
         cap = len(raw) + 8
         buf = ffi.new("llama_token[]", cap)

@@ -23,7 +23,7 @@ from sipp.errors import EngineError, MediaError, ModelLoadError
 from sipp.native._lib import get_native, recent_log_errors
 from sipp.native._owner import Owner
 from sipp.native.context import LlamaContext
-from sipp.native.model import LlamaModel
+from sipp.native.model import LlamaModel, utf8_text
 
 __all__ = [
     "IMAGE_FORMATS",
@@ -315,7 +315,7 @@ class MtmdContext(Owner):
         image preprocessing."""
         ptr = self._handle()
         ffi, mtmd = self._ffi, self._mtmd
-        raw = prompt.encode("utf-8")
+        raw = utf8_text(prompt)
         keep = ffi.new("char[]", raw)
         text = ffi.new("mtmd_input_text *")
         text.text, text.text_len = keep, len(raw)

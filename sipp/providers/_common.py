@@ -29,6 +29,7 @@ class ParsedText:
     usage: Usage | None
     response_id: str | None
     tool_calls: list[dict[str, Any]] | None = None
+    logprobs: list[dict[str, Any]] | None = None
 
 
 class ToolCallAccumulator:

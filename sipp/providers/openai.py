@@ -102,6 +102,24 @@ def finish_reason(value: Any) -> FinishReason:
     return "length" if value in ("length", "max_tokens", "max_output_tokens") else "stop"
 
 
+def logprobs_of(raw: Any) -> list[dict[str, Any]] | None:
+    """OpenAI's ``logprobs.content[]`` as Sipp's per-token entries (token ids unknown)."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("content"), list):
+        return None
+    out: list[dict[str, Any]] = []
+    for entry in raw["content"]:
+        entry = require_object(entry, "logprobs.content item")
+        tops = entry.get("top_logprobs") or []
+        if not isinstance(entry.get("token"), str) or not isinstance(tops, list):
+            raise ProviderFormatError("logprobs.content items need a token")
+        out.append({"token": None, "text": entry["token"],
+                    "logprob": float(entry.get("logprob", 0.0)),
+                    "top_logprobs": [{"token": None, "text": str(t.get("token")),
+                                      "logprob": float(t.get("logprob", 0.0))}
+                                     for t in tops if isinstance(t, Mapping)]})
+    return out
+
+
 def _tool_calls(raw: Any) -> list[dict[str, Any]] | None:
     """``message.tool_calls`` of a response, checked (arguments stay JSON text)."""
     if raw is None:
@@ -163,6 +181,7 @@ def parse_chat(obj: Any) -> ParsedText:
         usage_of(obj.get("usage"), "prompt_tokens", "completion_tokens"),
         _id(obj),
         calls,
+        logprobs_of(choice.get("logprobs")),
     )
 
 
@@ -189,6 +208,7 @@ class OpenAIStream:
         self.done = False
         self._tools = ToolCallAccumulator()
         self._by_index: dict[int, int] = {}  # upstream tool-call index → ours
+        self.logprobs: list[dict[str, Any]] | None = None
 
     @property
     def tool_calls(self) -> list[dict[str, Any]] | None:
@@ -233,6 +253,9 @@ class OpenAIStream:
                 texts.append(piece)
             if calls:
                 texts.extend(self._call_deltas(calls))
+            entries = logprobs_of(choice.get("logprobs")) if self._chat else None
+            if entries:
+                self.logprobs = (self.logprobs or []) + entries
             reason = choice.get("finish_reason")
             if reason is not None:
                 self.finish_reason = finish_reason(reason)

@@ -66,7 +66,7 @@ More: ``get(id)``, ``slot_tokens(slot)`` (the mirror), ``abort_all(status)`` (sh
 """
 
 from sipp.scheduler._budget import fair_shares, split_budget
-from sipp.scheduler._config import CACHE_MODES, CacheMode, Policy, SchedulerConfig, SchedulerMode
+from sipp.scheduler._config import CACHE_MODES, CacheMode, SchedulerConfig, SchedulerMode
 from sipp.scheduler._ops import (
     KvClear,
     KvCopy,
@@ -90,7 +90,6 @@ __all__ = [
     "KvCopy",
     "KvOp",
     "KvRemove",
-    "Policy",
     "Request",
     "RequestKind",
     "RequestStatus",

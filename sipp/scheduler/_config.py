@@ -16,9 +16,8 @@ from sipp.config import (
 )
 from sipp.errors import ConfigurationError
 
-__all__ = ["CACHE_MODES", "CacheMode", "Policy", "SchedulerConfig", "SchedulerMode"]
+__all__ = ["CACHE_MODES", "CacheMode", "SchedulerConfig", "SchedulerMode"]
 
-Policy = Literal["fifo", "priority"]
 CacheMode = Literal[
     "disabled", "context_key", "live_slot_prefix", "state_snapshot", "live_slot_and_snapshot"
 ]
@@ -46,8 +45,6 @@ class SchedulerConfig:
     - ``token_budget``: tokens per ``llama_decode`` (``n_batch``).
     - ``prefill_chunk_size``: prompt tokens per request per step (0 = only the budget caps).
     - ``max_running_requests`` (None = ``n_slots``), ``max_queued_requests`` (bounded queue).
-    - ``policy``: ``fifo`` or ``priority`` (higher ``Request.priority`` first, FIFO among
-      equals).
     - ``mode`` and ``decode_token_reserve``: see :func:`sipp.scheduler.split_budget`.
     - ``cache_mode``, ``retained_prefix_tokens`` and the snapshot limits.
       ``retained_prefix_tokens`` is ``n_keep`` of a context shift, applied in the live modes
@@ -79,7 +76,6 @@ class SchedulerConfig:
     prefill_chunk_size: int = _SCHEDULER.prefill_chunk_size
     max_running_requests: int | None = _SCHEDULER.max_running_requests
     max_queued_requests: int = _SCHEDULER.max_queued_requests
-    policy: Policy = "fifo"
     mode: SchedulerMode = _POLICY.mode
     decode_token_reserve: int = _POLICY.decode_token_reserve
     cache_mode: CacheMode = _CACHE.mode  # type: ignore[assignment]  # never "off" here
@@ -122,7 +118,6 @@ class SchedulerConfig:
                 f"got {running!r}"
             )
         choices: dict[str, tuple[str, ...]] = {
-            "policy": get_args(Policy),
             "mode": get_args(SchedulerMode),
             "cache_mode": CACHE_MODES,
         }

@@ -1,4 +1,4 @@
-"""The waiting queue: FIFO or priority order, preempted requests at the front."""
+"""The waiting queue: arrival order, preempted requests at the front."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ __all__ = ["WaitQueue"]
 class WaitQueue(Generic[P]):
     """A heap of waiting requests; removal is lazy (O(log n) amortized per operation).
 
-    Order key: ``(-priority if by_priority else 0, sequence)``; :meth:`push_front` uses a
-    decreasing sequence so preempted requests come before every queued one of their rank.
+    Order key: a sequence number; :meth:`push_front` uses a decreasing one so preempted
+    requests come before every queued one.
     """
 
-    def __init__(self, *, by_priority: bool) -> None:
-        self._by_priority = by_priority
-        self._heap: list[tuple[int, int, int, Request[P]]] = []
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, Request[P]]] = []
         self._members: dict[int, Request[P]] = {}
         self._back = itertools.count(1)
         self._front = itertools.count(-1, -1)
@@ -32,32 +31,31 @@ class WaitQueue(Generic[P]):
         return request_id in self._members
 
     def _push(self, request: Request[P], seq: int) -> None:
-        rank = -request.priority if self._by_priority else 0
         self._members[request.request_id] = request
-        heapq.heappush(self._heap, (rank, seq, request.request_id, request))
+        heapq.heappush(self._heap, (seq, request.request_id, request))
 
     def push(self, request: Request[P]) -> None:
-        """Queue behind every waiting request of the same rank."""
+        """Queue behind every waiting request."""
         self._push(request, next(self._back))
 
     def push_front(self, request: Request[P]) -> None:
-        """Queue ahead of every waiting request of the same rank (preemption)."""
+        """Queue ahead of every waiting request (preemption)."""
         self._push(request, next(self._front))
 
     def _settle(self) -> None:
         heap = self._heap
-        while heap and self._members.get(heap[0][2]) is not heap[0][3]:
+        while heap and self._members.get(heap[0][1]) is not heap[0][2]:
             heapq.heappop(heap)
 
     def peek(self) -> Request[P] | None:
         """The next request to admit, or None."""
         self._settle()
-        return self._heap[0][3] if self._heap else None
+        return self._heap[0][2] if self._heap else None
 
     def pop(self) -> Request[P]:
         """Remove and return the next request (the queue must not be empty)."""
         self._settle()
-        request = heapq.heappop(self._heap)[3]
+        request = heapq.heappop(self._heap)[2]
         del self._members[request.request_id]
         return request
 
@@ -72,5 +70,5 @@ class WaitQueue(Generic[P]):
     def requests(self) -> list[Request[P]]:
         """Waiting requests in admission order."""
         self._settle()
-        live = [e for e in self._heap if self._members.get(e[2]) is e[3]]
-        return [e[3] for e in sorted(live)]
+        live = [e for e in self._heap if self._members.get(e[1]) is e[2]]
+        return [e[2] for e in sorted(live, key=lambda e: e[0])]

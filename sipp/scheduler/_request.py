@@ -82,7 +82,6 @@ class Request(Generic[P]):
     max_tokens: int = 16
     context_key: str | None = None
     kind: RequestKind = "generate"
-    priority: int = 0
     arrival_time: float = field(default_factory=time.monotonic)
     payload: P | None = None
     output_tokens: list[int] = field(default_factory=list)

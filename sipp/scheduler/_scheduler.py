@@ -84,7 +84,7 @@ class Scheduler(Generic[P]):
         self.stats = SchedulerStats()
         self.snapshot_store = SnapshotStore(config.max_snapshot_entries, config.max_snapshot_bytes)
         self._slots = [Slot(i) for i in range(config.n_slots)]
-        self._queue: WaitQueue[P] = WaitQueue(by_priority=config.policy == "priority")
+        self._queue: WaitQueue[P] = WaitQueue()
         self._running: dict[int, Request[P]] = {}
         self._ops: list[KvOp] = []
         self._finished_out: list[Request[P]] = []
@@ -579,10 +579,10 @@ class Scheduler(Generic[P]):
         """``llama_decode`` returned 1 for ``output``: free KV and return a plan to retry.
 
         First evicts the least recently used idle slot; else preempts the newest running
-        request (lowest priority first under the priority policy): its KV is cleared and
-        it is requeued at the front keeping its generated tokens, so it resumes by
-        re-prefilling prompt + output. Returns None when only one request is running and
-        nothing can be freed (fail it with ``update_from_output({}, {id: "error"})``).
+        request: its KV is cleared and it is requeued at the front keeping its generated
+        tokens, so it resumes by re-prefilling prompt + output. Returns None when only one
+        request is running and nothing can be freed (fail it with
+        ``update_from_output({}, {id: "error"})``).
         Apply the returned ``kv_ops`` and decode its ``chunks`` (skip the decode if empty).
         """
         if output is not self._inflight:
@@ -607,9 +607,9 @@ class Scheduler(Generic[P]):
         self._inflight = retry if retry.chunks else None
         return retry
 
-    def _victim_key(self, request: Request[P]) -> tuple[int, int]:
-        rank = -request.priority if self.config.policy == "priority" else 0
-        return (rank, request._admit_seq)
+    @staticmethod
+    def _victim_key(request: Request[P]) -> int:
+        return request._admit_seq
 
     def _preempt(self, request: Request[P]) -> None:
         assert request.slot is not None

@@ -494,9 +494,7 @@ class VectorIndex:
             if not isinstance(text, str):
                 raise InvalidRequestError(f"texts[{i}] must be a string")
         if ids is None:
-            with self._lock.read():
-                start = self._size
-            ids = [f"doc-{start + i}" for i in range(len(texts))]
+            ids = self._fresh_ids(len(texts))
         id_list = self._check_ids(ids)
         if len(id_list) != len(texts):
             raise InvalidRequestError(f"ids has {len(id_list)} entries for {len(texts)} texts")
@@ -516,6 +514,16 @@ class VectorIndex:
             self._write(id_list[start:stop], vectors, metas[start:stop],
                         list(texts[start:stop]), name, replace=upsert)
         return id_list
+
+    def _fresh_ids(self, count: int) -> list[str]:
+        """``doc-N`` ids not in the index, N counting on from the rows written so far."""
+        with self._lock.read():
+            number, fresh = len(self._ids), list[str]()
+            while len(fresh) < count:
+                if f"doc-{number}" not in self._rows:
+                    fresh.append(f"doc-{number}")
+                number += 1
+            return fresh
 
     def search_text(
         self,

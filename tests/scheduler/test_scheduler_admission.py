@@ -1,4 +1,4 @@
-"""Admission: queue bound, size checks, running limit, FIFO and priority order."""
+"""Admission: queue bound, size checks, running limit, FIFO order."""
 
 from __future__ import annotations
 
@@ -93,16 +93,6 @@ def test_fifo_admits_in_arrival_order() -> None:
         sched.add(req(i, max_tokens=1))
     order = [r.request_id for r in FakeEngine(sched).run()]
     assert order == [5, 3, 9]
-
-
-def test_priority_policy_admits_higher_priority_first() -> None:
-    sched = Scheduler(SchedulerConfig(n_slots=1, policy="priority", cache_mode="disabled"))
-    sched.add(req(1, max_tokens=1, priority=0))
-    sched.add(req(2, max_tokens=1, priority=5))
-    sched.add(req(3, max_tokens=1, priority=5))
-    sched.add(req(4, max_tokens=1, priority=1))
-    order = [r.request_id for r in FakeEngine(sched).run()]
-    assert order == [2, 3, 4, 1]
 
 
 def test_length_finish_gives_exactly_max_tokens() -> None:

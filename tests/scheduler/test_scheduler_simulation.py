@@ -26,7 +26,6 @@ def test_200_random_requests_get_exactly_their_own_tokens(mode: str, seed: int) 
         prefill_chunk_size=rng.choice([0, 16]),
         max_queued_requests=500,
         mode=rng.choice(["latency_first", "balanced", "throughput_first"]),
-        policy=rng.choice(["fifo", "priority"]),
         cache_mode=mode,  # type: ignore[arg-type]
         snapshot_interval_tokens=16,
         max_snapshot_entries=12,
@@ -48,7 +47,6 @@ def test_200_random_requests_get_exactly_their_own_tokens(mode: str, seed: int) 
                 max_tokens=rng.randrange(1, 30),
                 context_key=rng.choice([None, "a", "b", "c"]),
                 kind=kind,  # type: ignore[arg-type]
-                priority=rng.randrange(0, 3),
             )
         )
     requests = list(pending)

@@ -39,6 +39,7 @@ def test_recall_at_10_on_random_384d_vectors() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the graph build takes minutes on 2 busy cores
 def test_recall_at_10_on_100k_random_384d_vectors() -> None:
     rng = np.random.default_rng(6)
     data = _unit(rng, 100_000, 384)

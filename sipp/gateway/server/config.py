@@ -26,6 +26,7 @@ from sipp.gateway.server.config_reader import (
     show,
 )
 from sipp.models.source import parse_source
+from sipp.pii.policy import PiiPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -128,6 +129,8 @@ class LocalTarget:
     # inline Jinja, or a template file read when the target loads (sipp._template_source)
     chat_template: str | None = None
     type: Literal["local"] = "local"
+    # masking / blocking of personal data before the request reaches this target
+    pii: PiiPolicy | None = None
 
     def runtime_table(self) -> dict[str, Any]:
         """The ``NativeRuntimeConfig`` table the model loads with: the ``runtime`` table
@@ -173,6 +176,8 @@ class OpenAITarget:
     base_url: str | None
     timeout_seconds: float | None
     type: Literal["openai"] = "openai"
+    # masking / blocking of personal data before the request reaches this target
+    pii: PiiPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,8 @@ class OpenAICompatibleTarget:
     correlation_header: str | None
     timeout_seconds: float | None
     type: Literal["openai_compatible"] = "openai_compatible"
+    # masking / blocking of personal data before the request reaches this target
+    pii: PiiPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +202,8 @@ class AnthropicTarget:
     version: str | None
     timeout_seconds: float | None
     type: Literal["anthropic"] = "anthropic"
+    # masking / blocking of personal data before the request reaches this target
+    pii: PiiPolicy | None = None
 
 
 Target = LocalTarget | OpenAITarget | OpenAICompatibleTarget | AnthropicTarget
@@ -418,13 +427,34 @@ def _tokens(r: Reader, data: Mapping[str, Any]) -> tuple[TokenConfig, ...]:
 
 
 _TARGET_KEYS = {
-    "local": ("name", "type", "model", "backend", "stats", "runtime", "chat_template"),
-    "openai": ("name", "type", "model", "api_key_env", "base_url", "timeout_seconds"),
+    "local": ("name", "type", "model", "backend", "stats", "runtime", "chat_template", "pii"),
+    "openai": ("name", "type", "model", "api_key_env", "base_url", "timeout_seconds", "pii"),
     "openai_compatible": ("name", "type", "model", "base_url", "token_env", "correlation_header",
-                          "timeout_seconds"),
+                          "timeout_seconds", "pii"),
     "anthropic": ("name", "type", "model", "api_key_env", "base_url", "version",
-                  "timeout_seconds"),
+                  "timeout_seconds", "pii"),
 }
+_PII_KEYS = ("mode", "entities", "countries")
+
+
+def _pii(r: Reader, table: Mapping[str, Any], path: str) -> PiiPolicy | None:
+    """A target's ``pii`` table: ``mode`` (mask, block, off), ``entities``, ``countries``."""
+    raw = table.get("pii")
+    if raw is None:
+        return None
+    where = f"{path}.pii"
+    data = r.table(raw, where, _PII_KEYS) or {}
+    mode = r.choice(data, where, "mode", ("mask", "block", "off"), "mask")
+    entities = r.strings(data, where, "entities", required=False) if "entities" in data else None
+    countries = r.strings(data, where, "countries", required=False) if "countries" in data \
+        else ("US",)
+    try:
+        # local=True: set on a local target, the table asks for masking there too
+        return PiiPolicy(mode=mode, entities=entities, countries=countries,  # type: ignore[arg-type]
+                         local=True)
+    except ConfigurationError as exc:
+        r.fail(where, exc.message.removeprefix("pii."))
+        return None
 
 
 def _runtime(r: Reader, table: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
@@ -499,6 +529,7 @@ def _target(r: Reader, item: Any, path: str) -> Target | None:
                            "basic"),  # type: ignore[arg-type]
             runtime=_runtime(r, table, path),
             chat_template=_chat_template(r, table, path),
+            pii=_pii(r, table, path),
         )
         _check_runtime(r, local, path)
         _check_source(r, local, path)
@@ -506,11 +537,13 @@ def _target(r: Reader, item: Any, path: str) -> Target | None:
     timeout = r.seconds(table, path)
     if kind == "openai":
         return OpenAITarget(name, model, r.env_name(table, path, "api_key_env"),
-                            r.url(table, path, "base_url", required=False), timeout)
+                            r.url(table, path, "base_url", required=False), timeout,
+                            pii=_pii(r, table, path))
     if kind == "anthropic":
         return AnthropicTarget(name, model, r.env_name(table, path, "api_key_env"),
                                r.url(table, path, "base_url", required=False),
-                               r.text(table, path, "version", required=False), timeout)
+                               r.text(table, path, "version", required=False), timeout,
+                               pii=_pii(r, table, path))
     header = r.text(table, path, "correlation_header", required=False)
     if header is not None and not _HEADER_NAME.match(header):
         r.fail(f"{path}.correlation_header", f"must be an HTTP header name, got {header!r}")
@@ -520,7 +553,8 @@ def _target(r: Reader, item: Any, path: str) -> Target | None:
                f"must not replace the {header.lower()} header the gateway sends")
         header = None
     return OpenAICompatibleTarget(name, model, r.url(table, path, "base_url", required=True) or "",
-                                  r.env_name(table, path, "token_env"), header, timeout)
+                                  r.env_name(table, path, "token_env"), header, timeout,
+                                  pii=_pii(r, table, path))
 
 
 def _targets(r: Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import struct
 import time
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
+from sipp._json import UntrustedJsonError, loads_untrusted
 from sipp.errors import InvalidRequestError, JsonSchemaError, SippError, TargetNotFoundError
 from sipp.gateway.server.config import TokenConfig
 from sipp.gateway.server.execution import ClientGone, Execution, Route, caller_error
@@ -52,9 +52,9 @@ def openai_routes(execution: Execution, prefix: str) -> dict[str, Route]:
 # --------------------------------------------------------------------------- decoding
 def _object(body: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from exc
+        obj = loads_untrusted(body)
+    except UntrustedJsonError as exc:
+        raise InvalidRequestError(f"request body: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidRequestError("request body must be a JSON object")
     model = obj.get("model")

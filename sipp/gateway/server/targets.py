@@ -136,7 +136,8 @@ class TargetRegistry:
             state.status = "loading"
             try:
                 self.client.add(state.target.name,
-                                descriptor_for(state.target, self._keys.get(state.target.name)))
+                                descriptor_for(state.target, self._keys.get(state.target.name)),
+                                pii=state.target.pii)
                 self._correlate(state)
             except (SippError, OSError, ImportError) as exc:
                 state.status = "failed"

@@ -12,6 +12,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
+from sipp._json import UntrustedJsonError, loads_untrusted
 from sipp.errors import RequestTooLargeError
 from sipp.gateway.server.admin import views
 from sipp.gateway.server.admin.sessions import (
@@ -208,9 +209,9 @@ class AdminApp:
         except RequestTooLargeError as exc:
             raise AdminError(413, "too_large", exc.message) from exc
         try:
-            obj = json.loads(raw or b"null")
-        except ValueError as exc:
-            raise AdminError(400, "bad_request", f"body is not valid JSON: {exc}") from exc
+            obj = loads_untrusted(raw or b"null", max_depth=8)
+        except UntrustedJsonError as exc:
+            raise AdminError(400, "bad_request", f"body: {exc}") from None
         if not isinstance(obj, dict):
             raise AdminError(400, "bad_request", "body must be a JSON object")
         return obj
