@@ -18,7 +18,7 @@ else:  # Python 3.10
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "config").glob("*.toml.example"))
 SHAPES = {"local", "provider-only", "hybrid", "docker", "docker-provider-only",
-          "development", "production"}
+          "docker-scale-out", "development", "production"}
 
 
 def _load(path: Path) -> dict:  # type: ignore[type-arg]
