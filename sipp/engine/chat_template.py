@@ -11,12 +11,21 @@ that keeps non-ASCII text (``ensure_ascii=False``) and takes ``indent``; ``trim_
 Templates are compiled once per source text and cached. Every failure (syntax error,
 ``raise_exception``, undefined variable, error inside the template) raises
 :class:`~sipp.errors.ChatTemplateError` (a ``ValueError``, code ``chat_template``).
+
+A template comes with a model file, so it is not trusted: besides the sandbox (no attribute
+escapes, ``range`` capped at 100,000), a render may run at most :data:`MAX_RENDER_SECONDS`
+(checked while its code runs, so nested loops that print nothing stop too), produce at most
+:data:`MAX_OUTPUT_CHARS` characters, repeat a string or list to at most that size, raise to
+powers of at most 1,000 and recurse as deep as Python allows -- each a ChatTemplateError.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import operator
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -25,13 +34,31 @@ from typing import Any, NoReturn
 import jinja2
 import jinja2.ext
 import jinja2.nodes
+from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sipp.engine.tools.render import template_inputs
 from sipp.errors import ChatTemplateError
 from sipp.types import ChatMessage
 
-__all__ = ["ChatTemplate", "ChatTemplateError", "starts_with_bos"]
+__all__ = [
+    "MAX_OUTPUT_CHARS",
+    "MAX_RENDER_SECONDS",
+    "ChatTemplate",
+    "ChatTemplateError",
+    "starts_with_bos",
+]
+
+MAX_RENDER_SECONDS = 2.0
+"""Longest one render may run."""
+MAX_OUTPUT_CHARS = 8 << 20
+"""Most characters one render may produce (and the largest string/list ``*`` may build)."""
+_MAX_EXPONENT = 1000
+_CHECK_EVERY = 256  # template lines between clock reads
+
+
+class _Budget(Exception):
+    """A render went over one of its limits (message says which)."""
 
 
 class _TemplateRaised(Exception):
@@ -70,9 +97,31 @@ class _GenerationBlock(jinja2.ext.Extension):
         return jinja2.nodes.Scope(body, lineno=lineno)
 
 
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with ``*`` and ``**`` checked before they allocate."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
+                    if len(seq) * max(times, 0) > MAX_OUTPUT_CHARS:
+                        raise _Budget(
+                            f"a repetition of {len(seq)} items x {times} is over the "
+                            f"{MAX_OUTPUT_CHARS} limit"
+                        )
+            return operator.mul(left, right)
+        if operator_ == "**":
+            if isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
+                raise _Budget(f"an exponent of {right} is over the {_MAX_EXPONENT} limit")
+            return operator.pow(left, right)
+        return super().call_binop(context, operator_, left, right)
+
+
 @functools.lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _BoundedEnvironment(
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
@@ -92,6 +141,37 @@ def _compile(source: str) -> jinja2.Template:
         raise ChatTemplateError(
             f"chat template syntax error at line {exc.lineno}: {exc.message}"
         ) from exc
+
+
+def _bounded_render(template: jinja2.Template, variables: dict[str, Any]) -> str:
+    """``template.render(variables)`` within the time and output limits."""
+    deadline = time.monotonic() + MAX_RENDER_SECONDS
+    lines = [0]
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            lines[0] += 1
+            if lines[0] % _CHECK_EVERY == 0 and time.monotonic() > deadline:
+                raise _Budget(f"rendering ran longer than {MAX_RENDER_SECONDS:g} s")
+        return local
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        # only the template's own compiled code is traced (Python code it calls is not)
+        return local if frame.f_code.co_filename == "<template>" else None
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        pieces: list[str] = []
+        size = 0
+        for piece in template.generate(variables):
+            size += len(piece)
+            if size > MAX_OUTPUT_CHARS:
+                raise _Budget(f"the output is over {MAX_OUTPUT_CHARS} characters")
+            pieces.append(piece)
+        return "".join(pieces)
+    finally:
+        sys.settrace(previous)
 
 
 def _template_line(tb: TracebackType | None) -> int | None:
@@ -181,7 +261,11 @@ class ChatTemplate:
         variables["messages"] = dicts
         variables["add_generation_prompt"] = bool(add_generation_prompt)
         try:
-            return self._template.render(variables)
+            return _bounded_render(self._template, variables)
+        except _Budget as exc:
+            raise ChatTemplateError(f"chat template stopped: {exc}") from None
+        except RecursionError:
+            raise ChatTemplateError("chat template stopped: it recursed too deeply") from None
         except _TemplateRaised as exc:
             raise ChatTemplateError(f"chat template raised an error: {exc}") from exc
         except jinja2.UndefinedError as exc:
@@ -198,8 +282,6 @@ class ChatTemplate:
     @property
     def takes_documents(self) -> bool:
         """Whether the template reads a ``documents`` variable (RAG-aware templates)."""
-        from jinja2 import meta
-
         return "documents" in meta.find_undeclared_variables(_environment().parse(self.source))
 
     def starts_with_bos(self, prompt: str) -> bool:

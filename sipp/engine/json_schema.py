@@ -1233,13 +1233,21 @@ def json_schema_to_gbnf(schema: dict[str, Any] | str | bool) -> str:
     Raises :class:`SchemaError` (a ``ValueError``, code ``invalid_json_schema``) naming the
     keyword and JSON pointer of anything invalid or unsupported. Results are cached.
     """
-    if isinstance(schema, str):
-        text = schema
-    elif isinstance(schema, (dict, bool)):
-        text = _json_text(schema, "", "schema")
-    else:
-        raise SchemaError(f"expected a dict, JSON text or boolean, got {type(schema).__name__}")
-    return _convert_text(text)
+    try:
+        if isinstance(schema, str):
+            text = schema
+        elif isinstance(schema, (dict, bool)):
+            text = _json_text(schema, "", "schema")
+        else:
+            raise SchemaError(
+                f"expected a dict, JSON text or boolean, got {type(schema).__name__}"
+            )
+        return _convert_text(text)
+    except RecursionError:
+        # deep nesting, or allOf/$ref expanding into themselves (allOf: [{$ref: "#"}])
+        raise SchemaError(
+            "schema nests too deeply, or refers to itself through allOf/$ref in a cycle"
+        ) from None
 
 
 JSON_GBNF: str = json_schema_to_gbnf(True)

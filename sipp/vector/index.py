@@ -22,8 +22,9 @@ import numpy.typing as npt
 
 from sipp.errors import ConfigurationError, InvalidRequestError
 from sipp.vector._ann import HnswGraph, HnswParams, load_faiss
+from sipp.vector._embed import embed_texts, endpoint_model_id
 from sipp.vector._filters import compile_filter
-from sipp.vector._format import read_index, write_index
+from sipp.vector._format import IndexFileError, read_index, write_index
 from sipp.vector._rwlock import ReadWriteLock
 
 if TYPE_CHECKING:
@@ -486,8 +487,6 @@ class VectorIndex:
         holding vectors of another model refuses them. ``progress(done, total)`` runs after
         each batch.
         """
-        from sipp.vector._embed import embed_texts, endpoint_model_id
-
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise InvalidRequestError("texts must be a list of strings")
         for i, text in enumerate(texts):
@@ -537,8 +536,6 @@ class VectorIndex:
         model: str | None = None,
     ) -> list[SearchHit]:
         """Embed ``text`` and search; refuses an endpoint whose model is not the index's."""
-        from sipp.vector._embed import embed_texts, endpoint_model_id
-
         if not isinstance(text, str):
             raise InvalidRequestError("text must be a string")
         if client is None or endpoint is None:
@@ -629,8 +626,6 @@ class VectorIndex:
         index._texts = list(records["texts"])
         index._rows = {id: row for row, id in enumerate(index._ids)}
         if len(index._rows) != count:
-            from sipp.vector._format import IndexFileError
-
             raise IndexFileError(f"{path}: duplicate ids in the records section")
         if payload.graph is not None and index._approximate_min_size is not None:
             faiss = load_faiss()

@@ -73,6 +73,19 @@ def test_embed_list_returns_one_vector_per_input(tiny_bert_path: Path) -> None:
     assert many["values"][0] == pytest.approx(single["values"], abs=1e-5)
 
 
+def test_embedding_batches_larger_than_the_queue_succeed(tiny_bert_path: Path) -> None:
+    # 300 inputs used to compute 257 embeddings, then fail with queue_full every time;
+    # OpenAI clients send up to 2,048 inputs in one request
+    config = NativeRuntimeConfig(context={"n_parallel": 4})  # max_queued_requests 256
+    texts = [f"text number {i}" for i in range(300)]
+    with SippClient() as client:
+        ref = client.add("bert", LocalModelDescriptor(tiny_bert_path, config))
+        many = client.embed(texts, endpoint=ref).result(120)
+        again = client.embed(texts[7], endpoint=ref).result(30)
+    assert len(many["values"]) == 300
+    assert many["values"][7] == pytest.approx(again["values"], abs=1e-5)
+
+
 def test_closing_the_client_fails_pending_runs(tiny_llama_path: Path) -> None:
     client = SippClient()
     ref = client.add("llama", LocalModelDescriptor(tiny_llama_path))

@@ -184,3 +184,33 @@ class HubServer:
             do_HEAD = _route
 
         return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python hub_server.py ORG/REPO FILE=PATH ...``: serve files as one hub repo; prints
+    the endpoint URL, then serves until killed (used by scripts/check_wheels.sh)."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("repo")
+    parser.add_argument("files", nargs="+", metavar="FILE=PATH")
+    args = parser.parse_args(argv)
+    server = HubServer()
+    server.repos[args.repo] = Repo({
+        name: Path(path).read_bytes()
+        for name, _, path in (item.partition("=") for item in args.files)
+    })
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    server.close()
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

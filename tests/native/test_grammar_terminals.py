@@ -7,14 +7,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sipp.errors import GrammarError
+from sipp.native import LlamaModel, SamplerChain
 from sipp.native._gbnf import check_terminals
 
 REPO = Path(__file__).resolve().parents[2]
+
+@pytest.fixture(scope="module")
+def model_for_gbnf(native: object, tiny_llama_path: Path) -> Iterator[LlamaModel]:
+    with LlamaModel(tiny_llama_path) as model:
+        yield model
+
 
 DEAD = [
     r'root ::= "\x00"',
@@ -73,3 +84,22 @@ def test_sampling_with_them_raises_instead_of_aborting(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-1000:]
     assert [line.split()[0] for line in proc.stdout.splitlines()] == ["GrammarError"] * 3
+
+
+GBNF_PIECES = st.sampled_from(
+    [
+        "root ::= ", "item ::= ", "root ::= item", '"a"', '"\\x00"', "[a-z]", "[^\\x00]",
+        "[\\U0010FFFF-\\x00]", "[]", ".", "item", "undefined", "(", ")", "|", "*", "+", "?",
+        "{2,3}", "{1000000}", " ", "\n", "# c\n", '"\\', "[\\", "<[1]>", "!", "root",
+        '"\\u00e9"', "{,}", "::=",
+    ]
+)
+
+
+@given(st.lists(GBNF_PIECES, min_size=1, max_size=10).map("".join))
+def test_random_gbnf_builds_or_raises_grammar_error(model_for_gbnf: Any, text: str) -> None:
+    try:
+        with SamplerChain(model_for_gbnf, [("grammar", {"grammar": text}), ("greedy", {})]):
+            pass
+    except GrammarError as exc:
+        assert str(exc)

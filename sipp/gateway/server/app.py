@@ -183,13 +183,15 @@ class PublicApp:
         """Add CORS headers for allowed origins; answer preflights. False = responded."""
         origin = ex.header(b"origin")
         allowed = origin is not None and origin.decode("latin-1") in self._origins
+        # every answer depends on Origin (allowed ones get CORS headers, others do not), so a
+        # shared cache must key on it: Vary on all of them, not only the allowed ones
+        ex.extra_headers.append((b"vary", b"Origin"))
         if allowed and origin is not None:
-            ex.extra_headers += [(b"access-control-allow-origin", origin), (b"vary", b"Origin"),
+            ex.extra_headers += [(b"access-control-allow-origin", origin),
                                  (b"access-control-expose-headers", b"x-request-id")]
         if ex.method != "OPTIONS" or ex.header(b"access-control-request-method") is None:
             return True
         if not allowed:
-            ex.extra_headers.append((b"vary", b"Origin"))
             await ex.json(403, {"error": {"code": "cors", "message": "origin is not allowed"}})
             return False
         await ex.respond(204, b"", b"text/plain", [

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from sipp._validate import RESERVED_CORRELATION_HEADERS
 from sipp.config import NativeRuntimeConfig
 from sipp.errors import ConfigurationError
+from sipp.gateway.server.cache_config import TARGET_KEYS, CacheExtensions, read_extensions
 from sipp.gateway.server.config_reader import (
     ConfigIssue,
     GatewayConfigError,
@@ -240,13 +241,15 @@ class GatewayConfig:
     tokens: tuple[TokenConfig, ...]
     targets: tuple[Target, ...]
     token_limit: TokenLimitConfig = field(default_factory=TokenLimitConfig)
+    # [[caches]], [[collections]] and the targets' cache / rag fields
+    extensions: CacheExtensions = field(default_factory=CacheExtensions)
     state: StateConfig = field(default_factory=StateConfig)
 
 
 # --------------------------------------------------------------------------- sections
 _TOP_KEYS = ("public_bind", "management_bind", "max_request_bytes", "max_concurrent_requests",
              "allowed_origins", "admin_password_env", "security", "routes", "tokens", "targets",
-             "state")
+             "caches", "collections", "state")
 
 
 def _bind(r: Reader, data: Mapping[str, Any], key: str, default: str) -> tuple[str, int]:
@@ -434,6 +437,7 @@ _TARGET_KEYS = {
     "anthropic": ("name", "type", "model", "api_key_env", "base_url", "version",
                   "timeout_seconds", "pii"),
 }
+_TARGET_KEYS = {kind: (*keys, *TARGET_KEYS) for kind, keys in _TARGET_KEYS.items()}
 _PII_KEYS = ("mode", "entities", "countries")
 
 
@@ -614,10 +618,12 @@ def parse_config(data: Mapping[str, Any], source: str = "gateway config") -> Gat
     for name in token_limit.targets:
         if name not in names:
             r.fail(f"security.token_limit.targets.{name}", f"unknown target: {name}")
+    raw_targets = top.get("targets")
+    extensions = read_extensions(r, top, raw_targets if isinstance(raw_targets, list) else [])
     if r.issues:
         raise GatewayConfigError(r.issues, source)
     return GatewayConfig(public, management, max_bytes, concurrency, origins, admin, client_ip,
-                         rate_limit, routes, tokens, targets, token_limit, state)
+                         rate_limit, routes, tokens, targets, token_limit, extensions, state)
 
 
 def load_config(path: str | Path) -> GatewayConfig:

@@ -20,9 +20,11 @@ from typing import Any
 
 from sipp._json import UntrustedJsonError, loads_untrusted
 from sipp.errors import InvalidRequestError, JsonSchemaError, SippError, TargetNotFoundError
+from sipp.gateway.server.cache import ZERO_USAGE, CachedAnswer
 from sipp.gateway.server.config import TokenConfig
 from sipp.gateway.server.execution import ClientGone, Execution, Route, caller_error
 from sipp.gateway.server.http import Exchange
+from sipp.gateway.server.interception import Recorder, intercept, replay_stream
 from sipp.gateway.server.openai_request import TextCall, bad_field, decode_text
 from sipp.gateway.server.openai_response import ChunkStream, choice, openai_error, usage
 from sipp.runs import SippEmbeddingRun, SippTextRun
@@ -75,7 +77,7 @@ def _check_target(call: TextCall, kind: str) -> None:
 
 
 def _start(execution: Execution, ex: Exchange, call: TextCall, ref: Any, index: int,
-           stream: bool) -> SippTextRun:
+           stream: bool, documents: list[dict[str, Any]] | None = None) -> SippTextRun:
     """Start choice ``index`` of ``call`` (on a submission thread)."""
     client = execution.state.client
     local = provider = None
@@ -92,7 +94,8 @@ def _start(execution: Execution, ex: Exchange, call: TextCall, ref: Any, index: 
                            provider_options=provider, emit_tokens=stream, request_id=rid,
                            tools=list(tools.tools) if tools else None,
                            tool_choice=tools.choice if tools else None,
-                           parallel_tool_calls=tools.parallel if tools else True)
+                           parallel_tool_calls=tools.parallel if tools else True,
+                           documents=documents)
     assert call.prompt is not None
     return client.query(call.prompt, endpoint=ref, options=call.options, local=local,
                         provider_options=provider, emit_tokens=stream, request_id=rid)
@@ -109,13 +112,30 @@ def _with_param(exc: SippError, call: TextCall) -> SippError:
 # --------------------------------------------------------------------------- handlers
 async def _text(execution: Execution, ex: Exchange, token: TokenConfig, body: bytes, *,
                 chat: bool) -> str:
-    call = decode_text(_object(body), chat=chat)
+    obj = _object(body)
+    directive = obj.pop("cache_control", None)  # the extra_body twin of Cache-Control
+    if directive is not None and not isinstance(directive, str):
+        raise bad_field("cache_control", "field 'cache_control' must be a string like "
+                                         "'no-cache' or 'no-store'")
+    call = decode_text(obj, chat=chat)
     name = call.name
     target = await execution.state.resolve_target(token, name)
-    ref = target.ref
-    _check_target(call, ref.kind)
+    _check_target(call, target.ref.kind)
     rid = ("chatcmpl-" if chat else "cmpl-") + ex.request_id
     operation = "chat_completions" if chat else "completions"
+    # cache, route-on-hit and RAG (see .interception)
+    plan = await intercept(execution.state, ex, token.caller, target,
+                           "openai.chat" if chat else "openai.completions", obj, directive)
+    if plan.replay is not None:
+        await _replay(ex, call, rid, plan.replay)
+        execution.state.record_usage(ex, name, dict(ZERO_USAGE))
+        return name
+    ref = plan.target.ref
+    if call.messages is not None:
+        call.messages = plan.messages(call.messages)
+    elif call.prompt is not None:
+        call.prompt = plan.prompt(call.prompt)
+    documents = plan.chat_documents()
     # n > 1: choice 0 prefills the prompt; the others start once it has its first token,
     # so the scheduler copies the prompt's KV instead of computing it again
     shared = call.n > 1 and ref.kind == "local"
@@ -123,7 +143,8 @@ async def _text(execution: Execution, ex: Exchange, token: TokenConfig, body: by
     async def serve(first: SippTextRun) -> None:
         try:
             if call.n == 1:
-                response = await _serve_one(execution, ex, call, first, rid, operation)
+                response = await _serve_one(execution, ex, call, first, rid, operation,
+                                            batches)
             else:
                 response = await _serve_many(execution, ex, call, ref, first, rid, operation,
                                              shared)
@@ -131,10 +152,21 @@ async def _text(execution: Execution, ex: Exchange, token: TokenConfig, body: by
             raise _with_param(exc, call) from None
         if response is not None:
             execution.state.record_usage(ex, name, response.get("usage"))
+        await plan.answered(response if call.n == 1 else None, batches)
 
+    batches: list[TokenBatch] = []
     await execution.admitted(
-        lambda: _start(execution, ex, call, ref, 0, call.stream or shared), serve)
+        lambda: _start(execution, ex, call, ref, 0, call.stream or shared, documents), serve)
     return name
+
+
+async def _replay(ex: Exchange, call: TextCall, rid: str, answer: CachedAnswer) -> None:
+    """A cached answer as this route's JSON or SSE (0 upstream tokens in its usage)."""
+    if call.stream:
+        await replay_stream(ex, answer, ChunkStream(rid, call.name, call.chat,
+                                                    call.include_usage))
+    else:
+        await ex.json(200, _completion(call, rid, [answer.response()]))
 
 
 def _completion(call: TextCall, rid: str, responses: list[Any]) -> dict[str, Any]:
@@ -159,10 +191,11 @@ def _sum_usage(responses: list[Any]) -> dict[str, int] | None:
 
 
 async def _serve_one(execution: Execution, ex: Exchange, call: TextCall, run: SippTextRun,
-                     rid: str, operation: str) -> Any:
+                     rid: str, operation: str, batches: list[TokenBatch]) -> Any:
     if call.stream:
-        encoder = ChunkStream(rid, call.name, call.chat, call.include_usage,
-                              logprobs=call.logprobs, top=call.top_logprobs)
+        encoder = Recorder(ChunkStream(rid, call.name, call.chat, call.include_usage,
+                                       logprobs=call.logprobs, top=call.top_logprobs),
+                           batches)
         return await execution.stream(ex, run, operation, encoder)
     response = await execution.await_run(ex, run)
     await ex.json(200, _completion(call, rid, [response]))

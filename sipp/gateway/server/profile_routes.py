@@ -9,9 +9,11 @@ from typing import Any
 
 from sipp.errors import SippError
 from sipp.gateway import profile
+from sipp.gateway.server.cache import ZERO_USAGE
 from sipp.gateway.server.config import RoutesConfig, TokenConfig
 from sipp.gateway.server.execution import Execution, Route
 from sipp.gateway.server.http import Exchange
+from sipp.gateway.server.interception import Recorder, intercept, replay_stream
 from sipp.runs import SippEmbeddingRun, SippTextRun
 from sipp.types import TokenBatch
 
@@ -32,42 +34,58 @@ def profile_routes(execution: Execution, routes: RoutesConfig) -> dict[str, Rout
 
 
 async def _query(execution: Execution, ex: Exchange, token: TokenConfig, body: bytes) -> str:
-    return await _text(execution, ex, token, profile.decode_query_body(body))
+    return await _text(execution, ex, token, profile.decode_query_body(body), body)
 
 
 async def _chat(execution: Execution, ex: Exchange, token: TokenConfig, body: bytes) -> str:
-    return await _text(execution, ex, token, profile.decode_chat_body(body))
+    return await _text(execution, ex, token, profile.decode_chat_body(body), body)
 
 
 async def _text(execution: Execution, ex: Exchange, token: TokenConfig,
-                request: profile.GatewayTextRequest) -> str:
+                request: profile.GatewayTextRequest, body: bytes) -> str:
     state = execution.state
     target = await state.resolve_target(token, request.target)
     client = state.client
+    # cache, route-on-hit and RAG (see .interception)
+    plan = await intercept(state, ex, token.caller, target, f"profile.{request.operation}",
+                           body)
+    if plan.replay is not None:
+        if request.stream:
+            await replay_stream(ex, plan.replay, _ProfileStream())
+        else:
+            await ex.json(200, profile.text_response_body(request.target, plan.replay.response(),
+                                                          id=ex.request_id))
+        state.record_usage(ex, request.target, dict(ZERO_USAGE))
+        return request.target
+    ref = plan.target.ref
 
     def start() -> SippTextRun:
         if request.operation == "query":
             assert request.prompt is not None
-            return client.query(request.prompt, endpoint=target.ref,
+            return client.query(plan.prompt(request.prompt), endpoint=ref,
                                 options=request.options, emit_tokens=request.stream,
                                 request_id=ex.request_id)
         assert request.messages is not None
         tools = request.tools
-        return client.chat(request.messages, endpoint=target.ref, options=request.options,
+        return client.chat(plan.messages(request.messages), endpoint=ref,
+                           options=request.options,
                            emit_tokens=request.stream, request_id=ex.request_id,
                            tools=list(tools.tools) if tools else None,
                            tool_choice=tools.choice if tools else None,
-                           parallel_tool_calls=tools.parallel if tools else True)
+                           parallel_tool_calls=tools.parallel if tools else True,
+                           documents=plan.chat_documents())
 
     async def serve(run: SippTextRun) -> None:
+        recorder = Recorder(_ProfileStream())
         if request.stream:
-            response = await execution.stream(ex, run, request.operation, _ProfileStream())
+            response = await execution.stream(ex, run, request.operation, recorder)
         else:
             response = await execution.await_run(ex, run)
             await ex.json(200, profile.text_response_body(request.target, response,
                                                           id=ex.request_id))
         if response is not None:
             state.record_usage(ex, request.target, response.get("usage"))
+        await plan.answered(response, recorder.batches)
 
     await execution.admitted(start, serve)
     return request.target

@@ -134,6 +134,7 @@ class GatewayServer:
             self._exit_code = 1
             self.shutdown()
             return
+        self.state.rag.start()  # load or rebuild collections in the background
         logger.info("gateway application ready")
 
     def shutdown(self) -> None:

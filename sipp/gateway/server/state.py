@@ -13,10 +13,12 @@ from sipp.gateway.server.admin.sessions import PasswordCheck
 from sipp.gateway.server.admission import Admission
 from sipp.gateway.server.auth import BearerAuth, OpenAuth
 from sipp.gateway.server.blocklist import Blocklist
+from sipp.gateway.server.cache import CacheRegistry
 from sipp.gateway.server.client_ip import ClientIpResolver
 from sipp.gateway.server.config import GatewayConfig, RateLimitConfig, TokenConfig
 from sipp.gateway.server.http import Exchange
 from sipp.gateway.server.metrics import GatewayMetrics
+from sipp.gateway.server.rag import RagRegistry
 from sipp.gateway.server.ratelimit import RateLimiter
 from sipp.gateway.server.replication import Replication
 from sipp.gateway.server.secrets import GatewaySecrets
@@ -68,6 +70,17 @@ class GatewayState:
         self.replication = Replication(self, shared)
         self.started = time.time()
         self.draining = False
+        # response caches and RAG collections (see .interception)
+        self.caches = CacheRegistry(config.extensions, clock, self.embed)
+        self.rag = RagRegistry(config.extensions.collections, self.client,
+                               lambda name: self.targets.states[name].ref)
+
+    async def embed(self, target: str, text: str) -> list[float]:
+        """One text's vector from ``target``, for the gateway's own use (no admission,
+        no budgets): cache keys and RAG queries."""
+        ref = self.targets.states[target].ref
+        run = await self.submitter.start(lambda: self.client.embed(text, endpoint=ref))
+        return [float(v) for v in (await run)["values"]]
 
     def set_rate_limit(self, settings: RateLimitConfig) -> None:
         """Apply per-client request rate-limit settings (every bucket starts full again)."""
@@ -98,5 +111,6 @@ class GatewayState:
 
     def close(self) -> None:
         """Stop the submission threads, then close the client and its endpoints (blocks)."""
+        self.rag.close()
         self.submitter.close()
         self.client.close()

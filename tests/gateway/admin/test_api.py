@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -104,6 +106,60 @@ def test_login_backoff_after_failures(admin_gateway: StartGateway, admin_client:
     clock.advance(2.1)
     assert admin.login().status_code == 200
     assert admin.login("wrong").status_code == 401  # success cleared the record
+
+
+def test_parallel_guesses_wait_for_the_attempt_in_flight(admin_gateway: StartGateway,
+                                                         admin_client: MakeAdmin) -> None:
+    # the throttle was checked before the body was read and failures recorded after, so
+    # 100 parallel guesses were all evaluated (the right one among them got 200)
+    gw = admin_gateway()
+    admin = admin_client(gw)
+    host, port = gw.management_url.removeprefix("http://").split(":")
+    body = b'{"password": "wrong"}'
+    with socket.create_connection((host, int(port)), timeout=10) as slow:
+        slow.sendall(b"POST /admin/api/session HTTP/1.1\r\nHost: gw\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                     % len(body))
+        time.sleep(0.5)  # the gateway has begun this attempt and waits for its body
+        r = admin.login()  # the right password, while a guess is being checked
+        assert r.status_code == 429 and r.json()["error"] == "login_throttled"
+        slow.sendall(body)
+        assert slow.recv(4096).startswith(b"HTTP/1.1 401")
+    assert admin.login().status_code == 200  # free attempts left: the next one is judged
+
+
+def test_cookie_is_secure_behind_a_trusted_tls_proxy(admin_gateway: StartGateway) -> None:
+    security = {"client_ip": {"source": "x_forwarded_for",
+                              "trusted_proxy_cidrs": ["127.0.0.0/8"]},
+                "rate_limit": {"enabled": False, "requests_per_minute": 60, "burst": 60}}
+    gw = admin_gateway(security=security)
+    url = gw.management_url + "/admin/api/session"
+    body = {"password": ADMIN_PASSWORD}
+    r = requests.post(url, json=body, headers={"X-Forwarded-Proto": "https"}, timeout=5)
+    assert r.status_code == 200 and "; Secure" in r.headers["set-cookie"]
+    r = requests.post(url, json=body, timeout=5)
+    assert "Secure" not in r.headers["set-cookie"]  # plain HTTP: a Secure cookie would vanish
+    plain = admin_gateway()  # no trusted proxies: the header is the client's word only
+    r = requests.post(plain.management_url + "/admin/api/session", json=body,
+                      headers={"X-Forwarded-Proto": "https"}, timeout=5)
+    assert r.status_code == 200 and "Secure" not in r.headers["set-cookie"]
+
+
+def test_admin_limits_refuse_absurd_numbers(admin_gateway: StartGateway,
+                                            admin_client: MakeAdmin) -> None:
+    admin = admin_client(admin_gateway())
+    admin.login()
+    for value, words in ((10**400, "integer out of range"), (10**12, "at most 1000000000")):
+        r = admin.request("PUT", "/api/security/rate-limit",
+                          data=f'{{"enabled": true, "requestsPerMinute": {value}, "burst": 2}}',
+                          headers={"content-type": "application/json"})
+        assert r.status_code == 400 and words in r.json()["message"], r.text
+    r = admin.request("PUT", "/api/security/rate-limit",
+                      data='{"enabled": true, "requestsPerMinute": ' + "[" * 50 + "]" * 50 + "}",
+                      headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "nested deeper" in r.json()["message"]
+    view = admin.get("/api/security").json()["security"]["rateLimit"]
+    assert view["requestsPerMinute"] == 60  # nothing half-applied
 
 
 def test_session_expires_after_ttl(admin_gateway: StartGateway, admin_client: MakeAdmin

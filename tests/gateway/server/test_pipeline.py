@@ -173,6 +173,18 @@ def test_cors_only_for_allowed_origins(start_gateway: Callable[..., RunningGatew
     assert r.headers["access-control-allow-origin"] == "https://app.example.com"
 
 
+def test_vary_origin_on_every_answer_when_cors_is_on(
+        start_gateway: Callable[..., RunningGateway]) -> None:
+    # a disallowed (or absent) Origin gets an answer without CORS headers: without Vary a
+    # shared cache could hand that answer to an allowed origin, or the reverse
+    gw = start_gateway(allowed_origins=["https://app.example.com"])
+    for origin in ("https://evil.example", None, "https://app.example.com"):
+        headers = {**auth(), **({"Origin": origin} if origin else {})}
+        r = post(gw, "/v1/query", {"model": "alpha", "prompt": "hello"}, headers)
+        assert r.status_code == 200
+        assert r.headers.get("vary") == "Origin", (origin, dict(r.headers))
+
+
 def test_no_cors_headers_when_disabled(gateway: RunningGateway) -> None:
     r = post(gateway, "/v1/query", {"model": "alpha", "prompt": "hello"},
              {**auth(), "Origin": "https://app.example.com"})

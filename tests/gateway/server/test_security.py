@@ -68,7 +68,8 @@ def test_rate_limit_429_then_refill(start_gateway: Callable[..., RunningGateway]
 
 def test_forwarded_header_honoured_only_from_trusted_proxy(
         start_gateway: Callable[..., RunningGateway]) -> None:
-    trusted = start_gateway(_config("x_forwarded_for", ["127.0.0.0/8"]))
+    # 10.0.0.1 is a trusted proxy hop: the client is the entry left of it
+    trusted = start_gateway(_config("x_forwarded_for", ["127.0.0.0/8", "10.0.0.0/8"]))
     assert _query(trusted, {"X-Forwarded-For": "203.0.113.1, 10.0.0.1"}).status_code == 200
     assert _query(trusted, {"X-Forwarded-For": "203.0.113.2"}).status_code == 200
     assert _query(trusted, {"X-Forwarded-For": "203.0.113.1"}).status_code == 429
@@ -80,6 +81,16 @@ def test_forwarded_header_honoured_only_from_trusted_proxy(
     assert _query(real_ip, {"X-Real-IP": "198.51.100.8"}).status_code == 200
     assert _query(real_ip, {"X-Real-IP": "not-an-ip"}).status_code == 200  # falls back to peer
     assert _query(real_ip, {"X-Real-IP": "198.51.100.7"}).status_code == 429
+
+
+def test_spoofed_forwarded_entries_do_not_bypass_the_rate_limit(
+        start_gateway: Callable[..., RunningGateway]) -> None:
+    # behind an appending proxy a client controls everything left of the proxy's entry;
+    # taking the leftmost entry let it vary that and pass every limit (red-team finding)
+    gw = start_gateway(_config("x_forwarded_for", ["127.0.0.0/8", "10.0.0.0/8"]))
+    assert _query(gw, {"X-Forwarded-For": "1.1.1.1, 198.51.100.9, 10.0.0.1"}).status_code == 200
+    spoofed = _query(gw, {"X-Forwarded-For": "2.2.2.2, 198.51.100.9, 10.0.0.1"})
+    assert spoofed.status_code == 429
 
 
 def test_request_logs_are_json_and_never_carry_tokens(gateway: RunningGateway) -> None:

@@ -168,7 +168,7 @@ def test_redis_down_fail_closed_refuses_limited_requests_then_recovers(
     config["security"]["rate_limit"] = {"enabled": True, "requests_per_minute": 6000,
                                         "burst": 1000}
     gateway = start_gateway(config, env=env)
-    http, csrf = _login(gateway)
+    http, _csrf = _login(gateway)
     assert _query(gateway).status_code == 200
     redis_server.stop()
     refused = _query(gateway)

@@ -198,7 +198,9 @@ class AdminApp:
         return None
 
     def _set_cookie(self, ex: Exchange, value: str, max_age: int) -> tuple[bytes, bytes]:
-        secure = "; Secure" if ex.scope.get("scheme") == "https" else ""
+        https = ex.scope.get("scheme") == "https" or self.state.client_ip.forwarded_https(
+            ex.peer, ex.headers)
+        secure = "; Secure" if https else ""
         path = self.base or "/"
         return (b"set-cookie", f"{COOKIE_NAME}={value}; Max-Age={max_age}; Path={path}; "
                                f"HttpOnly; SameSite=Strict{secure}".encode())
@@ -229,13 +231,19 @@ class AdminApp:
 
     async def _session_post(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         client = self.state.client_ip.resolve(ex.peer, ex.headers)
-        wait = self.throttle.wait(client)
+        wait = self.throttle.begin(client)
         if wait is not None:
             seconds = max(1, int(wait + 0.999))
             logger.warning("admin login throttled", extra={"client": client})
             raise AdminError(429, "login_throttled",
-                             f"too many failed logins; retry in {seconds} s",
-                             [(b"retry-after", str(seconds).encode())])
+                             f"too many failed logins (or one still being checked); retry in "
+                             f"{seconds} s", [(b"retry-after", str(seconds).encode())])
+        try:
+            await self._login(ex, client)
+        finally:
+            self.throttle.end(client)
+
+    async def _login(self, ex: Exchange, client: str) -> None:
         body = await self._body(ex)
         password = body.get("password")
         if not isinstance(password, str):
@@ -250,7 +258,6 @@ class AdminApp:
         logger.info("admin login", extra={"client": client})
         await self._json(ex, 200, self._session_body(new),
                          [self._set_cookie(ex, new.id, int(self.sessions.ttl))])
-        return None
 
     async def _session_delete(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         await self.sessions.delete(self._cookie(ex))
@@ -353,10 +360,16 @@ class AdminApp:
         return {"security": views.security(self.state)}
 
 
+_MAX_LIMIT = 10**9  # per minute: far above any real limit, far below float/overflow trouble
+
+
 def _positive(body: dict[str, Any], key: str) -> int:
     value = body.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise AdminError(400, "bad_request",
                          f"field '{key}' must be an integer greater than zero, got "
                          f"{json.dumps(value)[:40]}")
+    if value > _MAX_LIMIT:
+        raise AdminError(400, "bad_request",
+                         f"field '{key}' must be at most {_MAX_LIMIT}, got {str(value)[:40]}")
     return value

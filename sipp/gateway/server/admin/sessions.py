@@ -133,6 +133,22 @@ class LoginThrottle:
         self.free_attempts = free_attempts
         self.max_delay = max_delay
         self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._pending: set[str] = set()
+
+    def begin(self, client: str) -> float | None:
+        """Start one login attempt: None, or the seconds to wait. A client has at most one
+        attempt in flight, so parallel guesses cannot all be checked before the first
+        failure is recorded (red-team: 100 parallel guesses were all evaluated)."""
+        if client in self._pending:
+            return 1.0
+        wait = self.wait(client)
+        if wait is None:
+            self._pending.add(client)
+        return wait
+
+    def end(self, client: str) -> None:
+        """The attempt :meth:`begin` started is over (after its success or failure)."""
+        self._pending.discard(client)
 
     def wait(self, client: str) -> float | None:
         """Seconds the client must wait before trying again, or None."""
