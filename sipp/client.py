@@ -140,7 +140,23 @@ class SippClient:
         if id != id.strip():
             raise ConfigurationError(f"{kind} id must not contain surrounding whitespace")
         ref = EndpointRef(kind, id)
-        endpoint = entry.create(ref, descriptor)
+        self._install(entry.create(ref, descriptor), pii)
+        return ref
+
+    def register(self, endpoint: Endpoint, *, pii: PiiPolicy | None = None) -> EndpointRef:
+        """Register an endpoint object built elsewhere (a kind this client's table does not
+        know, such as the gateway's router over other endpoints) under ``endpoint.ref``;
+        like :meth:`add` otherwise."""
+        self._check_open()
+        if not isinstance(endpoint, Endpoint):
+            raise ConfigurationError(f"endpoint must be an Endpoint, got {type(endpoint).__name__}")
+        if pii is not None and not isinstance(pii, PiiPolicy):
+            raise ConfigurationError(f"pii must be a PiiPolicy, got {type(pii).__name__}")
+        self._install(endpoint, pii)
+        return endpoint.ref
+
+    def _install(self, endpoint: Endpoint, pii: PiiPolicy | None) -> None:
+        id = endpoint.ref.id
         with self._lock:
             if self._closed:
                 endpoint.close()
@@ -153,7 +169,6 @@ class SippClient:
                 self._pii_by_id[id] = pii
         if old is not None:
             old.close()
-        return ref
 
     def remove(self, endpoint: EndpointRef | str) -> None:
         """Unregister and close one endpoint."""

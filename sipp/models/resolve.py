@@ -57,7 +57,8 @@ class ResolvedModel:
     repo_file: str | None = None
 
 
-def _local_shards(path: Path, field_name: str) -> tuple[Path, ...]:
+def _local_shards(path: Path) -> tuple[Path, ...]:
+    """Every shard of a split GGUF (first shard first: what libllama opens), or ``path``."""
     match = SPLIT_RE.match(path.name)
     if match is None:
         return (path,)
@@ -70,8 +71,6 @@ def _local_shards(path: Path, field_name: str) -> tuple[Path, ...]:
             f"Cannot load model {path}: split model is missing {', '.join(missing)} "
             f"(all {count} shards must sit in {path.parent})"
         )
-    if int(match["index"]) != 1:
-        return shards  # libllama wants the first shard
     return shards
 
 
@@ -87,7 +86,7 @@ def _local(path: Path, field_name: str) -> tuple[Path, ...]:
             f"Cannot load model {path}: file not found ({field_name} takes a GGUF path, a "
             "packaged name such as 'gemma', hf://org/repo/file.gguf or an https:// URL)"
         )
-    return _local_shards(path, field_name)
+    return _local_shards(path)
 
 
 def resolve_model(

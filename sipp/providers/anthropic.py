@@ -108,6 +108,9 @@ def _turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
                         provider="anthropic", kind="invalid_request") from exc
                 blocks.append({"type": "tool_use", "id": call.get("id") or "",
                                "name": call["function"]["name"], "input": arguments})
+        elif turns and turns[-1]["role"] == m.role and isinstance(turns[-1]["content"], list):
+            turns[-1]["content"].append({"type": "text", "text": m.content})
+            continue
         else:
             turns.append({"role": m.role, "content": m.content})
             continue

@@ -85,5 +85,7 @@ def _tool_schema_error(
         where = f"tools[{index}].function.parameters" + (f" at #/{inner}" if inner else "")
         keyword = f"keyword '{exc.keyword}' in " if exc.keyword else ""
         message = str(exc.message).rsplit(" (", 1)[0]
-        return JsonSchemaError(f"{message} ({keyword}{where})")
+        error = JsonSchemaError(f"{message} ({keyword}{where})")
+        error.param = f"tools[{index}].function.parameters"  # type: ignore[attr-defined]
+        return error
     return JsonSchemaError(str(exc.message))

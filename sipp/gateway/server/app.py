@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from sipp.errors import (
     AdmissionError,
@@ -32,6 +33,7 @@ from sipp.gateway.server.http import Exchange, Receive, Scope, Send
 from sipp.gateway.server.logging import logger
 from sipp.gateway.server.openai_compat import openai_error, openai_routes
 from sipp.gateway.server.profile_routes import profile_routes
+from sipp.gateway.server.router import DEPLOYMENT_HEADER
 from sipp.gateway.server.state import GatewayState
 
 __all__ = ["PublicApp"]
@@ -93,7 +95,14 @@ class PublicApp:
             else:
                 await ex.json(404, error.to_dict())
             return
+        if self.state.targets.routers:
+            ex.late_headers = partial(self._deployment_header, ex)
         await self._serve(ex, route)
+
+    def _deployment_header(self, ex: Exchange) -> list[tuple[bytes, bytes]]:
+        """``x-sipp-deployment``: the deployment of a routed target that served the call."""
+        served = self.state.targets.attribution.get(ex.request_id)
+        return [(DEPLOYMENT_HEADER, served.encode("utf-8", "replace"))] if served else []
 
     # ------------------------------------------------------------------ pipeline
     async def _serve(self, ex: Exchange, route: Route) -> None:
@@ -155,11 +164,14 @@ class PublicApp:
             metrics.record(route.operation, status, elapsed, rejection)
             await self._account(ex, route, client, caller, target, status, elapsed,
                                 rejection)
+            deployment = (state.targets.attribution.pop(ex.request_id)
+                          if ex.late_headers is not None else None)
             if logger.isEnabledFor(logging.INFO):
                 logger.info("request", extra={
                     "request_id": ex.request_id, "operation": route.operation,
                     "target": target, "caller": caller, "client": client, "status": status,
-                    "ms": round(elapsed * 1000, 3), "rejection": rejection})
+                    "ms": round(elapsed * 1000, 3), "rejection": rejection,
+                    **({"deployment": deployment} if deployment else {})})
 
     async def _account(self, ex: Exchange, route: Route, client: str, caller: str | None,
                  target: str | None, status: int, elapsed: float,

@@ -9,8 +9,15 @@ import sys
 from collections.abc import Sequence
 
 from sipp._version import __version__
-from sipp.errors import ConfigurationError
-from sipp.gateway.server.config import GatewayConfig, GatewayConfigError, LocalTarget, load_config
+from sipp.errors import ConfigurationError, SippError
+from sipp.gateway.server.config import (
+    GatewayConfig,
+    GatewayConfigError,
+    LocalTarget,
+    RoutedTarget,
+    leaf_targets,
+    load_config,
+)
 from sipp.gateway.server.logging import LOG_ENV, configure_logging, logger
 from sipp.gateway.server.secrets import read_secrets
 
@@ -26,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the TOML only (no secrets, models, "
                                               "providers or ports)")
     check.add_argument("--config", required=True, help="path of the gateway TOML file")
+    index = commands.add_parser("index", help="build a [[collections]] entry's vector index "
+                                              "(a serving gateway picks the file up)")
+    index.add_argument("--config", required=True, help="path of the gateway TOML file")
+    index.add_argument("--collection", required=True, help="the collection's name")
     serve = commands.add_parser("serve", help="read secrets, load targets, serve both listeners")
     serve.add_argument("--config", required=True, help="path of the gateway TOML file")
     serve.add_argument("--drain-timeout", type=float, default=30.0,
@@ -53,9 +64,42 @@ def _serve(path: str, drain_timeout: float) -> int:
         return asyncio.run(run())
 
 
+def _index(path: str, name: str) -> int:
+    """Embed the collection's chunks through its embedding target and save the index."""
+    from sipp.client import SippClient
+    from sipp.gateway.server.rag import build_index
+    from sipp.gateway.server.targets import descriptor_for
+
+    config = load_config(path)
+    collection = config.extensions.collections.get(name)
+    if collection is None:
+        known = ", ".join(sorted(config.extensions.collections)) or "none"
+        print(f"sipp-gateway index: error: no collection named {name!r} in {path} "
+              f"(collections: {known})", file=sys.stderr)
+        return 2
+    target = next(t for t in config.targets if t.name == collection.embedding_target)
+    if isinstance(target, RoutedTarget):
+        print(f"sipp-gateway index: error: embedding target {target.name} has deployments; "
+              "index through one of them", file=sys.stderr)
+        return 2
+    env = getattr(target, "api_key_env", None) or getattr(target, "token_env", None)
+    key = os.environ.get(env) if env else None
+    if env and not key:
+        print(f"sipp-gateway index: error: {env} is required (the key of embedding target "
+              f"{target.name})", file=sys.stderr)
+        return 2
+    if isinstance(target, LocalTarget):
+        _check_backend_env(config)
+    with SippClient() as client:
+        ref = client.add(target.name, descriptor_for(target, key))
+        index = build_index(collection, client, ref)
+    print(f"indexed collection {name}: {len(index)} chunks -> {collection.index_path}")
+    return 0
+
+
 def _check_backend_env(config: GatewayConfig) -> None:
     """Local targets load through ``SIPP_PYTHON_BACKEND``: a bad value is a config error."""
-    if any(isinstance(target, LocalTarget) for target in config.targets):
+    if any(isinstance(target, LocalTarget) for target in leaf_targets(config.targets)):
         from sipp.native import check_backend_env
 
         check_backend_env()
@@ -75,6 +119,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(f"configuration is valid: {args.config}")
         return 0
+    if args.command == "index":
+        try:
+            return _index(args.config, args.collection)
+        except GatewayConfigError as exc:
+            print(exc.message, file=sys.stderr)
+            return 2
+        except SippError as exc:
+            print(f"sipp-gateway index: error: {exc.message}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"sipp-gateway index: error: {exc}", file=sys.stderr)
+            return 2
     try:
         import uvicorn  # noqa: F401  (the gateway extra)
     except ImportError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import math
 import re
 import sys
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sipp._validate import RESERVED_CORRELATION_HEADERS
+from sipp._validate import RESERVED_CORRELATION_HEADERS, check_base_url
 from sipp.config import NativeRuntimeConfig
 from sipp.errors import ConfigurationError
 from sipp.gateway.server.cache_config import TARGET_KEYS, CacheExtensions, read_extensions
@@ -35,19 +36,26 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
+    "STRATEGIES",
     "AnthropicTarget",
     "ClientIpConfig",
     "ConfigIssue",
+    "Deployment",
     "GatewayConfig",
     "GatewayConfigError",
+    "GatewayTarget",
     "LocalTarget",
     "OpenAICompatibleTarget",
     "OpenAITarget",
     "RateLimitConfig",
+    "RoutedTarget",
     "RoutesConfig",
+    "SingleTarget",
+    "Strategy",
     "Target",
     "TokenConfig",
     "TokenLimitConfig",
+    "leaf_targets",
     "load_config",
     "parse_config",
 ]
@@ -207,7 +215,81 @@ class AnthropicTarget:
     pii: PiiPolicy | None = None
 
 
-Target = LocalTarget | OpenAITarget | OpenAICompatibleTarget | AnthropicTarget
+@dataclass(frozen=True)
+class GatewayTarget:
+    """A target of another Sipp gateway, reached over the Sipp profile (``base_url`` is its
+    public listener, ``readiness_url`` its management ``/readyz``, the health check)."""
+
+    name: str
+    base_url: str
+    remote_target: str
+    token_env: str | None
+    readiness_url: str | None
+    timeout_seconds: float | None
+    type: Literal["gateway"] = "gateway"
+    pii: PiiPolicy | None = None
+
+    @property
+    def model(self) -> str:
+        """What the dashboard shows as the model: the remote target's name."""
+        return self.remote_target
+
+
+SingleTarget = (LocalTarget | OpenAITarget | OpenAICompatibleTarget | AnthropicTarget
+                | GatewayTarget)
+Strategy = Literal["least_busy", "round_robin", "lowest_latency", "weighted"]
+STRATEGIES: tuple[str, ...] = ("least_busy", "round_robin", "lowest_latency", "weighted")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment of a routed target: ``target.name`` is ``"<router>/<name>"``."""
+
+    name: str
+    target: SingleTarget
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class RoutedTarget:
+    """A public target served by several deployments (see docs/gateway-routing.md).
+
+    Failures before the first token (connection error, 5xx, 429, timeout, deployment not
+    ready) are retried ``retries`` times on other deployments, then on ``fallbacks`` in
+    order; ``cooldown_after_failures`` failures within ``cooldown_window_seconds`` take a
+    deployment out for ``cooldown_seconds``, after which it is probed back."""
+
+    name: str
+    deployments: tuple[Deployment, ...]
+    strategy: Strategy = "round_robin"
+    fallbacks: tuple[str, ...] = ()
+    retries: int = 0
+    retry_backoff_seconds: float = 0.1
+    cooldown_after_failures: int = 3
+    cooldown_window_seconds: float = 60.0
+    cooldown_seconds: float = 30.0
+    type: Literal["router"] = "router"
+    # masking / blocking of personal data before the request reaches any deployment
+    pii: PiiPolicy | None = None
+
+    @property
+    def model(self) -> str:
+        """What the dashboard shows as the model: the deployment names."""
+        return ", ".join(d.name for d in self.deployments)
+
+
+Target = SingleTarget | RoutedTarget
+
+
+def leaf_targets(targets: tuple[Target, ...]) -> list[SingleTarget]:
+    """Every single target: the plain ones and each routed target's deployments."""
+    out: list[SingleTarget] = []
+    for target in targets:
+        if isinstance(target, RoutedTarget):
+            out.extend(d.target for d in target.deployments)
+        else:
+            out.append(target)
+    return out
 
 
 @dataclass(frozen=True)
@@ -436,8 +518,13 @@ _TARGET_KEYS = {
                           "timeout_seconds", "pii"),
     "anthropic": ("name", "type", "model", "api_key_env", "base_url", "version",
                   "timeout_seconds", "pii"),
+    "gateway": ("name", "type", "base_url", "target", "token_env", "readiness_url",
+                "allow_plain_http", "timeout_seconds", "pii"),
 }
 _TARGET_KEYS = {kind: (*keys, *TARGET_KEYS) for kind, keys in _TARGET_KEYS.items()}
+_ROUTER_KEYS = ("name", "deployments", "strategy", "fallbacks", "retries",
+                "retry_backoff_seconds", "cooldown_after_failures", "cooldown_window_seconds",
+                "cooldown_seconds", "pii", *TARGET_KEYS)
 _PII_KEYS = ("mode", "entities", "countries")
 
 
@@ -512,17 +599,122 @@ def _check_source(r: Reader, target: LocalTarget, path: str) -> None:
                    exc.message.removeprefix("projector_path: "))
 
 
+def _number(r: Reader, table: Mapping[str, Any], path: str, key: str, default: float, *,
+            positive: bool) -> float:
+    """A finite number ``>= 0`` (``> 0`` when ``positive``), ``default`` when absent."""
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "greater than zero" if positive else "zero or more"
+        r.fail(join(path, key), f"must be a finite number {bound}, got {show(value)}")
+        return default
+    return float(value)
+
+
+def _routed(r: Reader, item: dict[str, Any], path: str) -> RoutedTarget | None:
+    """A target with ``deployments``: each an inline local, provider or gateway target
+    definition (its own ``type``) plus an optional ``weight``."""
+    table = r.table(item, path, _ROUTER_KEYS) or {}
+    name = r.text(table, path, "name") or ""
+    if "type" in item:
+        r.fail(f"{path}.type", "a target with deployments takes no type (each deployment "
+                               "names its own)")
+    raw = table.get("deployments")
+    deployments: list[Deployment] = []
+    if not isinstance(raw, list) or not raw:
+        r.fail(f"{path}.deployments", "must be a non-empty array of tables "
+                                      f"([[targets.deployments]]), got {show(raw)}")
+        raw = []
+    seen: set[str] = set()
+    for index, entry in enumerate(raw):
+        where = f"{path}.deployments[{index}]"
+        if not isinstance(entry, dict):
+            r.fail(where, f"must be a table, got {show(entry)}")
+            continue
+        if "deployments" in entry:
+            r.fail(f"{where}.deployments", "deployments do not nest")
+            continue
+        for key in ("pii", *TARGET_KEYS):
+            if key in entry:
+                r.fail(f"{where}.{key}", f"set {key} on the routed target, not on a deployment")
+        weight = _number(r, entry, where, "weight", 1.0, positive=True)
+        short = entry.get("name")
+        if isinstance(short, str) and "/" in short:
+            r.fail(f"{where}.name", f"must not contain '/', got {short!r}")
+        elif isinstance(short, str) and short in seen:
+            r.fail(f"{where}.name", f"duplicate deployment: {short}")
+        body = {k: v for k, v in entry.items() if k not in ("weight", "pii", *TARGET_KEYS)}
+        if isinstance(short, str):
+            body["name"] = f"{name}/{short}"
+            seen.add(short)
+        target = _target(r, body, where)
+        if isinstance(target, RoutedTarget) or target is None:
+            continue
+        deployments.append(Deployment(target.name.rsplit("/", 1)[-1], target, weight))
+    retries = table.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        r.fail(f"{path}.retries", f"must be an integer, zero or more, got {show(retries)}")
+        retries = 0
+    failures = r.integer(table, path, "cooldown_after_failures", default=3) or 3
+    fallbacks = r.strings(table, path, "fallbacks", required=False)
+    for position, other in enumerate(fallbacks):
+        if other == name:
+            r.fail(f"{path}.fallbacks[{position}]", "a target cannot fall back to itself")
+    return RoutedTarget(
+        name, tuple(deployments),
+        strategy=r.choice(table, path, "strategy", STRATEGIES,
+                          "round_robin"),  # type: ignore[arg-type]
+        fallbacks=fallbacks, retries=retries,
+        retry_backoff_seconds=_number(r, table, path, "retry_backoff_seconds", 0.1,
+                                      positive=False),
+        cooldown_after_failures=failures,
+        cooldown_window_seconds=_number(r, table, path, "cooldown_window_seconds", 60.0,
+                                        positive=True),
+        cooldown_seconds=_number(r, table, path, "cooldown_seconds", 30.0, positive=True),
+        pii=_pii(r, table, path),
+    )
+
+
+def _gateway_target(r: Reader, table: Mapping[str, Any], path: str, name: str
+                    ) -> GatewayTarget:
+    """``base_url`` is https unless loopback, or ``allow_plain_http = true`` for replicas on
+    a private network (the bearer token then travels in clear); ``readiness_url`` carries
+    no secret, so http is fine anywhere."""
+    token_env = r.env_name(table, path, "token_env") if "token_env" in table else None
+    plain = table.get("allow_plain_http", False)
+    if not isinstance(plain, bool):
+        r.fail(f"{path}.allow_plain_http", f"must be true or false, got {show(plain)}")
+        plain = False
+    urls: dict[str, str | None] = {}
+    for key, required, strict in (("base_url", True, not plain),
+                                  ("readiness_url", False, False)):
+        value = r.text(table, path, key, required=required)
+        urls[key] = None
+        if value is not None:
+            try:
+                urls[key] = check_base_url(key, value, https_unless_loopback=strict)
+            except ConfigurationError as exc:
+                r.fail(f"{path}.{key}", exc.message.removeprefix(f"{key} "))
+    return GatewayTarget(
+        name, urls["base_url"] or "", r.text(table, path, "target") or "", token_env,
+        urls["readiness_url"], r.seconds(table, path), pii=_pii(r, table, path))
+
+
 def _target(r: Reader, item: Any, path: str) -> Target | None:
     if not isinstance(item, dict):
         r.fail(path, f"must be a table, got {show(item)}")
         return None
+    if "deployments" in item:
+        return _routed(r, item, path)
     kind = item.get("type")
     if kind not in _TARGET_KEYS:
         r.fail(f"{path}.type", "is required (one of: local, openai, openai_compatible, "
-                               f"anthropic), got {show(kind)}")
+                               f"anthropic, gateway), got {show(kind)}")
         return None
     table = r.table(item, path, _TARGET_KEYS[kind]) or {}
     name = r.text(table, path, "name") or ""
+    if kind == "gateway":
+        return _gateway_target(r, table, path, name)
     model = r.text(table, path, "model") or ""
     if kind == "local":
         local = LocalTarget(
@@ -579,7 +771,33 @@ def _targets(r: Reader, data: Mapping[str, Any]) -> tuple[Target, ...]:
             r.fail(f"targets[{index}].name", f"duplicate target: {target.name}")
         names.add(target.name)
         targets.append(target)
+    _check_fallbacks(r, targets)
     return tuple(targets)
+
+
+def _check_fallbacks(r: Reader, targets: list[Target]) -> None:
+    """Every fallback names a configured target, and no chain of fallbacks loops."""
+    by_name = {t.name: t for t in targets}
+    for index, target in enumerate(targets):
+        if not isinstance(target, RoutedTarget):
+            continue
+        for position, other in enumerate(target.fallbacks):
+            where = f"targets[{index}].fallbacks[{position}]"
+            if other not in by_name:
+                r.fail(where, f"unknown target: {other}")
+            elif other != target.name and _reaches(by_name, other, target.name, set()):
+                r.fail(where, f"fallback chain loops back to {target.name} through {other}")
+
+
+def _reaches(by_name: Mapping[str, Target], start: str, goal: str, seen: set[str]) -> bool:
+    if start == goal:
+        return True
+    if start in seen:
+        return False
+    seen.add(start)
+    found = by_name.get(start)
+    return isinstance(found, RoutedTarget) and any(
+        _reaches(by_name, nxt, goal, seen) for nxt in found.fallbacks)
 
 
 def parse_config(data: Mapping[str, Any], source: str = "gateway config") -> GatewayConfig:

@@ -25,11 +25,14 @@ _JSON = b"application/json"
 class Exchange:
     """The request side (method, path, headers, body) and the response side of one call.
 
-    ``extra_headers`` (request id echo, CORS) are added to every response start.
+    ``extra_headers`` (request id echo, CORS) are added to every response start, and so
+    are those ``late_headers`` returns then (what is only known once the response starts,
+    such as the deployment that served it).
     """
 
-    __slots__ = ("_disconnect", "_receive", "_send", "extra_headers", "headers", "method",
-                 "path", "request_id", "scope", "started", "status", "streaming", "usage")
+    __slots__ = ("_disconnect", "_receive", "_send", "extra_headers", "headers",
+                 "late_headers", "method", "path", "request_id", "scope", "started", "status",
+                 "streaming", "usage")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -51,6 +54,7 @@ class Exchange:
             (b"x-request-id", self.request_id.encode("ascii"))
         ]
         self._disconnect: asyncio.Event | None = None
+        self.late_headers: Callable[[], list[tuple[bytes, bytes]]] | None = None
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -105,6 +109,8 @@ class Exchange:
                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.status = status
         all_headers = [(b"content-type", content_type), *self.extra_headers]
+        if self.late_headers is not None:
+            all_headers.extend(self.late_headers())
         if headers:
             all_headers.extend(headers)
         await self._send({"type": "http.response.start", "status": status,

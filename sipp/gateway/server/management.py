@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from sipp._version import __version__
 from sipp.gateway.server.admin.api import AdminApp
+from sipp.gateway.server.cache_metrics import render_cache_metrics
 from sipp.gateway.server.http import Exchange, Receive, Scope, Send
 from sipp.gateway.server.state import GatewayState
 
@@ -74,7 +75,9 @@ class ManagementApp:
         await ex.text(503, f"not ready: {reason}")
 
     async def _metrics(self, ex: Exchange) -> None:
-        text = self.state.metrics.render(self.state.targets.local_metrics)
+        text = self.state.metrics.render(self.state.targets.local_metrics,
+                                         self.state.targets.router_metrics)
+        text += render_cache_metrics(self.state)
         if (shared := self.state.shared) is not None:
             text += (
                 "# HELP sipp_gateway_state_unavailable_total Shared state (Redis) calls that "

@@ -65,9 +65,10 @@ class GatewayMetrics:
             self.input_tokens[target] += int(usage.get("input_tokens") or 0)
             self.output_tokens[target] += int(usage.get("output_tokens") or 0)
 
-    def render(self, local_stats: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
-               ) -> str:
-        """The Prometheus text exposition (format 0.0.4)."""
+    def render(self, local_stats: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
+               extra: Callable[[], Iterable[str]] | None = None) -> str:
+        """The Prometheus text exposition (format 0.0.4); ``extra`` adds finished lines
+        (the routers' per-deployment series)."""
         out: list[str] = []
 
         def family(name: str, kind: str, help: str) -> None:
@@ -113,6 +114,8 @@ class GatewayMetrics:
                 out.append(f'{name}{{target="{escape_label(target)}"}} {values.get(target, 0)}')
         if local_stats is not None:
             out.extend(_local_lines(local_stats()))
+        if extra is not None:
+            out.extend(extra())
         return "\n".join(out) + "\n"
 
 

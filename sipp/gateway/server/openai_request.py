@@ -11,7 +11,6 @@ targets: OpenAI's fields unchanged).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -295,11 +294,11 @@ def decode_text(obj: Mapping[str, Any], *, chat: bool) -> TextCall:
         try:
             specs = parse_tools(tools_raw or None)
         except InvalidRequestError as exc:
-            raise bad_field("tools", exc.message) from exc
+            raise bad_field(_where(exc.message, "tools"), exc.message) from exc
         try:
             choice = parse_tool_choice(choice_raw, specs)
         except InvalidRequestError as exc:
-            raise bad_field("tool_choice", exc.message) from exc
+            raise bad_field(_where(exc.message, "tool_choice"), exc.message) from exc
         parallel = obj.get("parallel_tool_calls")
         if parallel is not None and not isinstance(parallel, bool):
             raise bad_field("parallel_tool_calls", "field 'parallel_tool_calls' must be a boolean")
@@ -313,12 +312,7 @@ def decode_text(obj: Mapping[str, Any], *, chat: bool) -> TextCall:
     return call
 
 
-def schema_param(call: TextCall, message: str) -> str:
-    """Which request field a JSON-schema compile error belongs to."""
-    if message and "tools[" in message:
-        return "tools"
-    return "response_format.json_schema.schema" if call.json_schema is not None else "tools"
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+def _where(message: str, field_name: str) -> str:
+    """The field path a validation message starts with (``tools[1].function.name``)."""
+    head = message.split(" ", 1)[0]
+    return head if head.startswith(field_name) else field_name

@@ -9,8 +9,10 @@ from sipp.errors import ConfigurationError
 from sipp.gateway.server.config import (
     AnthropicTarget,
     GatewayConfig,
+    GatewayTarget,
     OpenAICompatibleTarget,
     OpenAITarget,
+    leaf_targets,
 )
 
 __all__ = ["GatewaySecrets", "read_secrets"]
@@ -51,10 +53,12 @@ def read_secrets(config: GatewayConfig, environ: Mapping[str, str]) -> GatewaySe
         for token in config.tokens
     )
     keys: dict[str, str] = {}
-    for target in config.targets:
+    for target in leaf_targets(config.targets):  # deployments of routed targets too
         if isinstance(target, OpenAITarget | AnthropicTarget):
             keys[target.name] = _read(environ, target.api_key_env, problems, no_whitespace=True)
         elif isinstance(target, OpenAICompatibleTarget):
+            keys[target.name] = _read(environ, target.token_env, problems, no_whitespace=True)
+        elif isinstance(target, GatewayTarget) and target.token_env is not None:
             keys[target.name] = _read(environ, target.token_env, problems, no_whitespace=True)
     state_url = None
     if config.state.backend == "redis" and config.state.url_env:

@@ -60,6 +60,8 @@ class GatewayState:
         self.budgets = TokenBudgets(config.token_limit.callers, config.token_limit.targets,
                                     clock)
         self.disabled_targets: set[str] = set()
+        # routers skip fallback targets an administrator disabled
+        self.targets.disabled = lambda name: name in self.disabled_targets
         self.admin_password = PasswordCheck(secrets.admin_password)
         shared = None
         if config.state.backend == "redis":

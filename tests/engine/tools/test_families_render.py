@@ -31,6 +31,7 @@ TURNS = [
         (TEMPLATES["hermes"], "hermes"),
         (TEMPLATES["llama3"], "llama3"),
         (TEMPLATES["mistral"], "mistral"),
+        (TEMPLATES["code_block"], "code_block"),
         ("{{ '<start_of_turn>user' }}", "code_block"),
         ("<|start_header_id|>{{ messages }}", "generic"),  # Llama 3.0: no tools
         (LLAMA_CHAT_TEMPLATE, "generic"),

@@ -71,7 +71,7 @@ def _valid_calls(response: Any, allowed: set[str]) -> list[dict[str, Any]]:
     return list(calls)
 
 
-@pytest.mark.parametrize("family", ["hermes", "llama3", "mistral", "generic"])
+@pytest.mark.parametrize("family", ["hermes", "llama3", "mistral", "code_block", "generic"])
 @pytest.mark.parametrize(
     ("choice", "allowed"),
     [("required", {"get_weather", "search"}),
@@ -131,7 +131,7 @@ def test_auto_call_started_by_the_marker_is_kept_valid_by_the_lazy_grammar(
     assert "tool_calls" not in plain and plain["text"].count("{") >= 4
 
 
-@pytest.mark.parametrize("family", ["hermes", "llama3", "mistral"])
+@pytest.mark.parametrize("family", ["hermes", "llama3", "mistral", "code_block"])
 def test_streaming_equals_the_final_response(
     client: SippClient, endpoints: dict[str, EndpointRef], family: str
 ) -> None:

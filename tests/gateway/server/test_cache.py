@@ -159,3 +159,32 @@ def test_ttl_and_byte_limits_evict(
         chat(limited, content)
     assert chat(limited, "c").headers["x-sipp-cache"] == "hit"
     assert chat(limited, "a").headers["x-sipp-cache"] == "miss"
+
+
+def test_dashboard_and_metrics_show_the_cache_and_flush_empties_it(
+        start_gateway: Callable[..., RunningGateway], script: Script) -> None:
+    gw = start_gateway(cached_config())
+    chat(gw)
+    chat(gw)
+    chat(gw, temperature=1)
+    metrics = requests.get(f"{gw.management_url}/metrics", timeout=10).text
+    for line in ('sipp_gateway_cache_requests_total{cache="answers",result="hit"} 1',
+                 'sipp_gateway_cache_requests_total{cache="answers",result="miss"} 1',
+                 'sipp_gateway_cache_requests_total{cache="answers",result="bypass"} 1',
+                 'sipp_gateway_cache_entries{cache="answers"} 1'):
+        assert line in metrics
+    admin = requests.Session()
+    login = admin.post(f"{gw.management_url}/admin/api/session", json={"password": "pw"},
+                       timeout=5)
+    csrf = {"x-sipp-admin-csrf": login.json()["csrfToken"]}
+    view = admin.get(f"{gw.management_url}/admin/api/caches", timeout=5).json()
+    (cache,) = view["caches"]
+    assert (cache["name"], cache["entries"], cache["hitRate"]) == ("answers", 1, 0.5)
+    assert cache["bytes"] > 0
+    flushed = admin.delete(f"{gw.management_url}/admin/api/caches/answers", headers=csrf,
+                           timeout=5)
+    assert flushed.status_code == 200 and flushed.json()["flushed"] == 1
+    assert chat(gw).headers["x-sipp-cache"] == "miss"
+    missing = admin.delete(f"{gw.management_url}/admin/api/caches/nope", headers=csrf,
+                           timeout=5)
+    assert missing.status_code == 404

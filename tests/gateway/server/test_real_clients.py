@@ -297,3 +297,32 @@ def test_llamaindex_openailike_function_tool(gateway: str, target: str) -> None:
     assert [s.tool_name for s in selections] == ["get_weather"]
     output = tool.call(**selections[0].tool_kwargs)
     assert "sunny" in str(output)
+
+
+# --------------------------------------------------------------------------- Sipp client
+@pytest.mark.parametrize("target", TARGETS)
+def test_sipp_gateway_endpoint_carries_tools_whole_and_streamed(gateway: str,
+                                                                target: str) -> None:
+    from sipp import GatewayDescriptor, SippClient
+
+    with SippClient() as client:
+        ref = client.add("gw", GatewayDescriptor(
+            target, gateway.removesuffix("/v1"), authentication_kind="bearer",
+            authentication_value=TOKEN))
+        ask = [{"role": "user", "content": "Weather in Oslo?"}]
+        whole = client.chat(ask, endpoint=ref, tools=[WEATHER_TOOL], tool_choice="required",
+                            parallel_tool_calls=False).result(timeout=120)
+        assert whole["finish_reason"] == "tool_calls"
+        Weather.model_validate_json(whole["tool_calls"][0]["function"]["arguments"])
+        run = client.chat(ask, endpoint=ref, tools=[WEATHER_TOOL], tool_choice="required",
+                          parallel_tool_calls=False, emit_tokens=True)
+        deltas = [d for batch in run.tokens() for d in batch.tool_calls]
+        streamed = run.result(timeout=120)
+        assert deltas[0]["function"]["name"] == "get_weather"
+        assert "".join(d["function"]["arguments"] for d in deltas) == \
+            streamed["tool_calls"][0]["function"]["arguments"]
+        answer = client.chat(
+            [*ask, {"role": "assistant", "content": None, "tool_calls": whole["tool_calls"]},
+             {"role": "tool", "tool_call_id": whole["tool_calls"][0]["id"], "content": "rain"}],
+            endpoint=ref, options=None).result(timeout=120)
+        assert answer["finish_reason"] in ("stop", "length")

@@ -46,6 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
                     {"index": 0, "text": piece}
                 self._chunk({"id": "x", "model": body["model"], "choices": [
                     {**choice, "finish_reason": None}]})
+                self.server.stall.wait(self.server.stall_seconds)
             end = {"index": 0, "delta": {}} if chat else {"index": 0, "text": ""}
             self._chunk({"id": "x", "model": body["model"],
                          "choices": [{**end, "finish_reason": "stop"}]})
@@ -83,6 +84,9 @@ class MockOpenAI(ThreadingHTTPServer):
         self.seen: list[tuple[str, dict[str, str], Any]] = []
         # (status, JSON body, headers) to answer every request with, instead of the script.
         self.reply: tuple[int, Any, dict[str, str]] | None = None
+        # seconds each streamed piece waits (ended early by setting ``stall``)
+        self.stall_seconds = 0.0
+        self.stall = threading.Event()
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 

@@ -24,6 +24,7 @@ from sipp.gateway.server.admin.sessions import (
     csrf_ok,
 )
 from sipp.gateway.server.admin.static import StaticFiles
+from sipp.gateway.server.cache_metrics import cache_overview
 from sipp.gateway.server.config import RateLimitConfig
 from sipp.gateway.server.http import Exchange
 from sipp.gateway.server.logging import logger
@@ -92,6 +93,8 @@ API_ROUTES: tuple[ApiRoute, ...] = (
              csrf=True),
     ApiRoute("PUT", "controls/token-limits/target/*", "_set_target_limit", session=True,
              csrf=True),
+    ApiRoute("GET", "caches", "_caches", session=True, csrf=False),
+    ApiRoute("DELETE", "caches/*", "_flush_cache", session=True, csrf=True),
 )
 
 
@@ -284,7 +287,18 @@ class AdminApp:
     async def _security(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         return {"security": views.security(self.state)}
 
+    async def _caches(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
+        return cache_overview(self.state)
+
     # ------------------------------------------------------------------ controls
+    async def _flush_cache(self, ex: Exchange, session: AnySession | None, name: str) -> Any:
+        cache = self.state.caches.caches.get(name)
+        if cache is None:
+            raise AdminError(404, "not_found", f"cache not found: {name}")
+        flushed = await cache.flush()
+        logger.info("admin flushed cache", extra={"cache": name, "entries": flushed})
+        return {"flushed": flushed, **cache_overview(self.state)}
+
     async def _set_rate_limit(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         body = await self._body(ex)
         enabled = body.get("enabled")

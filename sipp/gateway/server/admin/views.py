@@ -75,8 +75,16 @@ def targets(state: GatewayState) -> list[dict[str, Any]]:
             "backend": _backend(target, loaded),
             "providerBaseUrl": getattr(target, "base_url", None),
             "tokensPerMinute": state.budgets.limit("target", name),
+            "routing": _routing(state, name),
         })
     return out
+
+
+def _routing(state: GatewayState, name: str) -> dict[str, Any] | None:
+    """A routed target's strategy, fallback chain and per-deployment health (None for a
+    single-model target)."""
+    router = state.targets.routers.get(name)
+    return router.snapshot() if router is not None else None
 
 
 def routes(state: GatewayState) -> list[dict[str, Any]]:

@@ -143,6 +143,26 @@ function renderTargets(data) {
     tr.append(td);
     return tr;
   });
+  renderDeployments(data.targets.filter((t) => t.routing));
+}
+
+// Routed targets: one row per deployment (health, cooldown, load) and the fallback chain.
+function renderDeployments(routed) {
+  $("routing").hidden = routed.length === 0;
+  const rows = routed.flatMap((t) => t.routing.deployments.map((d, i) => ({ t, d, i })));
+  fillRows("deployments", rows, ({ t, d, i }) => {
+    const tr = document.createElement("tr");
+    tr.dataset.deployment = d.name;
+    const r = t.routing;
+    const chain = [t.name, ...r.fallbacks].join(" → ");
+    const cooldown = d.cooldownRemainingSeconds > 0 ? `${d.cooldownRemainingSeconds.toFixed(1)} s` : "—";
+    tr.append(cell(i === 0 ? t.name : ""), cell(i === 0 ? `${r.strategy}, ${r.retries} retries` : ""),
+      cell(d.name), cell(d.kind), cell(d.health, `state-${d.health}`), cell(cooldown),
+      cell(d.inFlight), cell(`${d.served} / ${d.attempts}`), cell(d.failures),
+      cell(d.latencyMs === null ? null : `${Math.round(d.latencyMs)} ms`),
+      cell(i === 0 ? chain : ""));
+    return tr;
+  });
 }
 
 function renderClients(data) {
