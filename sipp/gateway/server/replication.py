@@ -139,10 +139,12 @@ class Replication:
 
     async def unblock(self, text: str) -> bool:
         entry = normalize_entry(text)
-        if self.state.blocklist.added_at(entry) is None:
-            return False
-        await self._share("blocklist", entry, None)
-        return self.state.blocklist.remove(entry)
+        if self.shared is None:
+            return self.state.blocklist.remove(entry)
+        # the shared list decides: another replica may have added it a moment ago
+        removed = await self.shared.hash_delete("blocklist", entry)
+        self.state.blocklist.remove(entry)
+        return removed
 
     async def _share(self, name: str, field: str, value: str | None) -> None:
         if self.shared is not None:

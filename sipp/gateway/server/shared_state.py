@@ -117,6 +117,7 @@ class SharedState:
         self._budget_script = self._redis.register_script(_BUDGET_BUCKET)
         self._versions: dict[str, int | None] = {"controls": None, "blocklist": None}
         self._poller: asyncio.Task[None] | None = None
+        self._closing = False
         self._listeners: dict[str, Callable[[dict[str, str]], None]] = {}
 
     # ------------------------------------------------------------------ plumbing
@@ -204,6 +205,19 @@ class SharedState:
         results = await self._call(write)
         self._versions[name] = int(results[-1])
 
+    async def hash_delete(self, name: str, field: str) -> bool:
+        """Delete one field of a mirrored hash (bumping its version); False when the field
+        was not there (on any replica)."""
+        async def write() -> Any:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hdel(self.key(name), field)
+            pipe.incr(self.key(name, "version"))
+            return await pipe.execute()
+
+        removed, version = await self._call(write)
+        self._versions[name] = int(version)
+        return bool(removed)
+
     async def _refresh(self) -> None:
         for name, apply in list(self._listeners.items()):
             version_key, hash_key = self.key(name, "version"), self.key(name)
@@ -227,7 +241,9 @@ class SharedState:
         self._poller = asyncio.ensure_future(self._poll())
 
     async def _poll(self) -> None:
-        while True:
+        # A flag, not only cancellation: redis-py may turn a cancel that lands inside a
+        # call into a connection error, which would otherwise keep this loop alive.
+        while not self._closing:
             await asyncio.sleep(POLL_SECONDS)
             try:
                 await self._refresh()
@@ -235,12 +251,10 @@ class SharedState:
                 continue
 
     async def close(self) -> None:
+        self._closing = True
         if self._poller is not None:
             self._poller.cancel()
-            try:
-                await self._poller
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({self._poller}, timeout=2 * POLL_SECONDS + _TIMEOUT_SECONDS)
         await self._redis.aclose()
 
 
