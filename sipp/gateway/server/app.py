@@ -138,7 +138,7 @@ class PublicApp:
                     f"request body is {int(length)} bytes; max_request_bytes is {self._limit}")
             rejection = "authentication"
             token = state.auth.authenticate(ex.header(b"authorization"))
-            caller = token.caller
+            caller = ex.caller = token.caller
             rejection = "body_too_large"
             body = await ex.read_body(self._limit) if route.method == "POST" else b""
             rejection = None
@@ -179,7 +179,10 @@ class PublicApp:
         usage = ex.usage if isinstance(ex.usage, dict) else {}
         input_tokens = int(usage.get("input_tokens") or 0)
         output_tokens = int(usage.get("output_tokens") or 0)
-        await self.state.replication.charge(caller, target, input_tokens + output_tokens)
+        # output tokens that streamed were charged as they were generated
+        uncharged = max(0, output_tokens - ex.charged_output)
+        self.state.replication.charge_soon(caller, target, input_tokens + uncharged)
+        output_tokens = max(output_tokens, ex.charged_output)
         self.state.activity.record(RequestEvent(
             route.operation, ex.request_id, client, caller, target, status, elapsed * 1000,
             input_tokens, output_tokens, ex.streaming, rejection))
@@ -200,7 +203,8 @@ class PublicApp:
         ex.extra_headers.append((b"vary", b"Origin"))
         if allowed and origin is not None:
             ex.extra_headers += [(b"access-control-allow-origin", origin),
-                                 (b"access-control-expose-headers", b"x-request-id")]
+                                 (b"access-control-expose-headers",
+                                  b"x-request-id, x-sipp-deployment")]
         if ex.method != "OPTIONS" or ex.header(b"access-control-request-method") is None:
             return True
         if not allowed:

@@ -11,7 +11,11 @@ from typing import Any
 
 from sipp.errors import RequestTooLargeError
 
-__all__ = ["ASGIApp", "Exchange", "Receive", "Scope", "Send"]
+
+class ClientGone(Exception):
+    """The client disconnected (mid-body, or while its run was going); answered 499."""
+
+__all__ = ["ASGIApp", "ClientGone", "Exchange", "Receive", "Scope", "Send"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,9 +34,9 @@ class Exchange:
     such as the deployment that served it).
     """
 
-    __slots__ = ("_disconnect", "_receive", "_send", "extra_headers", "headers",
-                 "late_headers", "method", "path", "request_id", "scope", "started", "status",
-                 "streaming", "usage")
+    __slots__ = ("_disconnect", "_receive", "_send", "budget_target", "caller",
+                 "charged_output", "extra_headers", "headers", "late_headers", "method", "path",
+                 "request_id", "scope", "started", "status", "streaming", "usage")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -44,6 +48,11 @@ class Exchange:
         self.started = time.perf_counter()
         self.status = 0
         self.usage: Any = None  # the run's usage mapping, once known (for accounting)
+        # token budgets: who is charged, for which target, and the output tokens charged so
+        # far (as they stream, so a client that leaves early still pays for them)
+        self.caller: str | None = None
+        self.budget_target: str | None = None
+        self.charged_output = 0
         self.streaming = False
         rid = self.header(b"x-request-id")
         if rid is None or not rid or len(rid) > 128 or not all(0x21 <= b <= 0x7E for b in rid):
@@ -68,7 +77,9 @@ class Exchange:
         return str(client[0]) if client else None
 
     async def read_body(self, limit: int) -> bytes:
-        """The whole body; :class:`RequestTooLargeError` as soon as it passes ``limit``."""
+        """The whole body; :class:`RequestTooLargeError` as soon as it passes ``limit``;
+        :class:`ClientGone` if the client goes away before the body ends (a truncated body
+        is never parsed, so it never reaches a target)."""
         length = self.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise RequestTooLargeError(
@@ -79,7 +90,7 @@ class Exchange:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 self._mark_disconnected()
-                break
+                raise ClientGone("the client went away before its request body ended")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

@@ -21,6 +21,7 @@ from sipp.documents import documents_block, with_documents
 from sipp.gateway.server.cache import (
     CacheControl,
     CachedAnswer,
+    Lookup,
     RequestKey,
     ResponseCache,
     cache_control,
@@ -93,8 +94,13 @@ class Interception:
             return
         if response.get("finish_reason") not in ("stop", "length", "tool_calls"):
             return
-        await self.cache.fill(self.key, CachedAnswer.from_response(
-            response, self.key.question, batches), self.vector)
+        try:
+            await self.cache.fill(self.key, CachedAnswer.from_response(
+                response, self.key.question, batches), self.vector)
+        except Exception:  # a cache that cannot store must not fail the answered request
+            self.cache.errors += 1
+            logger.warning("cache fill failed", exc_info=True,
+                           extra={"cache": self.cache.config.name})
 
 
 class Recorder:
@@ -186,8 +192,11 @@ async def _cache(state: GatewayState, ex: Exchange, caller: str, plan: Intercept
         cache.bypasses += 1
         plan.key = key
         plan.fill = not control.no_store
+    elif (found := await _lookup(ex, cache, key)) is None:
+        status = "bypass"  # the store or the embedding target failed: answer uncached
+        reason = "cache unavailable"
+        cache.bypasses += 1
     else:
-        found = await cache.lookup(key)
         plan.key = key
         plan.vector = found.vector
         if found.answer is not None:
@@ -214,6 +223,17 @@ async def _cache(state: GatewayState, ex: Exchange, caller: str, plan: Intercept
     logger.info("cache", extra={"request_id": ex.request_id, "cache": config.name,
                                 "result": status, "reason": reason,
                                 "route": plan.target.target.name})
+
+
+async def _lookup(ex: Exchange, cache: ResponseCache, key: RequestKey) -> Lookup | None:
+    """The lookup, or None when the store or the embedding target failed (logged)."""
+    try:
+        return await cache.lookup(key)
+    except Exception:
+        cache.errors += 1
+        logger.warning("cache lookup failed", exc_info=True,
+                       extra={"request_id": ex.request_id, "cache": cache.config.name})
+        return None
 
 
 async def replay_stream(ex: Exchange, answer: CachedAnswer, encode: StreamEncoder) -> None:

@@ -119,7 +119,7 @@ async def _text(execution: Execution, ex: Exchange, token: TokenConfig, body: by
                                          "'no-cache' or 'no-store'")
     call = decode_text(obj, chat=chat)
     name = call.name
-    target = await execution.state.resolve_target(token, name)
+    target = await execution.state.resolve_target(token, name, ex)
     _check_target(call, target.ref.kind)
     rid = ("chatcmpl-" if chat else "cmpl-") + ex.request_id
     operation = "chat_completions" if chat else "completions"
@@ -265,9 +265,10 @@ async def _stream_many(execution: Execution, ex: Exchange, call: TextCall,
             encoder = encoders[index]
             batches = tokens0 if index == 0 and tokens0 is not None else run.atokens()
             for batch in head if index == 0 else ():
-                await ex.body(encoder.token(batch), more=True)
+                await ex.body(encoder.frame(batch.text, batch.tool_calls), more=True)
             async for batch in batches:
-                await ex.body(encoder.token(batch), more=True)
+                if frame := encoder.token(batch):
+                    await ex.body(frame, more=True)
             response = await run
             if watcher.done():
                 raise ClientGone
@@ -306,7 +307,7 @@ async def _embeddings(execution: Execution, ex: Exchange, token: TokenConfig, bo
         raise bad_field("input", "field 'input' must be a string or a non-empty array of "
                                  "strings (token arrays are not supported)")
     name: str = obj["model"]
-    target = await execution.state.resolve_target(token, name)
+    target = await execution.state.resolve_target(token, name, ex)
 
     def start() -> SippEmbeddingRun:
         return execution.state.client.embed(raw if isinstance(raw, str) else inputs,

@@ -279,9 +279,12 @@ def decode_text(obj: Mapping[str, Any], *, chat: bool) -> TextCall:
     options, max_given = _options(obj)
     sampling, logprobs, top = _sampling(obj)
     n = _integer(obj, "n", 1, 16) or 1
+    stream_options = obj.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise bad_field("stream_options", "field 'stream_options' must be an object")
     call = TextCall(
         chat=chat, name=obj["model"], stream=obj.get("stream") is True,
-        include_usage=bool((obj.get("stream_options") or {}).get("include_usage")),
+        include_usage=bool((stream_options or {}).get("include_usage")),
         options=options, max_given=max_given, n=n, logprobs=logprobs, top_logprobs=top,
         sampling=sampling,
         passthrough={k: obj[k] for k in _SAMPLING if obj.get(k) is not None},

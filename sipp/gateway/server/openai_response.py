@@ -122,6 +122,8 @@ class ChunkStream:
         return {"index": self.index, "text": text, "logprobs": logprobs, "finish_reason": finish}
 
     def token(self, batch: TokenBatch) -> bytes:
+        if not batch.text and not batch.tool_calls and not self.first:
+            return b""  # a token still held back (stop string, tool-call text): no frame
         return self.frame(batch.text, batch.tool_calls)
 
     def frame(self, text: str, calls: Sequence[Mapping[str, Any]] = ()) -> bytes:

@@ -9,6 +9,7 @@ replicas made through :class:`~.shared_state.SharedState`'s version polling.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ class Replication:
     def __init__(self, state: GatewayState, shared: SharedState | None) -> None:
         self.state = state
         self.shared = shared
+        self._pending: set[asyncio.Future[None]] = set()  # charges in flight to Redis
         if shared is not None:
             shared.on_change("controls", self._apply_controls)
             shared.on_change("blocklist", self._apply_blocklist)
@@ -104,6 +106,18 @@ class Replication:
                 await self.shared.budget_level(kind, name, limit, take=tokens)
             except StateUnavailableError:
                 pass  # counted by SharedState; the request itself already finished
+
+    def charge_soon(self, caller: str | None, target: str | None, tokens: int) -> None:
+        """:meth:`charge` from synchronous code on the event loop: at once in memory, as a
+        background task with Redis (the caller never waits on it)."""
+        if self.shared is None:
+            self.state.budgets.charge(caller, target, tokens)
+            return
+        if tokens <= 0:
+            return
+        task = asyncio.ensure_future(self.charge(caller, target, tokens))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     # ------------------------------------------------------------------ admin changes
     async def set_rate_limit(self, settings: RateLimitConfig) -> None:

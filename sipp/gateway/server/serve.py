@@ -18,6 +18,7 @@ from sipp.gateway.server.app import PublicApp
 from sipp.gateway.server.config import GatewayConfig
 from sipp.gateway.server.logging import logger
 from sipp.gateway.server.management import ManagementApp
+from sipp.gateway.server.protocol import MAX_CONNECTIONS, MAX_HEAD_BYTES, LimitedHttpToolsProtocol
 from sipp.gateway.server.secrets import GatewaySecrets
 from sipp.gateway.server.state import GatewayState
 from sipp.gateway.server.submission import DEFAULT_SUBMIT_WORKERS
@@ -53,19 +54,13 @@ class _Server(uvicorn.Server):
 
 def _uvicorn_config(app: Any, drain_timeout: float) -> uvicorn.Config:
     # proxy_headers=False: forwarded headers are judged by ClientIpResolver, never by uvicorn.
+    # The connection protocol bounds request heads and read phases (see .protocol).
     return uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
-                          proxy_headers=False,
-                          http="httptools" if _has("httptools") else "h11",
+                          proxy_headers=False, http=LimitedHttpToolsProtocol,
+                          h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+                          limit_concurrency=MAX_CONNECTIONS,
                           timeout_graceful_shutdown=int(drain_timeout + 0.999),
                           timeout_keep_alive=30, server_header=False, date_header=False)
-
-
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
 
 
 class GatewayServer:

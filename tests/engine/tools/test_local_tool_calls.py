@@ -39,7 +39,9 @@ TOOLS = [
 ]
 SCHEMAS = {"get_weather": WEATHER, "search": SEARCH}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
-GREEDY = SippTextOptions(max_tokens=160, temperature=0.0)
+# a forced call is bounded (closed objects, bounded strings, whitespace and numbers), so
+# generous max_tokens cost nothing: generation ends where the grammar does
+GREEDY = SippTextOptions(max_tokens=1000, temperature=0.0)
 # parallel calls are covered by the grammar tests: a random model may chain calls until
 # max_tokens, so the end-to-end tests here ask for one call (parallel_tool_calls=False)
 
@@ -85,7 +87,7 @@ def test_forced_call_parses_into_a_declared_tool(
     for seed in (1, 2):
         response = client.chat(
             ASK, endpoint=endpoints[family], tools=TOOLS, tool_choice=choice,
-            options=SippTextOptions(max_tokens=160, temperature=1.0),
+            options=SippTextOptions(max_tokens=1000, temperature=1.0),
             local=LocalTextOptions(sampling=SamplingRuntimeConfig(seed=seed)),
             parallel_tool_calls=False,
         ).result()
@@ -161,7 +163,7 @@ def test_same_seed_same_request_same_output(
     def once(seed: int) -> list[Any]:
         response = client.chat(
             ASK, endpoint=endpoints["hermes"], tools=TOOLS, tool_choice="required",
-            options=SippTextOptions(max_tokens=160, temperature=1.5), parallel_tool_calls=False,
+            options=SippTextOptions(max_tokens=1000, temperature=1.5), parallel_tool_calls=False,
             local=LocalTextOptions(sampling=SamplingRuntimeConfig(seed=seed))).result()
         return [c["function"] for c in response["tool_calls"]]
 

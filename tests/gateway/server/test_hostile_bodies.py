@@ -66,3 +66,12 @@ def test_stop_lists_are_capped(big: RunningGateway, script: Script, route: str) 
     assert r.status_code == 400
     assert "60000 strings; at most 32" in r.json()["error"]["message"]
     assert script.requests == []
+
+
+def test_non_object_stream_options_is_a_400(gateway: RunningGateway, script: Script) -> None:
+    body = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "stream_options": 5}  # fmt: skip
+    r = requests.post(gateway.url + "/v1/chat/completions", json=body, headers=auth(), timeout=30)
+    assert r.status_code == 400, r.text
+    assert "stream_options" in r.json()["error"]["message"]
+    assert script.requests == []

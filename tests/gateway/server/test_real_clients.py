@@ -303,19 +303,20 @@ def test_llamaindex_openailike_function_tool(gateway: str, target: str) -> None:
 @pytest.mark.parametrize("target", TARGETS)
 def test_sipp_gateway_endpoint_carries_tools_whole_and_streamed(gateway: str,
                                                                 target: str) -> None:
-    from sipp import GatewayDescriptor, SippClient
+    from sipp import GatewayDescriptor, SippClient, SippTextOptions
 
+    room = SippTextOptions(max_tokens=1000)  # the profile default is 64; a call is bounded
     with SippClient() as client:
         ref = client.add("gw", GatewayDescriptor(
             target, gateway.removesuffix("/v1"), authentication_kind="bearer",
             authentication_value=TOKEN))
         ask = [{"role": "user", "content": "Weather in Oslo?"}]
         whole = client.chat(ask, endpoint=ref, tools=[WEATHER_TOOL], tool_choice="required",
-                            parallel_tool_calls=False).result(timeout=120)
+                            parallel_tool_calls=False, options=room).result(timeout=120)
         assert whole["finish_reason"] == "tool_calls"
         Weather.model_validate_json(whole["tool_calls"][0]["function"]["arguments"])
         run = client.chat(ask, endpoint=ref, tools=[WEATHER_TOOL], tool_choice="required",
-                          parallel_tool_calls=False, emit_tokens=True)
+                          parallel_tool_calls=False, emit_tokens=True, options=room)
         deltas = [d for batch in run.tokens() for d in batch.tool_calls]
         streamed = run.result(timeout=120)
         assert deltas[0]["function"]["name"] == "get_weather"
@@ -324,5 +325,5 @@ def test_sipp_gateway_endpoint_carries_tools_whole_and_streamed(gateway: str,
         answer = client.chat(
             [*ask, {"role": "assistant", "content": None, "tool_calls": whole["tool_calls"]},
              {"role": "tool", "tool_call_id": whole["tool_calls"][0]["id"], "content": "rain"}],
-            endpoint=ref, options=None).result(timeout=120)
+            endpoint=ref, options=SippTextOptions(max_tokens=4)).result(timeout=120)
         assert answer["finish_reason"] in ("stop", "length")

@@ -18,7 +18,14 @@ import requests
 from sipp.client import SippClient
 from sipp.gateway.server.admin import views
 from sipp.gateway.server.config import GatewayConfigError, RoutedTarget, parse_config
-from tests.gateway.server.conftest import BASE_CONFIG, ENV, TOKEN, RunningGateway, auth
+from tests.gateway.server.conftest import (
+    BASE_CONFIG,
+    ENV,
+    TOKEN,
+    RunningGateway,
+    Script,
+    auth,
+)
 from tests.gateway.server.replicas import GatewayProcess, free_port
 from tests.gateway.server.upstream import MockOpenAI
 
@@ -237,9 +244,10 @@ def test_least_busy_spreads_concurrent_requests(start_gateway: Callable[..., Run
 
 # --------------------------------------------------------------------------- gateway targets
 def test_gateway_target_forwards_streams_and_maps_errors(
-        start_gateway: Callable[..., RunningGateway],
+        start_gateway: Callable[..., RunningGateway], script: Script,
         serve: Callable[..., RunningGateway]) -> None:
     replica = start_gateway()  # fake targets alpha and beta
+    replica_requests = script.requests
     remote = {"type": "gateway", "base_url": replica.url, "token_env": "TOKEN_ALL"}
     front = serve(config_with({"name": "remote", "target": "alpha", **remote},
                               {"name": "missing", "target": "nope", **remote},
@@ -250,8 +258,14 @@ def test_gateway_target_forwards_streams_and_maps_errors(
     assert stream.headers["content-type"].startswith("text/event-stream")
     assert [(k, d.get("text")) for k, d in events(stream)] == [
         ("token", "Hel"), ("token", "lo"), ("usage", None), ("done", None)]
-    plain = chat(front, "remote", "hello")
+    plain = requests.post(f"{front.url}/v1/chat", timeout=30,
+                          headers={**auth(), "x-request-id": "trace-42"},
+                          json={"model": "remote", "messages": [
+                              {"role": "user", "content": "hello"}]})
     assert plain.json()["text"] == "Hello" and plain.json()["model"] == "remote"
+    # both hops carry the caller's request id (the replica echoes what the front sent)
+    assert plain.headers["x-request-id"] == "trace-42"
+    assert any(r.request_id == "trace-42" for r in replica_requests)
     for name, remote_name, text in (("remote", "alpha", "fail-early"),
                                     ("missing", "nope", "hello")):
         direct = chat(replica, remote_name, text)

@@ -26,7 +26,7 @@ from sipp.gateway.server.admin.sessions import (
 from sipp.gateway.server.admin.static import StaticFiles
 from sipp.gateway.server.cache_metrics import cache_overview
 from sipp.gateway.server.config import RateLimitConfig
-from sipp.gateway.server.http import Exchange
+from sipp.gateway.server.http import ClientGone, Exchange
 from sipp.gateway.server.logging import logger
 from sipp.gateway.server.shared_state import RedisSessions, SharedSession, StateUnavailableError
 from sipp.gateway.server.state import GatewayState
@@ -181,6 +181,8 @@ class AdminApp:
         except AdminError as exc:
             await self._json(ex, exc.status, {"error": exc.code, "message": exc.message},
                              exc.headers)
+        except ClientGone:
+            return  # nobody is left to answer
         except Exception:
             logger.exception("admin API error", extra={"path": ex.path})
             await self._json(ex, 500, {"error": "internal", "message": "admin API error"})

@@ -46,6 +46,7 @@ class ResponseCache:
         self.misses = 0
         self.bypasses = 0
         self.stores = 0
+        self.errors = 0  # lookups and fills the store or embedding target failed
         self.routed: defaultdict[tuple[str, str], int] = defaultdict(int)  # (hit|miss, target)
 
     @property
@@ -98,7 +99,7 @@ class ResponseCache:
         return {"name": self.config.name, "mode": self.config.mode,
                 "scope": self.config.scope, "entries": self.store.entries(),
                 "bytes": self.store.bytes(), "hits": self.hits, "misses": self.misses,
-                "bypasses": self.bypasses, "stores": self.stores,
+                "bypasses": self.bypasses, "stores": self.stores, "errors": self.errors,
                 "evictions": stats.evictions, "expirations": stats.expirations,
                 "routed": [{"on": on, "target": target, "count": n}
                            for (on, target), n in sorted(self.routed.items())]}

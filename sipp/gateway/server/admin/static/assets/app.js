@@ -165,6 +165,33 @@ function renderDeployments(routed) {
   });
 }
 
+// Response caches (hit rate, size, evictions, route-on-hit counts, a flush control) and
+// RAG collections (status and size).
+function renderCaches(data) {
+  $("caching").hidden = data.caches.length === 0 && data.collections.length === 0;
+  fillRows("caches", data.caches, (c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.cache = c.name;
+    const rate = c.hitRate === null ? null : `${(c.hitRate * 100).toFixed(1)} %`;
+    const routed = c.routed.map((r) => `${r.on} → ${r.target}: ${r.count}`).join(", ");
+    tr.append(cell(c.name), cell(c.mode), cell(c.scope), cell(rate),
+      cell(`${c.hits} / ${c.misses} / ${c.bypasses}`), cell(c.entries), cell(c.bytes),
+      cell(c.evictions), cell(routed || null));
+    const td = document.createElement("td");
+    td.append(button("Flush", () =>
+      guarded(async () => renderCaches(await api.flushCache(c.name)), `Flushed cache ${c.name}`)));
+    tr.append(td);
+    return tr;
+  });
+  fillRows("collections", data.collections, (c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.collection = c.name;
+    tr.append(cell(c.name), cell(c.error ? `${c.status}: ${c.error}` : c.status, `state-${c.status}`),
+      cell(c.documents), cell(c.chunks), cell(c.searches), cell(c.embedding_target));
+    return tr;
+  });
+}
+
 function renderClients(data) {
   fillRows("clients", data.clients, (c) => {
     const tr = document.createElement("tr");
@@ -249,8 +276,9 @@ async function refresh() {
   if (refreshing) return;
   refreshing = true;
   try {
-    const [overview, targets, security, clients, series, routes] = await Promise.all([
+    const [overview, targets, security, clients, series, routes, caches] = await Promise.all([
       api.overview(), api.targets(), api.security(), api.clients(), api.timeseries(), api.routes(),
+      api.caches(),
     ]);
     renderOverview(overview);
     renderTargets(targets);
@@ -258,6 +286,7 @@ async function refresh() {
     renderClients(clients);
     renderSeries(series);
     renderRoutes(routes);
+    renderCaches(caches);
     document.body.dataset.refreshed = String(Date.now());
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {

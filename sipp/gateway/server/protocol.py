@@ -1,0 +1,159 @@
+"""The gateway's HTTP/1.1 connection protocol: uvicorn's httptools protocol with limits.
+
+uvicorn with httptools puts no bound on a request head and no deadline on reading one:
+a single 128 MiB header cost 21 s of CPU on the shared event loop (quadratic buffering),
+and idle, header-trickling or slow-body connections stayed open for minutes. Here:
+
+* a request head (request line + headers) over :data:`MAX_HEAD_BYTES` or with more than
+  :data:`MAX_HEADERS` header lines is answered ``431`` and the connection closed, before
+  the parser buffers more;
+* a new connection, and each next request on a kept-alive one, must deliver its whole head
+  within :data:`HEAD_TIMEOUT` seconds (``408`` and close otherwise; this is also the idle
+  limit of a connection that never sends a request);
+* while a request body is being read, each chunk must arrive within :data:`BODY_TIMEOUT`
+  seconds; a stalled upload is treated as a client that went away (the request never
+  reaches a target);
+* :data:`MAX_CONNECTIONS` connections per listener (uvicorn's ``limit_concurrency``: a
+  request beyond it gets ``503``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+__all__ = [
+    "BODY_TIMEOUT",
+    "HEAD_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "MAX_HEADERS",
+    "MAX_HEAD_BYTES",
+    "LimitedHttpToolsProtocol",
+]
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+HEAD_TIMEOUT = 10.0
+BODY_TIMEOUT = 30.0
+MAX_CONNECTIONS = 2048
+_END_OF_HEAD = b"\r\n\r\n"
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with head size/count caps and per-phase read deadlines."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._head_bytes = 0
+        self._tail = b""  # last bytes of the previous chunk (an end of head split in two)
+        self._header_count = 0
+        self._refused = False
+        self._deadline: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ deadlines
+    def _arm(self, seconds: float, handler: Any) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, handler)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._deadline = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a response is being produced: the request head arrived long ago
+        self._refuse(408, "request head not received in time")
+
+    def _body_timed_out(self) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            cycle.disconnected = True  # the app reads this as a client that went away
+            cycle.message_event.set()
+            self.transport.close()
+
+    # ------------------------------------------------------------------ protocol
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(HEAD_TIMEOUT, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            seen = self._tail + data
+            end = seen.find(_END_OF_HEAD)
+            counted = len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+            self._head_bytes += counted
+            self._tail = seen[-3:]
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_count = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count <= MAX_HEADERS:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._tail = b""
+        if self._header_count > MAX_HEADERS:
+            self._refuse(431, f"more than {MAX_HEADERS} header lines")
+            return
+        super().on_headers_complete()
+        if self.cycle is not None and self.cycle.more_body:
+            self._arm(BODY_TIMEOUT, self._body_timed_out)
+        else:
+            self._disarm()
+
+    def on_body(self, body: bytes) -> None:
+        if self._refused:
+            return
+        super().on_body(body)
+        self._arm(BODY_TIMEOUT, self._body_timed_out)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        self._disarm()
+        self._in_head = True  # the next bytes on this connection start the next request
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and not self.pipeline:
+            # uvicorn's keep-alive timer covers the idle wait; ours the next head
+            self._arm(HEAD_TIMEOUT + self.timeout_keep_alive, self._head_timed_out)
+
+    # ------------------------------------------------------------------ refusals
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with ``message`` and close; the request never reaches the app."""
+        self._refused = True
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        body = message.encode()
+        self.transport.write(b"".join([
+            STATUS_LINE[status],
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: ", str(len(body)).encode(), b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]))  # fmt: skip
+        self.transport.close()
