@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
-from sipp.config import SamplingRuntimeConfig
+from sipp.config import SamplingRuntimeConfig, SpeculativeConfig
 from sipp.errors import InvalidRequestError
 
 __all__ = [
@@ -241,6 +241,8 @@ class LocalTextOptions:
     ``fill_window=True`` with ``options.max_tokens`` unset generates until end of sequence
     or until the context window is full, instead of ``DEFAULT_MAX_TOKENS`` (what OpenAI
     clients expect when they omit ``max_tokens``).
+    ``speculative`` overrides the model's speculative decoding (``mode``,
+    ``max_draft_tokens``, the n-gram sizes; only the fields it sets).
     """
 
     context_key: str | None = None
@@ -249,8 +251,12 @@ class LocalTextOptions:
     sampling: SamplingRuntimeConfig | None = None
     media: Sequence[Any] | None = None
     fill_window: bool = False
+    speculative: SpeculativeConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.speculative is not None and not isinstance(self.speculative,
+                                                           SpeculativeConfig):
+            raise InvalidRequestError("local.speculative must be a SpeculativeConfig")
         if self.context_key is not None and not isinstance(self.context_key, str):
             raise InvalidRequestError("local.context_key must be a string")
         if self.grammar is not None and (not isinstance(self.grammar, str) or not self.grammar):
@@ -284,6 +290,7 @@ class LocalTextOptions:
             and self.sampling is None
             and not self.media
             and not self.fill_window
+            and self.speculative is None
         )
 
 

@@ -583,7 +583,7 @@ def test_dicts_are_accepted_for_groups() -> None:
         (
             {"zzz": 1},
             "unknown key 'zzz' in runtime config (expected one of: placement, context, "
-            "sampling, scheduler, cache, multimodal, residency, observability)",
+            "sampling, scheduler, cache, multimodal, residency, observability, speculative)",
         ),
         ({"context": {"n_ctxx": 1}}, "unknown key 'n_ctxx' in context (did you mean 'n_ctx'?)"),
         (

@@ -49,6 +49,7 @@ from sipp.config._scheduling import (
     SchedulerPolicyConfig,
     SchedulerRuntimeConfig,
 )
+from sipp.config._speculative import SpeculativeConfig, SpeculativeMode
 
 __all__ = [
     "AUTO",
@@ -77,5 +78,7 @@ __all__ = [
     "SchedulerPolicyConfig",
     "SchedulerRuntimeConfig",
     "Setting",
+    "SpeculativeConfig",
+    "SpeculativeMode",
     "SplitMode",
 ]

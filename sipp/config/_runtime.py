@@ -12,6 +12,7 @@ from sipp.config._placement import ModelPlacementConfig, ResidencyRuntimeConfig
 from sipp.config._rules import as_bool, as_int, as_path
 from sipp.config._sampling import SamplingRuntimeConfig
 from sipp.config._scheduling import CacheRuntimeConfig, SchedulerRuntimeConfig
+from sipp.config._speculative import SpeculativeConfig
 from sipp.errors import ConfigurationError
 
 __all__ = ["MultimodalRuntimeConfig", "NativeRuntimeConfig", "ObservabilityRuntimeConfig"]
@@ -85,6 +86,7 @@ class NativeRuntimeConfig(Group):
     observability: ObservabilityRuntimeConfig = group(
         ObservabilityRuntimeConfig, "Metrics and profiling."
     )
+    speculative: SpeculativeConfig = group(SpeculativeConfig, "Speculative decoding.")
 
     if TYPE_CHECKING:  # the generated __init__ also takes a dict for each group
 
@@ -99,9 +101,15 @@ class NativeRuntimeConfig(Group):
             multimodal: MultimodalRuntimeConfig | Mapping[str, Any] | None = None,
             residency: ResidencyRuntimeConfig | Mapping[str, Any] | None = None,
             observability: ObservabilityRuntimeConfig | Mapping[str, Any] | None = None,
+            speculative: SpeculativeConfig | Mapping[str, Any] | None = None,
         ) -> None: ...
 
     def _check_together(self) -> None:
+        spec = self.speculative
+        if spec.mode == "draft" and spec.draft_model is None:
+            raise ConfigurationError(
+                "speculative.mode='draft' needs speculative.draft_model (the draft GGUF)"
+            )
         running = self.scheduler.max_running_requests
         slots = self.context.n_parallel
         if running is not None and running > slots:

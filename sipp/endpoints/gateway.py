@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from sipp._validate import check_header_name
 from sipp.descriptors import GatewayDescriptor
 from sipp.endpoints.base import (
     LOCAL_ONLY_OPTION_KEYS,
@@ -55,9 +56,18 @@ class GatewayEndpoint(Endpoint):
         super().__init__(ref)
         self.descriptor = descriptor
         self._http = HttpClient(descriptor.timeouts)
+        self.correlation_header: str | None = None
 
     def capability(self, operation: Operation) -> Capability:
         return "unknown"
+
+    def set_correlation_header(self, name: str | None) -> bool:
+        """Send each run's ``request_id`` under header ``name`` (None: stop); a gateway in
+        front of another passes ``x-request-id``, so both access logs share the id."""
+        if name is not None:
+            check_header_name("correlation_header", name)
+        self.correlation_header = name
+        return True
 
     # ------------------------------------------------------------ operations
     def start_text(self, request: TextRequest, sink: RunSink) -> None:
@@ -77,7 +87,7 @@ class GatewayEndpoint(Endpoint):
                 tools=request.tools,
             )
             route = d.chat_route
-        payload, headers = self._prepare(body, stream=stream)
+        payload, headers = self._prepare(body, stream=stream, request_id=request.request_id)
         call = self._new_call()
         driver = RunDriver(sink, call, text=True)
         respond = self._respond(route, payload, headers, stream=stream)
@@ -89,7 +99,7 @@ class GatewayEndpoint(Endpoint):
         body = profile.encode_embed_body(
             self.descriptor.target, request.input, extra=self._extra(request.endpoint_options)
         )
-        payload, headers = self._prepare(body, stream=False)
+        payload, headers = self._prepare(body, stream=False, request_id=request.request_id)
         call = self._new_call()
         driver = RunDriver(sink, call, text=False)
         respond = self._respond(self.descriptor.embed_route, payload, headers, stream=False)
@@ -105,8 +115,12 @@ class GatewayEndpoint(Endpoint):
         merged.update(endpoint_options or {})
         return merged
 
-    def _prepare(self, body: dict[str, Any], *, stream: bool) -> tuple[bytes, dict[str, str]]:
-        return encode_json(body), self._headers(stream)
+    def _prepare(self, body: dict[str, Any], *, stream: bool, request_id: str = ""
+                 ) -> tuple[bytes, dict[str, str]]:
+        headers = self._headers(stream)
+        if self.correlation_header is not None and request_id:
+            headers[self.correlation_header] = request_id
+        return encode_json(body), headers
 
     def _headers(self, stream: bool) -> dict[str, str]:
         d = self.descriptor

@@ -105,7 +105,8 @@ class StepBatch:
         return retry if retry.chunks else None
 
     def _fill(self, out: Step) -> list[int]:
-        """Write ``out.chunks`` into the batch; return the logits index of each chunk.
+        """Write ``out.chunks`` into the batch; return the logits index of each chunk (its
+        last position; a chunk with drafts has logits at its last ``n_draft + 1``).
         Leading positions already decoded with their images are skipped."""
         tok, pos, seq, logits = self._tok, self._pos, self._seq, self._logits
         offset = 0
@@ -138,8 +139,12 @@ class StepBatch:
                 pos[offset:end] = np.arange(chunk.start_pos, chunk.start_pos + n,
                                             dtype=np.int32)
                 seq[offset:end] = chunk.slot
-                logits[offset:end] = 0
-                logits[end - 1] = chunk.sample
+                if chunk.n_draft:  # verification: logits at the pending token and each draft
+                    logits[offset:end - chunk.n_draft - 1] = 0
+                    logits[end - chunk.n_draft - 1:end] = 1
+                else:
+                    logits[offset:end] = 0
+                    logits[end - 1] = chunk.sample
             indexes.append(end - 1)
             offset = end
         self.native.n_tokens = offset

@@ -42,12 +42,14 @@ from sipp.engine.context_plan import (
     context_params,
     plan_context,
 )
+from sipp.engine.draft_model import DraftModel
 from sipp.engine.loading import LoadedModel, load_model
 from sipp.engine.media import Vision
 from sipp.engine.media_queue import MediaJob
 from sipp.engine.metrics import RuntimeMetrics
 from sipp.engine.output import Output
 from sipp.engine.runstate import EngineRequest, RunState
+from sipp.engine.speculative import Speculator
 from sipp.engine.submission import Submission
 from sipp.errors import (
     EngineClosedError,
@@ -173,6 +175,7 @@ class Engine:
         self.offloads = False  # whether the model offloads to a GPU
         self._stats = EngineStats({}, 0, 0, (), 0, 0)
         self._next_publish = 0.0
+        self._draft: DraftModel | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -249,7 +252,12 @@ class Engine:
             )
             if cfg.multimodal.projector_path is not None:
                 self._open_vision(cfg)
+            if cfg.speculative.draft_model is not None and self.info.can_generate:
+                self._draft = DraftModel.open(cfg.speculative.draft_model, cfg, model,
+                                              n_ctx=ctx.n_ctx, n_parallel=ctx.n_seq_max)
         except BaseException:
+            if self.vision is not None:
+                self.vision.close()
             loaded.close()
             raise
         self._batch = StepBatch(ctx, self.scheduler, encoder=plan.model_class == "encoder_decoder",
@@ -258,8 +266,13 @@ class Engine:
         self._output = Output(model, ctx, self.scheduler, cache_mode=plan.cache_mode,
                               pooling=pooling, metrics=self.runtime_metrics,
                               on_done=self._forget)
+        can_speculate = (plan.partial_kv_edits and plan.model_class == "decoder"
+                         and self.info.can_generate)
+        self.scheduler.drafter = Speculator(self._draft) if can_speculate else None
         self._submission = Submission(model, self.info, cfg.sampling, template=template,
-                                      vision=self.vision, offloads=loaded.offloads)
+                                      vision=self.vision, offloads=loaded.offloads,
+                                      speculative=cfg.speculative, can_speculate=can_speculate,
+                                      has_draft=self._draft is not None)
         self._publish()
 
     def _open_scheduler(self, plan: ContextPlan, cfg: NativeRuntimeConfig) -> None:
@@ -538,6 +551,8 @@ class Engine:
         try:
             if self.vision is not None:
                 self.vision.close()
+            if self._draft is not None:
+                self._draft.close()
             self.ctx.close()
             if self._loaded is not None:
                 self._loaded.close()
@@ -566,6 +581,10 @@ class Engine:
                             for k, v in stats.scheduler.items()}
         out["requests_running"], out["requests_queued"] = stats.running, stats.queued
         out["decode_calls"], out["decoded_tokens"] = stats.decode_calls, stats.decoded_tokens
+        drafted = int(stats.scheduler.get("draft_tokens", 0))  # type: ignore[call-overload]
+        kept = int(stats.scheduler.get("accepted_tokens", 0))  # type: ignore[call-overload]
+        out["speculative"] = {"draft_tokens": drafted, "accepted_tokens": kept,
+                              "acceptance_rate": kept / drafted if drafted else 0.0}
         if stats.images_encoded is not None:
             out["images_encoded"], out["images_cached"] = (stats.images_encoded,
                                                            stats.images_cached)

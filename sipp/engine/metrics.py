@@ -29,6 +29,8 @@ CounterName = Literal[
     "decode_calls",
     "preemptions",
     "context_shifts",
+    "spec_draft_tokens",
+    "spec_accepted_tokens",
 ]
 GaugeName = Literal["requests_running", "requests_queued"]
 HistogramName = Literal[
@@ -51,6 +53,8 @@ COUNTERS: Final[dict[str, str]] = {
     "decode_calls": "llama_decode calls.",
     "preemptions": "Requests preempted because the KV cache was full.",
     "context_shifts": "Context shifts: a sequence outgrew its window and dropped old tokens.",
+    "spec_draft_tokens": "Speculative decoding: draft tokens verified.",
+    "spec_accepted_tokens": "Speculative decoding: draft tokens accepted.",
 }
 GAUGES: Final[dict[str, str]] = {
     "requests_running": "Requests holding a sequence slot.",

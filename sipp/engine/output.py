@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from sipp.engine.metrics import RuntimeMetrics
 from sipp.engine.runstate import EngineRequest, RunState
@@ -29,6 +30,7 @@ from sipp.types import FinishReason
 __all__ = ["EmbedResult", "Output", "RunStats", "TextResult"]
 
 _IMAGE_FIELDS = ("images", "images_encoded", "images_cached", "image_tokens")
+_SPEC_FIELDS = ("draft_tokens", "accepted_tokens", "acceptance_rate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +58,17 @@ class RunStats:
     images_encoded: int | None = None
     images_cached: int | None = None
     image_tokens: int | None = None
+    draft_tokens: int | None = None
+    accepted_tokens: int | None = None
+    acceptance_rate: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if self.images is None:
             for name in _IMAGE_FIELDS:
+                del out[name]
+        if self.draft_tokens is None:
+            for name in _SPEC_FIELDS:
                 del out[name]
         return out
 
@@ -129,7 +137,8 @@ class Output:
         ctx, model = self.ctx, self.model
         sampled: dict[int, int] = {}
         finished: dict[int, FinishReason] = {}
-        emitted: list[tuple[RunState, str]] = []
+        accepted: dict[int, int] = {}
+        emitted: list[tuple[RunState, str, int]] = []
         now = time.perf_counter()
         for chunk, index in zip(out.chunks, indexes, strict=True):
             if not chunk.sample:
@@ -147,6 +156,10 @@ class Output:
                 for token in run.history.tolist():
                     sampler.accept(token)
                 run.history = None
+            if chunk.n_draft:
+                self._verify(chunk.tokens, index - chunk.n_draft, run, request.request_id,
+                             sampled, finished, accepted, emitted, now)
+                continue
             token = sampler.sample(ctx, index)
             if run.t_first is None:
                 run.t_first = now
@@ -162,14 +175,67 @@ class Output:
             text = stream.feed(model.token_to_piece(token))
             if stream.stopped:
                 finished[request.request_id] = "stop"
-            emitted.append((run, text))
-        done = self.scheduler.update_from_output(sampled, finished)
-        for run, text in emitted:
-            run.sink.push(text, 1)
+            emitted.append((run, text, 1))
+        done = self.scheduler.update_from_output(sampled, finished, accepted)
+        for run, text, n in emitted:
+            run.sink.push(text, n)
         if self.metrics is not None:
             self.metrics.set_gauge("requests_running", self.scheduler.num_running)
             self.metrics.set_gauge("requests_queued", self.scheduler.num_waiting)
         return done
+
+    def _verify(self, tokens: npt.NDArray[np.int32], first: int, run: RunState, rid: int,
+                sampled: dict[int, int], finished: dict[int, FinishReason],
+                accepted: dict[int, int], emitted: list[tuple[RunState, str, int]],
+                now: float) -> None:
+        """Check one chunk's drafts (``tokens`` = pending token, then the drafts; their
+        logits start at batch entry ``first``): sample each position with the request's
+        own chain and keep going while the sampled token equals the next draft. The
+        emitted tokens are exactly what plain decoding would give, one step at a time
+        (greedy: the argmax; sampled: the same chain and RNG draws, so the target
+        distribution and a fixed seed's output are kept)."""
+        ctx, model = self.ctx, self.model
+        sampler, stream = run.sampler, run.stream
+        assert sampler is not None and stream is not None
+        n_draft = tokens.shape[0] - 1
+        drafts = tokens.tolist()
+        parts: list[str] = []
+        n_out = 0
+        last: int | None = None
+        for i in range(n_draft + 1):
+            token = sampler.sample(ctx, first + i)
+            if model.is_eog(token):
+                finished[rid] = "stop"
+                break
+            n_out += 1
+            if run.logprobs is not None:
+                run.logprobs.append(top_logprobs(ctx.logits_ith(first + i), run.n_probs, token))
+            parts.append(stream.feed(model.token_to_piece(token)))
+            if stream.stopped:
+                finished[rid] = "stop"
+                last = token
+                break
+            if i == n_draft or token != drafts[i + 1]:
+                last = token
+                break
+        n_kept = n_out - 1 if last is not None else n_out  # drafts kept before ``last``
+        accepted[rid] = n_kept
+        if last is not None:
+            sampled[rid] = last
+        run.n_drafted += n_draft
+        run.n_accepted += n_kept
+        if self.metrics is not None:
+            self.metrics.inc("spec_draft_tokens", n_draft)
+            self.metrics.inc("spec_accepted_tokens", n_kept)
+        if not n_out:
+            return
+        if run.t_first is None:
+            run.t_first = now
+        elif run.gaps is not None and run.t_last is not None:
+            run.gaps.append(now - run.t_last)
+            run.gaps.extend([0.0] * (n_out - 1))
+        run.t_last = now
+        emitted.append((run, "".join(parts), n_out))
 
     def fail_step(self, out: SchedulerOutput[RunState], message: str) -> list[EngineRequest]:
         """Mark every request of a step that could not be decoded as failed; returns them
@@ -260,6 +326,10 @@ class Output:
             images_cached=media.images_cached if media is not None else None,
             image_tokens=sum(s.end - s.start for s in media.spans) if media is not None
             else None,
+            draft_tokens=run.n_drafted if run.spec is not None else None,
+            accepted_tokens=run.n_accepted if run.spec is not None else None,
+            acceptance_rate=(run.n_accepted / run.n_drafted if run.n_drafted else 0.0)
+            if run.spec is not None else None,
         )
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from sipp.config import SpeculativeConfig
 from sipp.engine.media import MediaPrompt
 from sipp.engine.sampling import Sampler, TokenLogprob
 from sipp.engine.text import TextStream
@@ -39,6 +40,9 @@ class RunState:
     n_probs: int = 0  # sampling.n_probs: top log-probabilities per token
     logprobs: list[TokenLogprob] | None = None
     media: MediaPrompt | None = None
+    spec: SpeculativeConfig | None = None  # speculative decoding in effect (None: off)
+    n_drafted: int = 0  # draft tokens verified for this run
+    n_accepted: int = 0  # ... and kept
 
     def release(self) -> None:
         """Free the native sampler (idempotent)."""

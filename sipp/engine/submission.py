@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sipp.config import DEFAULT_CONTEXT_KEY, DEFAULT_MAX_TOKENS, SamplingRuntimeConfig
+from sipp.config import (
+    DEFAULT_CONTEXT_KEY,
+    DEFAULT_MAX_TOKENS,
+    SamplingRuntimeConfig,
+    SpeculativeConfig,
+)
 from sipp.documents import with_documents
 from sipp.engine.chat_template import ChatTemplate
 from sipp.engine.media import Vision, marked_messages, place_markers
@@ -33,7 +38,12 @@ from sipp.engine.sampling import (
 from sipp.engine.text import TextStream
 from sipp.engine.tools import ToolPlan, plan_tools
 from sipp.engine.tools.sink import ToolCallSink
-from sipp.errors import InvalidRequestError, RequestTooLargeError, UnsupportedOperationError
+from sipp.errors import (
+    InvalidRequestError,
+    RequestTooLargeError,
+    SippError,
+    UnsupportedOperationError,
+)
 from sipp.native import LlamaModel
 from sipp.requests import EmbedRequest, RunSink, TextRequest
 from sipp.scheduler import Request
@@ -47,10 +57,15 @@ class Submission:
     """Prepares requests for one loaded model (safe from any thread while it is open)."""
 
     def __init__(self, model: LlamaModel, info: Any, sampling: SamplingRuntimeConfig, *,
-                 template: str | None, vision: Vision | None, offloads: bool) -> None:
+                 template: str | None, vision: Vision | None, offloads: bool,
+                 speculative: SpeculativeConfig | None = None,
+                 can_speculate: bool = False, has_draft: bool = False) -> None:
         self.model = model
         self.info = info
         self.sampling = sampling
+        self.speculative = speculative or SpeculativeConfig()
+        self.can_speculate = can_speculate
+        self.has_draft = has_draft
         self.vision = vision
         self.offloads = offloads
         self._template_source = template
@@ -135,17 +150,38 @@ class Submission:
                        sampler=Sampler(model, stages), stream=stream, source=source)
         if params.n_probs:
             run.n_probs, run.logprobs = params.n_probs, []
+        run.spec = self._speculation(local.speculative if local else None, grammar)
+        n_draft = run.spec.max_draft_tokens if run.spec is not None else 0
         if media:
+            run.spec = None  # prompts with images do not speculate
             return MediaJob(run, text, bitmaps, max_tokens, context_key, hist)
         fed = source if source is not None else prompt
         run.n_input = int(fed.shape[0])
         run.history = fed[-hist:] if hist else None
         try:
             return Request(request_id=0, prompt_tokens=prompt, max_tokens=max_tokens,
-                           context_key=context_key, kind="generate", payload=run)
+                           context_key=context_key, kind="generate", payload=run,
+                           max_draft_tokens=n_draft)
         except BaseException:
             run.release()
             raise
+
+    def _speculation(self, override: SpeculativeConfig | None,
+                     grammar: str | None) -> SpeculativeConfig | None:
+        """The speculative decoding a request gets, or None: off, a grammar (drafts
+        would have to follow it), or a model that cannot drop rejected KV positions."""
+        try:
+            spec = self.speculative.with_override(override)
+        except SippError as exc:
+            raise InvalidRequestError(str(exc)) from exc
+        if spec.mode == "draft" and not self.has_draft:
+            raise InvalidRequestError(
+                "local.speculative.mode='draft' needs a model loaded with a draft model "
+                "(speculative.draft_model in its runtime config)"
+            )
+        if spec.mode == "off" or grammar or not self.can_speculate:
+            return None
+        return spec
 
     def prompt_tokens(self, request: TextRequest) -> Tokens:
         """The prompt's token ids: a query as given, a chat rendered by the template, with

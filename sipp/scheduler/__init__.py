@@ -78,7 +78,7 @@ from sipp.scheduler._ops import (
     SnapshotSave,
 )
 from sipp.scheduler._request import CacheSource, Request, RequestKind, RequestStatus
-from sipp.scheduler._scheduler import Scheduler, SchedulerStats
+from sipp.scheduler._scheduler import Drafter, Scheduler, SchedulerStats
 from sipp.scheduler._slots import SlotState
 from sipp.scheduler._snapshots import SnapshotEntry, SnapshotStore
 
@@ -86,6 +86,7 @@ __all__ = [
     "CACHE_MODES",
     "CacheMode",
     "CacheSource",
+    "Drafter",
     "KvClear",
     "KvCopy",
     "KvOp",

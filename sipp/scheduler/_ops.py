@@ -80,6 +80,8 @@ class ScheduledChunk(Generic[P]):
 
     ``sample`` is True when the last token needs logits (a decode token or the final
     prompt chunk); for an embed request it means "read the pooled embedding".
+    ``n_draft`` > 0: a decode chunk whose pending token is followed by that many draft
+    tokens; every one of its positions needs logits (verification).
     """
 
     request: Request[P]
@@ -87,6 +89,7 @@ class ScheduledChunk(Generic[P]):
     start_pos: int
     tokens: npt.NDArray[np.int32]
     sample: bool
+    n_draft: int = 0
 
     @property
     def n_tokens(self) -> int:

@@ -75,6 +75,9 @@ class Request(Generic[P]):
     counts prompt tokens reused from a cache at (the last) admission. The engine may hang its
     own per-request state on ``payload`` (of type ``P``). ``media_spans`` are sorted
     ``(start, end)`` prompt ranges (images) that a chunk or a reused prefix must never split.
+    ``max_draft_tokens`` > 0 lets the request speculate: a decode step may carry up to that
+    many draft tokens after the pending one (see ``Scheduler.drafter``);
+    ``num_draft_tokens`` / ``num_accepted_tokens`` count them and those kept.
     """
 
     request_id: int
@@ -95,6 +98,9 @@ class Request(Generic[P]):
     num_discarded_tokens: int = 0
     error: str | None = None
     media_spans: tuple[tuple[int, int], ...] = ()
+    max_draft_tokens: int = 0
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.request_id, bool) or not isinstance(self.request_id, int):
@@ -133,6 +139,7 @@ class Request(Generic[P]):
         self._snapshot_plan: list[tuple[int, bytes]] = []
         self._pending_save: tuple[int, bytes] | None = None
         self._skipped_steps = 0
+        self._draft_k = self.max_draft_tokens  # adapts to how many drafts are accepted
 
     @property
     def num_prompt_tokens(self) -> int:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
 import numpy as np
+import numpy.typing as npt
 
 from sipp.errors import QueueFullError, RequestTooLargeError
 from sipp.scheduler._budget import fair_shares, split_budget
@@ -29,9 +30,13 @@ from sipp.scheduler._spans import cut_end, fit_end
 from sipp.scheduler._tokens import TokenBuffer, common_prefix_len, prefix_hashes
 from sipp.types import FinishReason
 
-__all__ = ["Scheduler", "SchedulerStats"]
+__all__ = ["Drafter", "Scheduler", "SchedulerStats"]
 
 _STARVED_EMBED_STEPS = 2
+
+Drafter = Callable[[Sequence[Request[Any]], Sequence[int]], Sequence[npt.NDArray[np.int32]]]
+"""Proposes draft tokens: for each request (decoding, pending token last in
+``all_tokens``), at most the given number of tokens likely to follow (may be empty)."""
 
 
 @dataclass
@@ -57,6 +62,8 @@ class SchedulerStats:
     reused_tokens: int = 0
     snapshot_hits: int = 0
     snapshot_saves: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
     batch_sizes: dict[int, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -96,6 +103,9 @@ class Scheduler(Generic[P]):
         self._decode_rr = 0
         self._prefill_rr = 0
         self._admission_blocked = False
+        # Speculative decoding: set by the engine; requests with max_draft_tokens > 0 then
+        # get draft positions from the step's spare budget (see _plan_drafts).
+        self.drafter: Drafter | None = None
 
     # ------------------------------------------------------------------ queries
     @property
@@ -431,6 +441,8 @@ class Scheduler(Generic[P]):
                 )
             )
         remaining = budget - len(decodes)
+        if self.drafter is not None and decodes and not prefills and not embeds:
+            remaining -= self._plan_drafts(chunks, remaining)
         for request in sorted(embeds, key=lambda r: -r._skipped_steps):
             n = request.num_prompt_tokens
             if n <= remaining:
@@ -469,6 +481,38 @@ class Scheduler(Generic[P]):
                     )
                 )
 
+    def _plan_drafts(self, chunks: list[ScheduledChunk[P]], spare: int) -> int:
+        """Give decode chunks draft positions from the ``spare`` budget (only asked when no
+        prompt prefills this step, so drafts never take a prefill's tokens); returns the
+        positions used. Each request asks for its adaptive ``_draft_k``, never past its
+        ``max_tokens`` nor its window; the spare budget is shared fairly."""
+        limit = self.config.n_ctx_per_slot
+        wanted: list[ScheduledChunk[P]] = []
+        caps: list[int] = []
+        for chunk in chunks:
+            request = chunk.request
+            if request._draft_k <= 0:
+                continue
+            cap = min(request._draft_k, request.max_tokens - len(request.output_tokens) - 1,
+                      limit - request.num_tokens)
+            if cap > 0:
+                wanted.append(chunk)
+                caps.append(cap)
+        if not wanted or spare <= 0:
+            return 0
+        shares = fair_shares(spare, caps)
+        asked = [(c, n) for c, n in zip(wanted, shares, strict=True) if n > 0]
+        assert self.drafter is not None
+        drafts = self.drafter([c.request for c, _ in asked], [n for _, n in asked])
+        used = 0
+        for (chunk, n), draft in zip(asked, drafts, strict=True):
+            d = min(int(draft.shape[0]), n)
+            if d:
+                chunk.tokens = np.concatenate((chunk.tokens, draft[:d].astype(np.int32)))
+                chunk.n_draft = d
+                used += d
+        return used
+
     def _prefill_cap(self, request: Request[P], chunk: int) -> int:
         cap = request.num_pending_tokens
         if chunk:
@@ -489,19 +533,28 @@ class Scheduler(Generic[P]):
         stats.last_batch_requests = len(out.chunks)
         stats.batch_sizes[len(out.chunks)] = stats.batch_sizes.get(len(out.chunks), 0) + 1
         for chunk in out.chunks:
-            if chunk.request.kind == "generate" and chunk.n_tokens == 1 and chunk.sample:
+            if chunk.n_draft:
+                stats.decode_tokens += 1
+                stats.draft_tokens += chunk.n_draft
+            elif chunk.request.kind == "generate" and chunk.n_tokens == 1 and chunk.sample:
                 stats.decode_tokens += 1
             else:
                 stats.prefill_tokens += chunk.n_tokens
 
     # ------------------------------------------------------------------ results in
     def update_from_output(
-        self, sampled: Mapping[int, int], finished: Mapping[int, FinishReason]
+        self,
+        sampled: Mapping[int, int],
+        finished: Mapping[int, FinishReason],
+        accepted: Mapping[int, int] | None = None,
     ) -> list[Request[P]]:
         """Apply a decoded step: advance computed tokens, append sampled tokens, finish.
 
         ``sampled`` maps request ids to the token sampled for chunks with ``sample``;
         ``finished`` maps ids the engine ends (``stop`` on EOG or a stop string, ``error``).
+        ``accepted`` maps ids of chunks with drafts to how many leading draft tokens were
+        kept (they come before the sampled token); the rejected draft positions leave the
+        slot's KV (a ``KvRemove`` applied before the next batch).
         Returns every request that finished here, including ``length`` (max_tokens reached)
         and embed requests after their single chunk.
         """
@@ -512,7 +565,11 @@ class Scheduler(Generic[P]):
                 request = chunk.request
                 if request.is_finished or request.status is not RequestStatus.RUNNING:
                     continue
-                request.num_computed_tokens += chunk.n_tokens
+                if chunk.n_draft:
+                    self._settle_drafts(chunk, accepted.get(request.request_id, 0)
+                                        if accepted else 0)
+                else:
+                    request.num_computed_tokens += chunk.n_tokens
                 plan = request._snapshot_plan
                 if plan and plan[0][0] == request.num_computed_tokens:
                     self._ops.append(SnapshotSave(chunk.slot, plan[0][1], plan[0][0]))
@@ -545,6 +602,27 @@ class Scheduler(Generic[P]):
             self._finish(ended, RequestStatus.from_reason(reason))
             done.append(ended)
         return done
+
+    def _settle_drafts(self, chunk: ScheduledChunk[P], n_accepted: int) -> None:
+        """Keep the pending token and ``n_accepted`` drafts of a verified chunk; drop the
+        rest from the slot's KV so the mirror stays exactly the KV."""
+        request = chunk.request
+        d = chunk.n_draft
+        a = max(0, min(n_accepted, d))
+        request.num_computed_tokens += 1 + a
+        for token in chunk.tokens[1:1 + a].tolist():
+            request.output_tokens.append(token)
+            request.all_tokens.append(token)
+        if a < d:
+            self._ops.append(KvRemove(chunk.slot, chunk.start_pos + 1 + a, -1))
+        request.num_draft_tokens += d
+        request.num_accepted_tokens += a
+        self.stats.accepted_tokens += a
+        top = request.max_draft_tokens
+        if a == d:
+            request._draft_k = min(top, max(request._draft_k, 1) * 2)
+        elif a == 0:
+            request._draft_k = max(1, request._draft_k // 2)
 
     def _finish(self, request: Request[P], status: RequestStatus) -> None:
         request.status = status

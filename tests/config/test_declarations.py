@@ -25,6 +25,7 @@ from sipp.config import (
     SchedulerPolicyConfig,
     SchedulerRuntimeConfig,
     Setting,
+    SpeculativeConfig,
 )
 from sipp.errors import ConfigurationError
 from sipp.scheduler import SchedulerConfig
@@ -82,11 +83,16 @@ DEFAULTS: dict[type[Group], dict[str, Any]] = {
         "require_gpu_lease": True, "gpu_memory_safety_margin_bytes": 512 * MIB,
     },
     ObservabilityRuntimeConfig: {"runtime_metrics": False, "backend_profiling": False},
+    SpeculativeConfig: {
+        "mode": "off", "max_draft_tokens": 8, "ngram_min": 2, "ngram_max": 4,
+        "draft_model": None, "draft_context": ContextRuntimeConfig(),
+    },
     NativeRuntimeConfig: {
         "placement": ModelPlacementConfig(), "context": ContextRuntimeConfig(),
         "sampling": SamplingRuntimeConfig(), "scheduler": SchedulerRuntimeConfig(),
         "cache": CacheRuntimeConfig(), "multimodal": MultimodalRuntimeConfig(),
         "residency": ResidencyRuntimeConfig(), "observability": ObservabilityRuntimeConfig(),
+        "speculative": SpeculativeConfig(),
     },
 }  # fmt: skip
 

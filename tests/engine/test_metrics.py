@@ -43,6 +43,8 @@ def test_records_update_counters_and_histograms() -> None:
         "decode_calls": 1,
         "preemptions": 1,
         "context_shifts": 0,
+        "spec_draft_tokens": 0,
+        "spec_accepted_tokens": 0,
     }
     assert snap["gauges"] == {"requests_running": 0.0, "requests_queued": 4}
     hists = snap["histograms"]

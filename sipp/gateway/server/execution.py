@@ -8,6 +8,7 @@ Shared by the profile routes (:mod:`.app`) and the OpenAI-compatible ones
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -102,10 +103,18 @@ class Execution:
                 return result.result()
             run.cancel("client_disconnected")
             self.state.metrics.disconnects += 1
-            result.add_done_callback(_consume)
+            result.add_done_callback(functools.partial(self._settle, ex))
             raise ClientGone
         finally:
             watcher.cancel()
+
+    def _settle(self, ex: Exchange, task: asyncio.Future[Any]) -> None:
+        """Charge a disconnected run's usage once it has ended (on the event loop)."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        response = task.result()
+        if isinstance(response, dict):
+            self.state.settle_after_disconnect(ex, response.get("usage"))
 
     async def stream(self, ex: Exchange, run: SippTextRun, operation: str,
                      encode: StreamEncoder) -> Any:
@@ -126,8 +135,10 @@ class Execution:
                 (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")])
             if first is not None:
                 metrics.ttft[operation].observe(time.perf_counter() - ex.started)
+                self.state.charge_output(ex, first.token_count)
                 await ex.body(encode.token(first), more=True)
                 async for batch in tokens:
+                    self.state.charge_output(ex, batch.token_count)
                     if frame := encode.token(batch):  # b"": nothing to send for it
                         await ex.body(frame, more=True)
             response = await run
@@ -137,6 +148,9 @@ class Execution:
             return response
         except ClientGone:
             metrics.disconnects += 1
+            # the run goes on until the cancel lands: charge what it used when it ends
+            asyncio.ensure_future(_await(run)).add_done_callback(
+                functools.partial(self._settle, ex))
             if ex.status:
                 await ex.body(b"", more=False)
             raise
@@ -160,6 +174,3 @@ async def _first(tokens: AsyncIterator[TokenBatch]) -> TokenBatch | None:
         return None
 
 
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()

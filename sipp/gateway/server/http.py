@@ -34,9 +34,9 @@ class Exchange:
     such as the deployment that served it).
     """
 
-    __slots__ = ("_disconnect", "_receive", "_send", "extra_headers", "headers",
-                 "late_headers", "method", "path", "request_id", "scope", "started", "status",
-                 "streaming", "usage")
+    __slots__ = ("_disconnect", "_receive", "_send", "budget_target", "caller",
+                 "charged_output", "extra_headers", "headers", "late_headers", "method", "path",
+                 "request_id", "scope", "started", "status", "streaming", "usage")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -48,6 +48,11 @@ class Exchange:
         self.started = time.perf_counter()
         self.status = 0
         self.usage: Any = None  # the run's usage mapping, once known (for accounting)
+        # token budgets: who is charged, for which target, and the output tokens charged so
+        # far (as they stream, so a client that leaves early still pays for them)
+        self.caller: str | None = None
+        self.budget_target: str | None = None
+        self.charged_output = 0
         self.streaming = False
         rid = self.header(b"x-request-id")
         if rid is None or not rid or len(rid) > 128 or not all(0x21 <= b <= 0x7E for b in rid):

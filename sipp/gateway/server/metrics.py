@@ -59,11 +59,14 @@ class GatewayMetrics:
             self.rejected[rejection] += 1
         self.latency[operation].observe(seconds)
 
-    def record_usage(self, target: str, usage: Mapping[str, Any] | None) -> None:
+    def record_usage(self, target: str, usage: Mapping[str, Any] | None,
+                     counted_output: int = 0) -> None:
+        """One finished run; ``counted_output`` output tokens were counted as they streamed."""
         self.target_requests[target] += 1
         if usage:
             self.input_tokens[target] += int(usage.get("input_tokens") or 0)
-            self.output_tokens[target] += int(usage.get("output_tokens") or 0)
+            output = int(usage.get("output_tokens") or 0)
+            self.output_tokens[target] += max(0, output - counted_output)
 
     def render(self, local_stats: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
                extra: Callable[[], Iterable[str]] | None = None) -> str:

@@ -20,7 +20,9 @@ from sipp.gateway.server.http import Exchange
 from sipp.gateway.server.metrics import GatewayMetrics
 from sipp.gateway.server.rag import RagRegistry
 from sipp.gateway.server.ratelimit import RateLimiter
+from sipp.gateway.server.replication import Replication
 from sipp.gateway.server.secrets import GatewaySecrets
+from sipp.gateway.server.shared_state import SharedState
 from sipp.gateway.server.submission import DEFAULT_SUBMIT_WORKERS, Submitter
 from sipp.gateway.server.targets import TargetRegistry, TargetState
 from sipp.gateway.server.traffic import TokenBudgets
@@ -61,6 +63,13 @@ class GatewayState:
         # routers skip fallback targets an administrator disabled
         self.targets.disabled = lambda name: name in self.disabled_targets
         self.admin_password = PasswordCheck(secrets.admin_password)
+        shared = None
+        if config.state.backend == "redis":
+            shared = SharedState(secrets.state_url or "", key_prefix=config.state.key_prefix,
+                                 on_unavailable=config.state.on_unavailable,
+                                 replica_id=config.state.replica_id)
+        self.shared: SharedState | None = shared
+        self.replication = Replication(self, shared)
         self.started = time.time()
         self.draining = False
         # response caches and RAG collections (see .interception)
@@ -82,12 +91,39 @@ class GatewayState:
                                          self.clock) if settings.enabled else None)
 
     def record_usage(self, ex: Exchange, target: str, usage: Any) -> None:
-        """Count a finished run's usage for ``target`` (metrics, dashboard and budgets)."""
-        self.metrics.record_usage(target, usage)
+        """Count a finished run's usage for ``target`` (metrics, dashboard and budgets; the
+        output tokens already charged while streaming are not counted twice)."""
+        self.metrics.record_usage(target, usage, counted_output=ex.charged_output)
         ex.usage = usage
 
-    def resolve_target(self, token: TokenConfig, name: str) -> TargetState:
-        """The allowed, loaded target named ``name`` (403, 404 or 503 otherwise)."""
+    def charge_output(self, ex: Exchange, tokens: int) -> None:
+        """Charge ``tokens`` just generated for ``ex`` to its caller's and target's budgets
+        and the output-token metric, now rather than when the run ends."""
+        target = ex.budget_target
+        if tokens <= 0 or target is None:
+            return
+        ex.charged_output += tokens
+        self.replication.charge_soon(ex.caller, target, tokens)
+        self.metrics.output_tokens[target] += tokens
+
+    def settle_after_disconnect(self, ex: Exchange, usage: Any) -> None:
+        """A run whose client left has ended: charge what it used beyond what streamed
+        (its input, and output generated after the last batch was sent)."""
+        target = ex.budget_target
+        if target is None or not isinstance(usage, dict):
+            return
+        output = int(usage.get("output_tokens") or 0)
+        extra = max(0, output - ex.charged_output)
+        self.replication.charge_soon(ex.caller, target,
+                                      int(usage.get("input_tokens") or 0) + extra)
+        self.metrics.record_usage(target, usage, counted_output=ex.charged_output)
+        ex.charged_output += extra
+
+    async def resolve_target(self, token: TokenConfig, name: str,
+                             ex: Exchange | None = None) -> TargetState:
+        """The allowed, loaded target named ``name`` (403, 404 or 503 otherwise; 429 when
+        the caller's or the target's token budget is spent); with ``ex``, the exchange's
+        tokens are charged to this target's budget."""
         if not token.allows(name):
             raise AuthorizationError(f"token is not allowed to access target: {name}")
         state = self.targets.get(name)
@@ -98,7 +134,9 @@ class GatewayState:
         if name in self.disabled_targets:
             raise TargetNotReadyError(f"target {name} is disabled by the gateway administrator",
                                       code="target_disabled")
-        self.budgets.check(token.caller, name)
+        await self.replication.check_budgets(token.caller, name)
+        if ex is not None:
+            ex.budget_target = name
         return state
 
     def close(self) -> None:

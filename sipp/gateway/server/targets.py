@@ -49,6 +49,8 @@ __all__ = ["OPENAI_CORRELATION_HEADER", "TargetRegistry", "TargetState", "correl
 
 # The header OpenAI reads a caller's request id from.
 OPENAI_CORRELATION_HEADER = "x-client-request-id"
+# The header a Sipp gateway takes its request id from (so both hops log the same id).
+GATEWAY_CORRELATION_HEADER = "x-request-id"
 
 
 def _timeout(seconds: float | None) -> TimeoutPolicy | None:
@@ -94,12 +96,14 @@ def descriptor_for(target: SingleTarget, key: str | None
 
 def correlation_header(target: SingleTarget) -> str | None:
     """The header that carries the gateway request id to ``target``'s upstream: OpenAI's
-    ``x-client-request-id``, an OpenAI-compatible target's ``correlation_header``, none
-    for Anthropic and local targets."""
+    ``x-client-request-id``, an OpenAI-compatible target's ``correlation_header``,
+    ``x-request-id`` for another gateway, none for Anthropic and local targets."""
     if isinstance(target, OpenAITarget):
         return OPENAI_CORRELATION_HEADER
     if isinstance(target, OpenAICompatibleTarget):
         return target.correlation_header
+    if isinstance(target, GatewayTarget):
+        return GATEWAY_CORRELATION_HEADER
     return None
 
 

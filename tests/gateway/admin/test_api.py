@@ -17,11 +17,12 @@ from sipp.gateway.server.admin.api import API_ROUTES, ApiRoute
 from tests.gateway.admin.conftest import (
     ADMIN_PASSWORD,
     CSRF_HEADER,
+    TOKEN,
     Admin,
     FakeClock,
     public,
 )
-from tests.gateway.server.conftest import RunningGateway
+from tests.gateway.server.conftest import RunningGateway, Script
 
 StartGateway = Callable[..., RunningGateway]
 MakeAdmin = Callable[..., Admin]
@@ -161,6 +162,27 @@ def test_admin_limits_refuse_absurd_numbers(admin_gateway: StartGateway,
     assert r.status_code == 400 and "nested deeper" in r.json()["message"]
     view = admin.get("/api/security").json()["security"]["rateLimit"]
     assert view["requestsPerMinute"] == 60  # nothing half-applied
+
+
+def test_streamed_tokens_are_charged_even_when_the_client_leaves(
+        admin_gateway: StartGateway, script: Script) -> None:
+    # usage was charged only when a response finished: streams dropped before the end
+    # generated tokens against the budget for free (and the output metric missed them)
+    clock = FakeClock()
+    gw = admin_gateway(clock=clock, token_limit={"callers": {"all": 3}})
+    for n in range(3):
+        with requests.post(gw.url + "/v1/query", stream=True, timeout=10,
+                           json={"model": "alpha", "prompt": "block", "stream": True},
+                           headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            assert r.status_code == 200, r.text
+            assert next(r.iter_lines()) == b"event: token"  # one token streamed, then we leave
+        deadline = time.monotonic() + 5
+        while len(script.cancels) <= n and time.monotonic() < deadline:
+            time.sleep(0.02)
+    r = public(gw)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    metrics = requests.get(gw.management_url + "/metrics", timeout=5).text
+    assert 'sipp_gateway_output_tokens_total{target="alpha"} 3' in metrics
 
 
 def test_session_expires_after_ttl(admin_gateway: StartGateway, admin_client: MakeAdmin
