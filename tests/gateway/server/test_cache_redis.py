@@ -23,16 +23,25 @@ def replicas(start: Callable[..., RunningGateway], redis: RedisServer,
     config["state"] = {"backend": "redis", "url_env": "REDIS_URL", "key_prefix": "t:"}
     # the fake embedding target (beta) embeds a text as [0.25, -0.5, its length]
     config["caches"] = [{"name": "answers", **cache}]
-    config["targets"][0]["cache"] = "answers"
+    config["targets"][0]["cache"] = config["caches"][0]["name"]
     env = {**ENV, "REDIS_URL": redis.url}
     return start(config, env=env), start(config, env=env)
 
 
 def ask(gw: RunningGateway, content: str = "hello", token: str = "tok-all"
         ) -> requests.Response:
-    return requests.post(f"{gw.url}/v1/chat/completions", headers=auth(token), timeout=10,
-                         json={"model": "alpha", "temperature": 0,
-                               "messages": [{"role": "user", "content": content}]})
+    """One request; a miss returns once its answer is filed (the fill follows the response,
+    so another replica could otherwise ask before it is in Redis)."""
+    cache = next(iter(gw.server.state.caches.caches.values()))
+    stores = cache.stores
+    r = requests.post(f"{gw.url}/v1/chat/completions", headers=auth(token), timeout=10,
+                      json={"model": "alpha", "temperature": 0,
+                            "messages": [{"role": "user", "content": content}]})
+    deadline = time.monotonic() + 5
+    while r.headers.get("x-sipp-cache") == "miss" and cache.stores == stores:
+        assert time.monotonic() < deadline and not cache.errors, cache.snapshot()
+        time.sleep(0.005)
+    return r
 
 
 def test_two_replicas_share_exact_and_semantic_hits(
@@ -46,7 +55,7 @@ def test_two_replicas_share_exact_and_semantic_hits(
     assert ask(b, token=LIMITED_TOKEN).headers["x-sipp-cache"] == "miss"  # per caller
 
     a, b = replicas(start_gateway, redis_server, name="semantic", mode="semantic",
-                    embedding_target="beta", threshold=0.99)
+                    embedding_target="beta", threshold=0.9999)
     assert ask(a, "hello").headers["x-sipp-cache"] == "miss"
     # b never saw "hello": it finds a's question vector through the shared stream
     assert ask(b, "hallo").headers["x-sipp-cache"] == "hit"
