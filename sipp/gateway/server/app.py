@@ -204,7 +204,8 @@ class PublicApp:
         if allowed and origin is not None:
             ex.extra_headers += [(b"access-control-allow-origin", origin),
                                  (b"access-control-expose-headers",
-                                  b"x-request-id, x-sipp-deployment")]
+                                  b"x-request-id, x-sipp-deployment, x-sipp-cache, "
+                                  b"x-sipp-route, x-sipp-rag-sources")]
         if ex.method != "OPTIONS" or ex.header(b"access-control-request-method") is None:
             return True
         if not allowed:

@@ -149,6 +149,7 @@ class GatewayServer:
             self._tasks[2].cancel()
         if self.state.shared is not None:
             await self.state.shared.close()
+        await self.state.caches.aclose()
         await asyncio.to_thread(self.state.close)
         logger.info("gateway stopped")
         return self._exit_code

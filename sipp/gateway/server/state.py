@@ -13,7 +13,7 @@ from sipp.gateway.server.admin.sessions import PasswordCheck
 from sipp.gateway.server.admission import Admission
 from sipp.gateway.server.auth import BearerAuth, OpenAuth
 from sipp.gateway.server.blocklist import Blocklist
-from sipp.gateway.server.cache import CacheRegistry
+from sipp.gateway.server.cache import CacheRegistry, RedisStores
 from sipp.gateway.server.client_ip import ClientIpResolver
 from sipp.gateway.server.config import GatewayConfig, RateLimitConfig, TokenConfig
 from sipp.gateway.server.http import Exchange
@@ -73,7 +73,10 @@ class GatewayState:
         self.started = time.time()
         self.draining = False
         # response caches and RAG collections (see .interception)
-        self.caches = CacheRegistry(config.extensions, clock, self.embed)
+        self.caches = CacheRegistry(
+            config.extensions, clock, self.embed,
+            RedisStores(secrets.state_url or "", config.state.key_prefix)
+            if config.state.backend == "redis" and config.extensions.caches else None)
         self.rag = RagRegistry(config.extensions.collections, self.client,
                                lambda name: self.targets.states[name].ref)
 
