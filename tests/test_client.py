@@ -130,6 +130,17 @@ def test_reusing_an_id_replaces_and_closes_the_old_endpoint(client: SippClient) 
         client.query("x", endpoint=EndpointRef("local", "m"))
 
 
+def test_register_takes_an_endpoint_built_elsewhere(client: SippClient) -> None:
+    built = FakeProviderEndpoint(EndpointRef("provider", "routed"), FakeProvider())
+    ref = client.register(built)
+    assert ref == EndpointRef("provider", "routed") and client.endpoint(ref) is built
+    assert client.query("hi", endpoint=ref).result()["text"] == "hi"
+    client.register(FakeProviderEndpoint(EndpointRef("provider", "routed"), FakeProvider()))
+    assert built.closed  # replaced, like add
+    with pytest.raises(ConfigurationError, match="endpoint must be an Endpoint"):
+        client.register(FakeProvider())  # type: ignore[arg-type]
+
+
 def test_close_closes_every_endpoint_and_refuses_new_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SippClient, "endpoint_kinds", FAKE_KINDS)
     FakeEndpoint.instances = []

@@ -119,11 +119,12 @@ class HttpCall:
         """Send the request and return once the response headers arrived.
 
         Finite calls get a total deadline (``timeouts.request``) that keeps running while
-        the body is read; streams get none, only the per-read ``stream_read`` limit.
+        the body is read. Streams get it until their response headers arrive (an upstream
+        trickling its head one byte at a time would otherwise reset ``stream_read`` forever),
+        then only the per-read ``stream_read`` limit.
         """
         timeouts = self._client.timeouts
-        if not stream:
-            self._timer = asyncio.get_running_loop().call_later(timeouts.request, self._deadline)
+        self._timer = asyncio.get_running_loop().call_later(timeouts.request, self._deadline)
         self._raise_if_aborted()
         timeout = aiohttp.ClientTimeout(
             total=None,
@@ -140,6 +141,9 @@ class HttpCall:
             raise self._failure(exc) from exc
         self._response = response
         self._raise_if_aborted()
+        if stream and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         return response
 
     async def chunks(self, response: Response) -> AsyncIterator[bytes]:

@@ -18,7 +18,7 @@ else:  # Python 3.10
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "config").glob("*.toml.example"))
 SHAPES = {"local", "provider-only", "hybrid", "docker", "docker-provider-only",
-          "development", "production"}
+          "docker-scale-out", "development", "production"}
 
 
 def _load(path: Path) -> dict:  # type: ignore[type-arg]
@@ -74,7 +74,7 @@ def test_env_example_holds_exactly_the_secrets_the_examples_name() -> None:
         if line.strip() and not line.lstrip().startswith("#")
     }
     assert keys == names
-    assert all(re.search(r"(TOKEN|PASSWORD|KEY)$", k) for k in keys), keys
+    assert all(re.search(r"(TOKEN|PASSWORD|KEY|URL)$", k) for k in keys), keys
 
 
 def test_development_and_production_fit_their_jobs() -> None:

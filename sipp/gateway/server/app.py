@@ -127,7 +127,7 @@ class PublicApp:
                 await ex.json(status, body, [(b"allow", route.method.encode())])
                 return
             if state.rate_limiter is not None:
-                wait = state.rate_limiter.acquire(client)
+                wait = await state.replication.take_request(client)
                 if wait is not None:
                     rejection = "rate_limited"
                     raise RateLimitedError("client rate limit exceeded", retry_after=wait)
@@ -162,7 +162,8 @@ class PublicApp:
             elapsed = time.perf_counter() - ex.started
             status = ex.status or 499
             metrics.record(route.operation, status, elapsed, rejection)
-            self._account(ex, route, client, caller, target, status, elapsed, rejection)
+            await self._account(ex, route, client, caller, target, status, elapsed,
+                                rejection)
             deployment = (state.targets.attribution.pop(ex.request_id)
                           if ex.late_headers is not None else None)
             if logger.isEnabledFor(logging.INFO):
@@ -172,7 +173,7 @@ class PublicApp:
                     "ms": round(elapsed * 1000, 3), "rejection": rejection,
                     **({"deployment": deployment} if deployment else {})})
 
-    def _account(self, ex: Exchange, route: Route, client: str, caller: str | None,
+    async def _account(self, ex: Exchange, route: Route, client: str, caller: str | None,
                  target: str | None, status: int, elapsed: float,
                  rejection: str | None) -> None:
         usage = ex.usage if isinstance(ex.usage, dict) else {}
@@ -180,7 +181,7 @@ class PublicApp:
         output_tokens = int(usage.get("output_tokens") or 0)
         # output tokens that streamed were charged as they were generated
         uncharged = max(0, output_tokens - ex.charged_output)
-        self.state.budgets.charge(caller, target, input_tokens + uncharged)
+        self.state.replication.charge_soon(caller, target, input_tokens + uncharged)
         output_tokens = max(output_tokens, ex.charged_output)
         self.state.activity.record(RequestEvent(
             route.operation, ex.request_id, client, caller, target, status, elapsed * 1000,
@@ -203,7 +204,8 @@ class PublicApp:
         if allowed and origin is not None:
             ex.extra_headers += [(b"access-control-allow-origin", origin),
                                  (b"access-control-expose-headers",
-                                  b"x-request-id, x-sipp-deployment")]
+                                  b"x-request-id, x-sipp-deployment, x-sipp-cache, "
+                                  b"x-sipp-route, x-sipp-rag-sources")]
         if ex.method != "OPTIONS" or ex.header(b"access-control-request-method") is None:
             return True
         if not allowed:

@@ -27,7 +27,8 @@ def normalize_entry(text: str) -> str:
 
 class Blocklist:
     """Blocked addresses and networks with the time each was added (at most 2048; adding
-    more drops the oldest). Lives in memory only: a restart empties it."""
+    more drops the oldest). Lives in memory (a restart empties it); with ``[state] backend =
+    "redis"`` every replica mirrors the shared list (see :mod:`.replication`)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -50,6 +51,24 @@ class Blocklist:
         while len(self._added) > _MAX_ENTRIES:
             self._forget(next(iter(self._added)))
         return entry
+
+    def replace(self, entries: dict[str, float]) -> None:
+        """Make the list exactly ``entries`` (canonical entry -> Unix time added), oldest
+        first: how a replica applies the blocklist shared through Redis."""
+        for entry in list(self._added):
+            self._forget(entry)
+        for entry, added in sorted(entries.items(), key=lambda item: item[1]):
+            self._added[entry] = added
+            if "/" in entry:
+                self._networks[entry] = ipaddress.ip_network(entry)
+            else:
+                self._addresses.add(entry)
+        while len(self._added) > _MAX_ENTRIES:
+            self._forget(next(iter(self._added)))
+
+    def added_at(self, entry: str) -> float | None:
+        """When ``entry`` (canonical) was added, or None."""
+        return self._added.get(entry)
 
     def remove(self, text: str) -> bool:
         """Unblock ``text``; False when it was not on the list."""

@@ -293,6 +293,21 @@ def leaf_targets(targets: tuple[Target, ...]) -> list[SingleTarget]:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """``[state]``: where limits, sessions and controls live. ``memory`` (default): in this
+    process. ``redis``: shared by every replica that names the same Redis (``url_env`` holds
+    its URL, e.g. ``redis://127.0.0.1:6379/0``; keys start with ``key_prefix``).
+    ``on_unavailable`` applies to rate limits and token budgets while Redis is unreachable
+    (admin sessions always fail closed)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url_env: str | None = None
+    key_prefix: str = "sipp:"
+    on_unavailable: Literal["fail_open", "fail_closed"] = "fail_closed"
+    replica_id: str | None = None
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """A validated gateway configuration (no secret values: only env var names)."""
 
@@ -310,12 +325,13 @@ class GatewayConfig:
     token_limit: TokenLimitConfig = field(default_factory=TokenLimitConfig)
     # [[caches]], [[collections]] and the targets' cache / rag fields
     extensions: CacheExtensions = field(default_factory=CacheExtensions)
+    state: StateConfig = field(default_factory=StateConfig)
 
 
 # --------------------------------------------------------------------------- sections
 _TOP_KEYS = ("public_bind", "management_bind", "max_request_bytes", "max_concurrent_requests",
              "allowed_origins", "admin_password_env", "security", "routes", "tokens", "targets",
-             "caches", "collections")
+             "caches", "collections", "state")
 
 
 def _bind(r: Reader, data: Mapping[str, Any], key: str, default: str) -> tuple[str, int]:
@@ -381,6 +397,24 @@ def _security(r: Reader, data: Mapping[str, Any]) -> tuple[ClientIpConfig, RateL
             if key not in rate:
                 r.fail(join(path, key), "is required (an integer greater than zero)")
     return ClientIpConfig(source, tuple(cidrs)), limit  # type: ignore[arg-type]
+
+
+def _state(r: Reader, data: Mapping[str, Any]) -> StateConfig:
+    table = r.table(data.get("state"), "state",
+                    ("backend", "url_env", "key_prefix", "on_unavailable", "replica_id"),
+                    required=False)
+    if table is None:
+        return StateConfig()
+    backend = r.choice(table, "state", "backend", ("memory", "redis"), "memory")
+    url_env = r.env_name(table, "state", "url_env") if "url_env" in table else None
+    if backend == "redis" and url_env is None:
+        r.fail("state.url_env", "is required with backend = \"redis\" (the env var holding "
+                                "the Redis URL, e.g. redis://127.0.0.1:6379/0)")
+    prefix = r.text(table, "state", "key_prefix", required=False) or "sipp:"
+    on_unavailable = r.choice(table, "state", "on_unavailable", ("fail_open", "fail_closed"),
+                              "fail_closed")
+    replica = r.text(table, "state", "replica_id", required=False)
+    return StateConfig(backend, url_env, prefix, on_unavailable, replica)  # type: ignore[arg-type]
 
 
 def _token_limit(r: Reader, data: Mapping[str, Any]) -> TokenLimitConfig:
@@ -794,6 +828,7 @@ def parse_config(data: Mapping[str, Any], source: str = "gateway config") -> Gat
                 r.fail(f"tokens[{index}].targets[{position}]",
                        f"token references unknown target: {name}")
     token_limit = _token_limit(r, top)
+    state = _state(r, top)
     callers = {t.caller for t in tokens}
     for name in token_limit.callers:
         if name not in callers:
@@ -806,7 +841,7 @@ def parse_config(data: Mapping[str, Any], source: str = "gateway config") -> Gat
     if r.issues:
         raise GatewayConfigError(r.issues, source)
     return GatewayConfig(public, management, max_bytes, concurrency, origins, admin, client_ip,
-                         rate_limit, routes, tokens, targets, token_limit, extensions)
+                         rate_limit, routes, tokens, targets, token_limit, extensions, state)
 
 
 def load_config(path: str | Path) -> GatewayConfig:

@@ -67,7 +67,8 @@ class ManagementApp:
     async def _readiness(self, ex: Exchange) -> None:
         targets = self.state.targets
         if targets.ready and not self.state.draining:
-            await ex.text(200, "ready")
+            degraded = self.state.replication.degraded()
+            await ex.text(200, f"ready (degraded: {degraded})" if degraded else "ready")
             return
         waiting = [f"{n}={s.status}" for n, s in targets.states.items() if s.status != "ready"]
         reason = "draining" if self.state.draining else ", ".join(waiting)
@@ -77,4 +78,14 @@ class ManagementApp:
         text = self.state.metrics.render(self.state.targets.local_metrics,
                                          self.state.targets.router_metrics)
         text += render_cache_metrics(self.state)
+        if (shared := self.state.shared) is not None:
+            text += (
+                "# HELP sipp_gateway_state_unavailable_total Shared state (Redis) calls that "
+                "failed because it was unreachable.\n"
+                "# TYPE sipp_gateway_state_unavailable_total counter\n"
+                f"sipp_gateway_state_unavailable_total {shared.unavailable_total}\n"
+                "# HELP sipp_gateway_state_available Whether the shared state store answered "
+                "the last call.\n"
+                "# TYPE sipp_gateway_state_available gauge\n"
+                f"sipp_gateway_state_available {int(shared.available)}\n")
         await ex.respond(200, text.encode(), b"text/plain; version=0.0.4; charset=utf-8")

@@ -119,7 +119,7 @@ async def _text(execution: Execution, ex: Exchange, token: TokenConfig, body: by
                                          "'no-cache' or 'no-store'")
     call = decode_text(obj, chat=chat)
     name = call.name
-    target = execution.state.resolve_target(token, name, ex)
+    target = await execution.state.resolve_target(token, name, ex)
     _check_target(call, target.ref.kind)
     rid = ("chatcmpl-" if chat else "cmpl-") + ex.request_id
     operation = "chat_completions" if chat else "completions"
@@ -307,7 +307,7 @@ async def _embeddings(execution: Execution, ex: Exchange, token: TokenConfig, bo
         raise bad_field("input", "field 'input' must be a string or a non-empty array of "
                                  "strings (token arrays are not supported)")
     name: str = obj["model"]
-    target = execution.state.resolve_target(token, name, ex)
+    target = await execution.state.resolve_target(token, name, ex)
 
     def start() -> SippEmbeddingRun:
         return execution.state.client.embed(raw if isinstance(raw, str) else inputs,

@@ -44,7 +44,7 @@ async def _chat(execution: Execution, ex: Exchange, token: TokenConfig, body: by
 async def _text(execution: Execution, ex: Exchange, token: TokenConfig,
                 request: profile.GatewayTextRequest, body: bytes) -> str:
     state = execution.state
-    target = state.resolve_target(token, request.target, ex)
+    target = await state.resolve_target(token, request.target, ex)
     client = state.client
     # cache, route-on-hit and RAG (see .interception)
     plan = await intercept(state, ex, token.caller, target, f"profile.{request.operation}",
@@ -94,7 +94,7 @@ async def _text(execution: Execution, ex: Exchange, token: TokenConfig,
 async def _embed(execution: Execution, ex: Exchange, token: TokenConfig, body: bytes) -> str:
     request = profile.decode_embed_body(body)
     state = execution.state
-    target = state.resolve_target(token, request.target, ex)
+    target = await state.resolve_target(token, request.target, ex)
 
     def start() -> SippEmbeddingRun:
         return state.client.embed(request.input, endpoint=target.ref, request_id=ex.request_id)

@@ -342,8 +342,10 @@ class _RoutedRun:
         self.last_error: BaseException | None = None
 
     def begin(self) -> None:
+        """The first attempt starts on the caller's thread (``start_*`` is called off the
+        event loop, like any endpoint's); retries start on timer threads."""
         self.sink.on_cancel(self._cancel)
-        self._next(delay=0.0)
+        self._attempt()
 
     def _cancel(self, reason: str) -> None:
         with self.lock:

@@ -25,6 +25,7 @@ class GatewaySecrets:
     admin_password: str = field(repr=False)
     tokens: tuple[tuple[str, str], ...] = field(repr=False)  # (caller, bearer value)
     target_keys: Mapping[str, str] = field(repr=False)  # target name -> API key / token
+    state_url: str | None = field(default=None, repr=False)  # [state] url_env's value
 
 
 def _read(environ: Mapping[str, str], name: str, problems: list[str], *,
@@ -59,6 +60,12 @@ def read_secrets(config: GatewayConfig, environ: Mapping[str, str]) -> GatewaySe
             keys[target.name] = _read(environ, target.token_env, problems, no_whitespace=True)
         elif isinstance(target, GatewayTarget) and target.token_env is not None:
             keys[target.name] = _read(environ, target.token_env, problems, no_whitespace=True)
+    state_url = None
+    if config.state.backend == "redis" and config.state.url_env:
+        state_url = _read(environ, config.state.url_env, problems, no_whitespace=True)
+        if state_url and not state_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append(f"{config.state.url_env} must be a redis://, rediss:// or "
+                            "unix:// URL")
     if problems:
         raise ConfigurationError("gateway secrets are invalid: " + "; ".join(problems))
-    return GatewaySecrets(admin, tokens, keys)
+    return GatewaySecrets(admin, tokens, keys, state_url)

@@ -106,6 +106,8 @@ class GatewayServer:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.shutdown)
+        if self.state.shared is not None:
+            await self.state.shared.start()
         self._tasks = [
             asyncio.ensure_future(self._management._serve([self._sockets[0]])),
             asyncio.ensure_future(self._public._serve([self._sockets[1]])),
@@ -145,6 +147,9 @@ class GatewayServer:
         await self._tasks[0]
         if not self._tasks[2].done():
             self._tasks[2].cancel()
+        if self.state.shared is not None:
+            await self.state.shared.close()
+        await self.state.caches.aclose()
         await asyncio.to_thread(self.state.close)
         logger.info("gateway stopped")
         return self._exit_code

@@ -13,14 +13,16 @@ from sipp.gateway.server.admin.sessions import PasswordCheck
 from sipp.gateway.server.admission import Admission
 from sipp.gateway.server.auth import BearerAuth, OpenAuth
 from sipp.gateway.server.blocklist import Blocklist
-from sipp.gateway.server.cache import CacheRegistry
+from sipp.gateway.server.cache import CacheRegistry, RedisStores
 from sipp.gateway.server.client_ip import ClientIpResolver
 from sipp.gateway.server.config import GatewayConfig, RateLimitConfig, TokenConfig
 from sipp.gateway.server.http import Exchange
 from sipp.gateway.server.metrics import GatewayMetrics
 from sipp.gateway.server.rag import RagRegistry
 from sipp.gateway.server.ratelimit import RateLimiter
+from sipp.gateway.server.replication import Replication
 from sipp.gateway.server.secrets import GatewaySecrets
+from sipp.gateway.server.shared_state import SharedState
 from sipp.gateway.server.submission import DEFAULT_SUBMIT_WORKERS, Submitter
 from sipp.gateway.server.targets import TargetRegistry, TargetState
 from sipp.gateway.server.traffic import TokenBudgets
@@ -61,10 +63,20 @@ class GatewayState:
         # routers skip fallback targets an administrator disabled
         self.targets.disabled = lambda name: name in self.disabled_targets
         self.admin_password = PasswordCheck(secrets.admin_password)
+        shared = None
+        if config.state.backend == "redis":
+            shared = SharedState(secrets.state_url or "", key_prefix=config.state.key_prefix,
+                                 on_unavailable=config.state.on_unavailable,
+                                 replica_id=config.state.replica_id)
+        self.shared: SharedState | None = shared
+        self.replication = Replication(self, shared)
         self.started = time.time()
         self.draining = False
         # response caches and RAG collections (see .interception)
-        self.caches = CacheRegistry(config.extensions, clock, self.embed)
+        self.caches = CacheRegistry(
+            config.extensions, clock, self.embed,
+            RedisStores(secrets.state_url or "", config.state.key_prefix)
+            if config.state.backend == "redis" and config.extensions.caches else None)
         self.rag = RagRegistry(config.extensions.collections, self.client,
                                lambda name: self.targets.states[name].ref)
 
@@ -94,7 +106,7 @@ class GatewayState:
         if tokens <= 0 or target is None:
             return
         ex.charged_output += tokens
-        self.budgets.charge(ex.caller, target, tokens)
+        self.replication.charge_soon(ex.caller, target, tokens)
         self.metrics.output_tokens[target] += tokens
 
     def settle_after_disconnect(self, ex: Exchange, usage: Any) -> None:
@@ -105,14 +117,16 @@ class GatewayState:
             return
         output = int(usage.get("output_tokens") or 0)
         extra = max(0, output - ex.charged_output)
-        self.budgets.charge(ex.caller, target, int(usage.get("input_tokens") or 0) + extra)
+        self.replication.charge_soon(ex.caller, target,
+                                      int(usage.get("input_tokens") or 0) + extra)
         self.metrics.record_usage(target, usage, counted_output=ex.charged_output)
         ex.charged_output += extra
 
-    def resolve_target(self, token: TokenConfig, name: str,
-                       ex: Exchange | None = None) -> TargetState:
-        """The allowed, loaded target named ``name`` (403, 404 or 503 otherwise); with
-        ``ex``, the exchange's tokens are charged to this target's budget."""
+    async def resolve_target(self, token: TokenConfig, name: str,
+                             ex: Exchange | None = None) -> TargetState:
+        """The allowed, loaded target named ``name`` (403, 404 or 503 otherwise; 429 when
+        the caller's or the target's token budget is spent); with ``ex``, the exchange's
+        tokens are charged to this target's budget."""
         if not token.allows(name):
             raise AuthorizationError(f"token is not allowed to access target: {name}")
         state = self.targets.get(name)
@@ -123,7 +137,7 @@ class GatewayState:
         if name in self.disabled_targets:
             raise TargetNotReadyError(f"target {name} is disabled by the gateway administrator",
                                       code="target_disabled")
-        self.budgets.check(token.caller, name)
+        await self.replication.check_budgets(token.caller, name)
         if ex is not None:
             ex.budget_target = name
         return state

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -188,3 +190,65 @@ def test_dashboard_and_metrics_show_the_cache_and_flush_empties_it(
     missing = admin.delete(f"{gw.management_url}/admin/api/caches/nope", headers=csrf,
                            timeout=5)
     assert missing.status_code == 404
+
+
+def test_documents_injection_and_a_failing_embedding_target(
+        start_gateway: Callable[..., RunningGateway], script: Script, tmp_path: Path) -> None:
+    from sipp.requests import TextRequest
+
+    (tmp_path / "kb.jsonl").write_text(
+        '{"id": "a", "text": "short"}\n{"id": "b", "text": "a much longer passage"}\n',
+        encoding="utf-8")
+    config = copy.deepcopy(BASE_CONFIG)
+    config["targets"].append({"name": "local", "type": "local", "model": "fake.gguf",
+                              "rag": {"collection": "kb", "top_k": 1, "min_score": 0.0,
+                                      "inject": "documents"}})
+    config["collections"] = [{"name": "kb", "embedding_target": "beta",
+                              "source": str(tmp_path / "kb.jsonl"),
+                              "index_path": str(tmp_path / "kb.sippvec")}]
+    # the fake embedding target embeds a text as [0.25, -0.5, its length]
+    config["caches"] = [{"name": "sem", "mode": "semantic", "embedding_target": "beta"}]
+    config["targets"][0]["cache"] = "sem"
+    gw = start_gateway(config)
+    collection = gw.server.state.rag.collections["kb"]
+    deadline = time.monotonic() + 10
+    while collection.status != "ready":
+        assert time.monotonic() < deadline, collection.snapshot()
+        time.sleep(0.02)
+    r = requests.post(f"{gw.url}/v1/chat/completions", headers=auth(), timeout=10, json={
+        "model": "local", "messages": [{"role": "user", "content": "hello"}]})
+    assert r.status_code == 200 and r.headers["x-sipp-rag-sources"] == "a#0"
+    sent = script.requests[-1]
+    assert isinstance(sent, TextRequest)
+    assert [dict(d) for d in sent.documents] == [{"id": "a#0", "text": "short"}]
+    assert sent.messages is not None and sent.messages[0].role == "user"  # no system block
+
+    # semantic lookups through the fake embedding target: same length, same vector: a hit
+    assert chat(gw, "hello").headers["x-sipp-cache"] == "miss"
+    assert chat(gw, "hallo").headers["x-sipp-cache"] == "hit"
+    # an embedding target that fails: the request is answered uncached
+    async def broken(target: str, text: str) -> list[float]:
+        raise OSError("embedding target down")
+
+    gw.server.state.caches.caches["sem"].embed = lambda text: broken("beta", text)
+    r = chat(gw, "a different question")
+    assert r.status_code == 200 and r.headers["x-sipp-cache"] == "bypass"
+    assert gw.server.state.caches.caches["sem"].snapshot()["errors"] == 1
+
+
+def test_a_collection_that_cannot_be_indexed_serves_without_passages(
+        start_gateway: Callable[..., RunningGateway], script: Script, tmp_path: Path) -> None:
+    config = copy.deepcopy(BASE_CONFIG)
+    config["targets"][0]["rag"] = {"collection": "kb"}
+    config["collections"] = [{"name": "kb", "embedding_target": "beta",
+                              "source": str(tmp_path / "missing"),
+                              "index_path": str(tmp_path / "kb.sippvec")}]
+    gw = start_gateway(config)
+    collection = gw.server.state.rag.collections["kb"]
+    deadline = time.monotonic() + 10
+    while collection.status != "failed":
+        assert time.monotonic() < deadline, collection.snapshot()
+        time.sleep(0.02)
+    assert "does not exist" in (collection.error or "")
+    r = chat(gw)
+    assert r.status_code == 200 and r.headers["x-sipp-rag-sources"] == ""

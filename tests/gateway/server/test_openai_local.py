@@ -138,15 +138,15 @@ def test_logprobs_equal_the_engines_n_probs(served: tuple[RunningGateway, SippCl
     assert [[t["logprob"] for t in e["top_logprobs"]] for e in content] == \
         [[t["logprob"] for t in e["top_logprobs"]] for e in expected]
     # streamed: the same entries, with the last chunk
-    stream = requests.post(gateway.url + "/v1/chat/completions", headers=auth(), timeout=120,
-                           stream=True, json={"model": "tiny", "messages": ASK, "max_tokens": 6,
-                                              "temperature": 0, "logprobs": True,
-                                              "top_logprobs": 3, "stream": True})
     streamed = []
-    for line in stream.iter_lines():
-        if line.startswith(b"data: {"):
-            for item in json.loads(line[6:])["choices"]:
-                streamed += (item.get("logprobs") or {}).get("content") or []
+    with requests.post(gateway.url + "/v1/chat/completions", headers=auth(), timeout=120,
+                       stream=True, json={"model": "tiny", "messages": ASK, "max_tokens": 6,
+                                          "temperature": 0, "logprobs": True,
+                                          "top_logprobs": 3, "stream": True}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith(b"data: {"):
+                for item in json.loads(line[6:])["choices"]:
+                    streamed += (item.get("logprobs") or {}).get("content") or []
     assert streamed == content
 
 
@@ -166,12 +166,12 @@ def test_n_choices_share_one_prompt_prefill(served: tuple[RunningGateway, SippCl
     computed = 3 * prompt - (after["reused_tokens"] - before["reused_tokens"])
     assert computed <= prompt + 2
     assert after["cache_hits"] - before["cache_hits"] >= 2
-    streamed = requests.post(gateway.url + "/v1/chat/completions", headers=auth(), timeout=120,
-                             json={"model": "tiny", "messages": ASK, "n": 2, "max_tokens": 3,
-                                   "stream": True, "seed": 5, "temperature": 1.0})
-    indexes = {json.loads(line[6:])["choices"][0]["index"]
-               for line in streamed.iter_lines() if line.startswith(b"data: {")
-               and json.loads(line[6:])["choices"]}
+    with requests.post(gateway.url + "/v1/chat/completions", headers=auth(), timeout=120,
+                       json={"model": "tiny", "messages": ASK, "n": 2, "max_tokens": 3,
+                             "stream": True, "seed": 5, "temperature": 1.0}) as streamed:
+        indexes = {json.loads(line[6:])["choices"][0]["index"]
+                   for line in streamed.iter_lines() if line.startswith(b"data: {")
+                   and json.loads(line[6:])["choices"]}
     assert indexes == {0, 1}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -170,9 +171,13 @@ def test_failing_and_refused_deployments_are_skipped_without_caller_errors(
         assert stream.headers["x-sipp-deployment"] == "chat/good"
         kinds = [kind for kind, _ in events(stream)]
         assert "error" not in kinds and kinds[-1] == "done"
+    embedded = requests.post(f"{gateway.url}/v1/embed", headers=auth(), timeout=30,
+                             json={"model": "chat", "input": "hi"})
+    assert embedded.status_code == 200 and embedded.json()["embedding"] == [0.5, 0.25]
+    assert embedded.headers["x-sipp-deployment"] == "chat/good"
     assert broken.seen, "the broken deployment was never tried"
     metrics = requests.get(f"{gateway.management_url}/metrics", timeout=10).text
-    assert 'sipp_gateway_deployment_served_total{target="chat",deployment="chat/good"} 6' \
+    assert 'sipp_gateway_deployment_served_total{target="chat",deployment="chat/good"} 7' \
         in metrics
     assert 'sipp_gateway_deployment_served_total{target="chat",deployment="chat/broken"} 0' \
         in metrics
@@ -181,7 +186,8 @@ def test_failing_and_refused_deployments_are_skipped_without_caller_errors(
 
 
 def test_fallbacks_in_order_skip_disabled_targets(
-        upstreams: Callable[[], MockOpenAI], serve: Callable[..., RunningGateway]) -> None:
+        upstreams: Callable[[], MockOpenAI], serve: Callable[..., RunningGateway],
+        caplog: pytest.LogCaptureFixture) -> None:
     broken, spare, backup = upstreams(), upstreams(), upstreams()
     broken.reply = FAIL_500
     gateway = serve(config_with(
@@ -189,9 +195,15 @@ def test_fallbacks_in_order_skip_disabled_targets(
          "deployments": [upstream_target("only", broken.url)]},
         upstream_target("spare", spare.url), upstream_target("backup", backup.url)))
     gateway.server.state.disabled_targets.add("spare")
+    caplog.set_level(logging.INFO, logger="sipp.gateway.server")
     response = chat(gateway, stream=True)
     assert response.status_code == 200
     assert response.headers["x-sipp-deployment"] == "backup"
+    deadline = time.monotonic() + 5  # the access line is written once the response ended
+    while not (access := [r for r in caplog.records if r.getMessage() == "request"]):
+        assert time.monotonic() < deadline, "no access log line"
+        time.sleep(0.02)
+    assert [getattr(r, "deployment", None) for r in access] == ["backup"]
     assert [kind for kind, _ in events(response)] == ["token", "token", "done"]
     assert len(broken.seen) == 1 and not spare.seen and len(backup.seen) == 1
     # nothing left to try: the caller gets the last deployment's error
@@ -208,7 +220,7 @@ def test_a_cooled_down_deployment_is_probed_back(
     flaky.reply = FAIL_500
     gateway = serve(config_with({
         "name": "chat", "strategy": "round_robin", "retries": 1, "retry_backoff_seconds": 0,
-        "cooldown_after_failures": 1, "cooldown_seconds": 1.5,
+        "cooldown_after_failures": 1, "cooldown_seconds": 3,
         "deployments": [upstream_target("flaky", flaky.url),
                         upstream_target("steady", steady.url)]}))
     served = [chat(gateway).headers["x-sipp-deployment"] for _ in range(4)]
@@ -217,11 +229,11 @@ def test_a_cooled_down_deployment_is_probed_back(
     routing = views.targets(gateway.server.state)[0]["routing"]
     flaky_view = routing["deployments"][0]
     assert flaky_view["health"] == "cooling_down" and flaky_view["cooldowns"] == 1
-    assert 0 < flaky_view["cooldownRemainingSeconds"] <= 1.5
+    assert 0 < flaky_view["cooldownRemainingSeconds"] <= 3
     flaky.reply = None  # repaired, but still cooling down
     assert {chat(gateway).headers["x-sipp-deployment"] for _ in range(3)} == {"chat/steady"}
     assert len(flaky.seen) == 1
-    time.sleep(1.6)
+    time.sleep(3.1)
     served = [chat(gateway).headers["x-sipp-deployment"] for _ in range(4)]
     assert "chat/flaky" in served and len(flaky.seen) >= 2
     routing = views.targets(gateway.server.state)[0]["routing"]
@@ -310,6 +322,7 @@ def test_a_stream_whose_replica_dies_ends_in_an_error_event(
         replica.kill()
         seen.extend(lines)  # returns once the front ends the stream
         assert time.monotonic() - started < 15
+        response.close()
     finally:
         replica.kill()
     assert "event: error" in seen, seen

@@ -163,7 +163,7 @@ def test_cancel_between_attempts_stops_the_retries() -> None:
     sink = Sink(r.ref, wants_tokens=True, request_id="c")
     r.start_text(TextRequest("query", "hi", None, SippTextOptions(), None, None, None, True,
                              "c"), sink)
-    time.sleep(0.05)  # the first attempt starts on a timer thread
+    time.sleep(0.05)
     assert (a.calls, b.calls) == (1, 0)
     gate.set()  # a fails; the retry on b waits out its 0.5 s backoff ...
     time.sleep(0.15)

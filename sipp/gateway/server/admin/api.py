@@ -15,12 +15,20 @@ from typing import Any, NamedTuple
 from sipp._json import UntrustedJsonError, loads_untrusted
 from sipp.errors import RequestTooLargeError
 from sipp.gateway.server.admin import views
-from sipp.gateway.server.admin.sessions import LoginThrottle, Session, SessionStore
+from sipp.gateway.server.admin.sessions import (
+    DEFAULT_TTL_SECONDS,
+    LoginThrottle,
+    MemorySessions,
+    Session,
+    SessionStore,
+    csrf_ok,
+)
 from sipp.gateway.server.admin.static import StaticFiles
 from sipp.gateway.server.cache_metrics import cache_overview
 from sipp.gateway.server.config import RateLimitConfig
 from sipp.gateway.server.http import ClientGone, Exchange
 from sipp.gateway.server.logging import logger
+from sipp.gateway.server.shared_state import RedisSessions, SharedSession, StateUnavailableError
 from sipp.gateway.server.state import GatewayState
 
 __all__ = ["API_ROUTES", "COOKIE_NAME", "CSRF_HEADER", "AdminApp", "ApiRoute"]
@@ -48,7 +56,8 @@ def _unauthorized() -> AdminError:
     return AdminError(401, "unauthorized", "admin session is required")
 
 
-View = Callable[[Exchange, Session | None, str], Awaitable[Any]]
+AnySession = Session | SharedSession
+View = Callable[[Exchange, AnySession | None, str], Awaitable[Any]]
 
 
 class ApiRoute(NamedTuple):
@@ -95,7 +104,9 @@ class AdminApp:
     def __init__(self, state: GatewayState, base: str) -> None:
         self.state = state
         self.base = "" if base == "/" else base.rstrip("/")
-        self.sessions = SessionStore(state.clock)
+        self.sessions: MemorySessions | RedisSessions = (
+            RedisSessions(state.shared, DEFAULT_TTL_SECONDS) if state.shared is not None
+            else MemorySessions(SessionStore(state.clock)))
         self.throttle = LoginThrottle(state.clock)
         self.static = StaticFiles(self.base + "/")
         self._routes: dict[tuple[str, str], tuple[View, bool, bool]] = {
@@ -150,15 +161,21 @@ class AdminApp:
                                      f"{ex.method} is not allowed on {ex.path}")
                 raise AdminError(404, "not_found", f"no admin API route for {ex.path}")
             view, needs_session, needs_csrf, argument = match
-            session = self.sessions.get(self._cookie(ex))
+            try:
+                session = await self.sessions.get(self._cookie(ex))
+            except StateUnavailableError as exc:  # sessions fail closed
+                raise AdminError(503, exc.code, exc.message) from exc
             if needs_session and session is None:
                 raise _unauthorized()
             if needs_csrf and (session is None
-                               or not self.sessions.csrf_ok(session, ex.header(CSRF_HEADER
-                                                                               .encode()))):
+                               or not csrf_ok(session.csrf_token,
+                                              ex.header(CSRF_HEADER.encode()))):
                 logger.warning("admin CSRF check failed", extra={"path": ex.path})
                 raise AdminError(403, "csrf_failed", "admin CSRF token is invalid")
-            result = await view(ex, session, argument)
+            try:
+                result = await view(ex, session, argument)
+            except StateUnavailableError as exc:
+                raise AdminError(503, exc.code, exc.message) from exc
             if result is not None:
                 await self._json(ex, 200, result)
         except AdminError as exc:
@@ -206,18 +223,18 @@ class AdminApp:
             raise AdminError(400, "bad_request", "body must be a JSON object")
         return obj
 
-    def _session_body(self, session: Session) -> dict[str, Any]:
+    def _session_body(self, session: AnySession) -> dict[str, Any]:
         return {"authenticated": True, "csrfToken": session.csrf_token,
                 "csrfHeader": CSRF_HEADER, "basePath": self.base + "/",
-                "expiresInSeconds": self.sessions.remaining(session)}
+                "expiresInSeconds": max(0, int(session.expires - self.sessions.now()))}
 
     # ------------------------------------------------------------------ session
-    async def _session_get(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _session_get(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         if session is None:
             raise _unauthorized()
         return self._session_body(session)
 
-    async def _session_post(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _session_post(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         client = self.state.client_ip.resolve(ex.peer, ex.headers)
         wait = self.throttle.begin(client)
         if wait is not None:
@@ -241,42 +258,42 @@ class AdminApp:
             logger.warning("admin login failed", extra={"client": client})
             raise AdminError(401, "unauthorized", "wrong admin password")
         self.throttle.success(client)
-        self.sessions.delete(self._cookie(ex))
-        new = self.sessions.create()
+        await self.sessions.delete(self._cookie(ex))
+        new = await self.sessions.create()
         logger.info("admin login", extra={"client": client})
         await self._json(ex, 200, self._session_body(new),
                          [self._set_cookie(ex, new.id, int(self.sessions.ttl))])
 
-    async def _session_delete(self, ex: Exchange, session: Session | None, _: str) -> Any:
-        self.sessions.delete(self._cookie(ex))
+    async def _session_delete(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
+        await self.sessions.delete(self._cookie(ex))
         await self._json(ex, 200, {"authenticated": False}, [self._set_cookie(ex, "", 0)])
         return None
 
     # ------------------------------------------------------------------ views
-    async def _overview(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _overview(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         return views.overview(self.state)
 
-    async def _timeseries(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _timeseries(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         return {"bucketSeconds": 10, "timeseries": self.state.activity.timeseries()}
 
-    async def _routes_view(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _routes_view(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         return {"routes": views.routes(self.state)}
 
-    async def _targets(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _targets(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         return {"targets": views.targets(self.state),
                 "metrics": self.state.activity.target_rows()}
 
-    async def _clients(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _clients(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         return {"clients": self.state.activity.clients(), "recent": self.state.activity.recent()}
 
-    async def _security(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _security(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         return {"security": views.security(self.state)}
 
-    async def _caches(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _caches(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         return cache_overview(self.state)
 
     # ------------------------------------------------------------------ controls
-    async def _flush_cache(self, ex: Exchange, session: Session | None, name: str) -> Any:
+    async def _flush_cache(self, ex: Exchange, session: AnySession | None, name: str) -> Any:
         cache = self.state.caches.caches.get(name)
         if cache is None:
             raise AdminError(404, "not_found", f"cache not found: {name}")
@@ -284,29 +301,29 @@ class AdminApp:
         logger.info("admin flushed cache", extra={"cache": name, "entries": flushed})
         return {"flushed": flushed, **cache_overview(self.state)}
 
-    async def _set_rate_limit(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _set_rate_limit(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         body = await self._body(ex)
         enabled = body.get("enabled")
         if not isinstance(enabled, bool):
             raise AdminError(400, "bad_request", "field 'enabled' must be true or false")
         rpm = _positive(body, "requestsPerMinute")
         burst = _positive(body, "burst")
-        self.state.set_rate_limit(RateLimitConfig(enabled, rpm, burst))
+        await self.state.replication.set_rate_limit(RateLimitConfig(enabled, rpm, burst))
         logger.info("admin changed rate limit", extra={
             "enabled": enabled, "requests_per_minute": rpm, "burst": burst})
         return {"security": views.security(self.state)}
 
-    async def _block(self, ex: Exchange, session: Session | None, client: str) -> Any:
+    async def _block(self, ex: Exchange, session: AnySession | None, client: str) -> Any:
         try:
-            entry = self.state.blocklist.add(client)
+            entry = await self.state.replication.block(client)
         except ValueError as exc:
             raise AdminError(400, "bad_request", str(exc)) from exc
         logger.info("admin blocked client", extra={"entry": entry})
         return {"security": views.security(self.state)}
 
-    async def _unblock(self, ex: Exchange, session: Session | None, client: str) -> Any:
+    async def _unblock(self, ex: Exchange, session: AnySession | None, client: str) -> Any:
         try:
-            removed = self.state.blocklist.remove(client)
+            removed = await self.state.replication.unblock(client)
         except ValueError as exc:
             raise AdminError(400, "bad_request", str(exc)) from exc
         if not removed:
@@ -314,37 +331,34 @@ class AdminApp:
         logger.info("admin unblocked client", extra={"entry": client})
         return {"security": views.security(self.state)}
 
-    async def _set_concurrency(self, ex: Exchange, session: Session | None, _: str) -> Any:
+    async def _set_concurrency(self, ex: Exchange, session: AnySession | None, _: str) -> Any:
         body = await self._body(ex)
         if "limit" not in body:
             raise AdminError(400, "bad_request",
                              "field 'limit' is required (an integer > 0, or null for unbounded)")
         limit = None if body["limit"] is None else _positive(body, "limit")
-        self.state.admission.limit = limit
+        await self.state.replication.set_concurrency(limit)
         logger.info("admin changed concurrency limit", extra={"limit": limit})
         return {"concurrency": views.concurrency(self.state)}
 
-    async def _set_target(self, ex: Exchange, session: Session | None, name: str) -> Any:
+    async def _set_target(self, ex: Exchange, session: AnySession | None, name: str) -> Any:
         if name not in self.state.targets.states:
             raise AdminError(404, "not_found", f"target not found: {name}")
         body = await self._body(ex)
         enabled = body.get("enabled")
         if not isinstance(enabled, bool):
             raise AdminError(400, "bad_request", "field 'enabled' must be true or false")
-        if enabled:
-            self.state.disabled_targets.discard(name)
-        else:
-            self.state.disabled_targets.add(name)
+        await self.state.replication.set_target_enabled(name, enabled)
         logger.info("admin changed target", extra={"target": name, "enabled": enabled})
         return {"targets": views.targets(self.state),
                 "metrics": self.state.activity.target_rows()}
 
-    async def _set_caller_limit(self, ex: Exchange, session: Session | None, name: str) -> Any:
+    async def _set_caller_limit(self, ex: Exchange, session: AnySession | None, name: str) -> Any:
         if name not in {t.caller for t in self.state.config.tokens}:
             raise AdminError(404, "not_found", f"token caller not found: {name}")
         return await self._set_token_limit(ex, "caller", name)
 
-    async def _set_target_limit(self, ex: Exchange, session: Session | None, name: str) -> Any:
+    async def _set_target_limit(self, ex: Exchange, session: AnySession | None, name: str) -> Any:
         if name not in self.state.targets.states:
             raise AdminError(404, "not_found", f"target not found: {name}")
         return await self._set_token_limit(ex, "target", name)
@@ -355,7 +369,8 @@ class AdminApp:
             raise AdminError(400, "bad_request", "field 'tokensPerMinute' is required (an "
                                                  "integer > 0, or null for no limit)")
         limit = None if body["tokensPerMinute"] is None else _positive(body, "tokensPerMinute")
-        self.state.budgets.set_limit("caller" if kind == "caller" else "target", name, limit)
+        await self.state.replication.set_token_limit(
+            "caller" if kind == "caller" else "target", name, limit)
         logger.info("admin changed token limit", extra={"kind": kind, "limited": name,
                                                         "tokens_per_minute": limit})
         return {"security": views.security(self.state)}

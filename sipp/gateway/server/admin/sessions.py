@@ -10,7 +10,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LoginThrottle", "PasswordCheck", "Session", "SessionStore"]
+__all__ = ["LoginThrottle", "MemorySessions", "PasswordCheck", "Session", "SessionStore",
+           "csrf_ok"]
 
 DEFAULT_TTL_SECONDS = 8 * 3600.0
 _MAX_SESSIONS = 256
@@ -42,7 +43,7 @@ class SessionStore:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  ttl: float = DEFAULT_TTL_SECONDS) -> None:
-        self._clock = clock
+        self.clock = clock
         self.ttl = ttl
         self._sessions: OrderedDict[str, Session] = OrderedDict()
 
@@ -50,7 +51,7 @@ class SessionStore:
         return len(self._sessions)
 
     def create(self) -> Session:
-        session = Session(os.urandom(32).hex(), os.urandom(32).hex(), self._clock() + self.ttl)
+        session = Session(os.urandom(32).hex(), os.urandom(32).hex(), self.clock() + self.ttl)
         self._sessions[session.id] = session
         while len(self._sessions) > _MAX_SESSIONS:
             self._sessions.popitem(last=False)
@@ -63,7 +64,7 @@ class SessionStore:
         session = self._sessions.get(session_id)
         if session is None:
             return None
-        if self._clock() >= session.expires:
+        if self.clock() >= session.expires:
             del self._sessions[session_id]
             return None
         return session
@@ -73,13 +74,52 @@ class SessionStore:
             self._sessions.pop(session_id, None)
 
     def remaining(self, session: Session) -> int:
-        return max(0, int(session.expires - self._clock()))
+        return max(0, int(session.expires - self.clock()))
 
     @staticmethod
     def csrf_ok(session: Session, header: bytes | None) -> bool:
         if header is None:
             return False
         return hmac.compare_digest(header, session.csrf_token.encode())
+
+
+def csrf_ok(expected: str, header: bytes | None) -> bool:
+    """Constant-time check of a request's CSRF header against the session's token."""
+    if header is None:
+        return False
+    return hmac.compare_digest(header, expected.encode())
+
+
+class MemorySessions:
+    """This process's :class:`SessionStore` behind the asynchronous interface the admin
+    API uses (the same as the Redis-backed sessions shared by replicas)."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+
+    @property
+    def ttl(self) -> float:
+        return self.store.ttl
+
+    @ttl.setter
+    def ttl(self, value: float) -> None:
+        self.store.ttl = value
+
+    async def create(self) -> Session:
+        return self.store.create()
+
+    async def get(self, session_id: str | None) -> Session | None:
+        return self.store.get(session_id)
+
+    async def delete(self, session_id: str | None) -> None:
+        self.store.delete(session_id)
+
+    def remaining(self, session: Session) -> int:
+        return self.store.remaining(session)
+
+    def now(self) -> float:
+        """The clock session expiry times are on."""
+        return self.store.clock()
 
 
 class LoginThrottle:

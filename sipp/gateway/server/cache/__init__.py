@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sipp.gateway.server.cache.entry import ZERO_USAGE, CachedAnswer
 from sipp.gateway.server.cache.keys import CacheControl, RequestKey, cache_control, request_key
+from sipp.gateway.server.cache.redis_store import RedisStore, RedisStores
 from sipp.gateway.server.cache.registry import CacheRegistry, StoreFactory, TargetEmbedder
 from sipp.gateway.server.cache.semantic import SemanticMirror
 from sipp.gateway.server.cache.service import Embedder, Lookup, ResponseCache
@@ -19,6 +20,8 @@ __all__ = [
     "Embedder",
     "Lookup",
     "MemoryStore",
+    "RedisStore",
+    "RedisStores",
     "RequestKey",
     "ResponseCache",
     "SemanticMirror",

@@ -20,7 +20,7 @@ from sipp.gateway.server.cache.semantic import SemanticMirror
 from sipp.gateway.server.cache.store import StoreStats
 from sipp.gateway.server.cache_config import CacheConfig
 
-__all__ = ["RedisStore", "redis_stores"]
+__all__ = ["RedisStore", "RedisStores"]
 
 _PULL_BATCH = 1000
 
@@ -116,17 +116,20 @@ class RedisStore:
         return self._bytes
 
 
-def redis_stores(url: str, prefix: str) -> Callable[[CacheConfig, Callable[[str], None]],
-                                                    RedisStore]:
+class RedisStores:
     """A store factory for :class:`~.registry.CacheRegistry`: every cache in the Redis at
-    ``url`` (one connection pool, bytes in and out)."""
-    import redis.asyncio as redis_asyncio
+    ``url`` through one connection pool (bytes in and out); :meth:`aclose` closes it."""
 
-    client = redis_asyncio.Redis.from_url(url, socket_timeout=2.0,
-                                          socket_connect_timeout=2.0)
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis.asyncio as redis_asyncio
 
-    def make(config: CacheConfig, on_drop: Callable[[str], None]) -> RedisStore:
-        return RedisStore(client, prefix, config.name, config.ttl_seconds, config.max_entries,
-                          config.max_bytes, on_drop)
+        self.prefix = prefix
+        self.client = redis_asyncio.Redis.from_url(url, socket_timeout=2.0,
+                                                   socket_connect_timeout=2.0)
 
-    return make
+    def __call__(self, config: CacheConfig, on_drop: Callable[[str], None]) -> RedisStore:
+        return RedisStore(self.client, self.prefix, config.name, config.ttl_seconds,
+                          config.max_entries, config.max_bytes, on_drop)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

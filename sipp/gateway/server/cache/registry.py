@@ -23,6 +23,7 @@ class CacheRegistry:
     def __init__(self, extensions: CacheExtensions, clock: Callable[[], float],
                  embed: TargetEmbedder, store_factory: StoreFactory | None = None) -> None:
         self.caches: dict[str, ResponseCache] = {}
+        self._factory = store_factory
         self._by_target = dict(extensions.target_cache)
         for name, config in extensions.caches.items():
             mirror = SemanticMirror()
@@ -39,6 +40,12 @@ class CacheRegistry:
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [cache.snapshot() for cache in self.caches.values()]
+
+    async def aclose(self) -> None:
+        """Close the stores' connections (a shared store's client)."""
+        close = getattr(self._factory, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _bound(embed: TargetEmbedder, target: str) -> Callable[[str], Awaitable[Sequence[float]]]:

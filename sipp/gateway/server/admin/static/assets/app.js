@@ -118,7 +118,12 @@ function renderOverview(o) {
   $("total-blocked").textContent = t.blocklistHits;
   $("uptime").textContent = formatUptime(o.uptimeSeconds);
   const state = o.draining ? "draining" : o.ready ? "ready" : "loading";
-  $("gateway-state").textContent = `${state} · v${o.version}`;
+  // with [state] backend = "redis" several replicas share controls: say which one answers
+  const r = o.replica || {};
+  const replica = r.sharedState === "redis" ? ` · replica ${r.id}` : "";
+  const degraded = r.degraded ? " · degraded: shared state unavailable" : "";
+  $("gateway-state").textContent = `${state} · v${o.version}${replica}${degraded}`;
+  $("gateway-state").title = r.degraded || "";
   $("gateway-state").dataset.state = state;
   const c = o.controls.concurrency;
   $("conc-active").textContent = `${c.active} active, limit ${c.limit ?? "unbounded"}`;
