@@ -13,6 +13,10 @@ also reports whether the speculative text equals the plain text (it must).
 - **concurrent**: 8 input-grounded requests at once (``n_parallel`` 8): aggregate output
   tokens / wall time. Target: ngram ≥ 1.0× off.
 
+- **deterministic**: 8 concurrent free generations (128 tokens) on an engine with
+  ``scheduler.deterministic = true`` vs the default engine: aggregate tok/s and how many
+  of the 8 answers equal the same prompt alone. Target: cost ≤ 15 %.
+
 Peers (llama-cpp-python ``LlamaPromptLookupDecoding``, ``llama-lookup``) are not run here.
 
     python benchmarks/bench_speculative.py [--rounds 2] [--json]
@@ -53,10 +57,10 @@ def grounded(passage: str) -> str:
 
 
 def run(engine: Engine, prompt: str, spec: SpeculativeConfig | None, *,
-        ignore_eos: bool = False) -> SippTextRun:
+        ignore_eos: bool = False, max_tokens: int = 256) -> SippTextRun:
     sampling = SamplingRuntimeConfig(ignore_eos=True) if ignore_eos else None
     local = LocalTextOptions(speculative=spec, sampling=sampling)
-    options = SippTextOptions(max_tokens=256, temperature=0.0)
+    options = SippTextOptions(max_tokens=max_tokens, temperature=0.0)
     sink = RunSink(REF, wants_tokens=False)
     engine.submit_text(TextRequest("query", prompt, None, options, local, None, None, False),
                        sink)
@@ -80,6 +84,33 @@ def together(engine: Engine, prompts: list[str], spec: SpeculativeConfig | None)
     wall = time.perf_counter() - start
     n = sum(r["usage"]["output_tokens"] for r in results)  # type: ignore[index]
     return {"texts": [r["text"] for r in results], "tps": n / wall, "n": n}
+
+
+def deterministic_cost(model: Path) -> dict[str, Any]:
+    """Aggregate tok/s of 8 concurrent free generations, default vs deterministic mode,
+    and how many concurrent answers equal the answer alone in each."""
+    prompts = [f"Write a story about {w}.\n\n" for w in
+               "a fox,the sea,a clock,rain,a king,bread,a robot,snow".split(",")]
+    row: dict[str, Any] = {}
+    for name, det in (("default", False), ("deterministic", True)):
+        engine = Engine.load(str(model), NativeRuntimeConfig(
+            context={"n_parallel": 8}, scheduler={"deterministic": det}))
+        try:
+            alone = [run(engine, p, None, ignore_eos=True, max_tokens=128).result(600)["text"]
+                     for p in prompts[:4]]
+            start = time.perf_counter()
+            runs = [run(engine, p, None, ignore_eos=True, max_tokens=128) for p in prompts]
+            results = [r.result(600) for r in runs]
+            wall = time.perf_counter() - start
+            n = sum(r["usage"]["output_tokens"] for r in results)  # type: ignore[index]
+            row[f"{name}_tps"] = n / wall
+            row[f"{name}_same_as_alone"] = sum(
+                a == r["text"] for a, r in zip(alone, results[:4], strict=True))
+            c.log(f"{name}: {n / wall:.1f} tok/s over 8 concurrent")
+        finally:
+            engine.close()
+    row["cost"] = 1.0 - row["deterministic_tps"] / row["default_tps"]
+    return row
 
 
 def main() -> None:
@@ -126,11 +157,18 @@ def main() -> None:
         out["results"] = table
     finally:
         engine.close()
+    out["results"]["deterministic_8"] = deterministic_cost(model)
     if args.json:
         print(json.dumps(out, indent=2))
         return
     print(f"{'case':<16}{'off tok/s':>11}{'ngram tok/s':>13}{'ratio':>8}  same text")
     for name, row in out["results"].items():
+        if name == "deterministic_8":
+            print(f"deterministic_8: default {row['default_tps']:.1f} tok/s, deterministic "
+                  f"{row['deterministic_tps']:.1f} tok/s, cost {100 * row['cost']:.1f} %, "
+                  f"same as alone {row['default_same_as_alone']}/4 vs "
+                  f"{row['deterministic_same_as_alone']}/4")
+            continue
         print(f"{name:<16}{row['off_tps']:>11.1f}{row['ngram_tps']:>13.1f}"
               f"{row['ratio']:>8.2f}  {row['same_text']}")
     print("targets: input_grounded >= 1.6, free >= 0.97, concurrent_8 >= 1.0")
