@@ -443,7 +443,10 @@ class Scheduler(Generic[P]):
                 )
             )
         remaining = budget - len(decodes)
-        if self.drafter is not None and decodes and not prefills and not embeds:
+        if self.drafter is not None and decodes and not prefills and not embeds and (
+                cfg.running_limit == 1 or len(self._running) < cfg.running_limit):
+            # a full batch (every slot running) gets no drafts: verification positions
+            # would compete with the decodes for compute
             remaining -= self._plan_drafts(chunks, remaining)
         if cfg.deterministic:
             remaining -= self._pad_decodes(chunks, remaining)

@@ -33,7 +33,7 @@ def decoding(scheduler: Scheduler[None], *requests: Request[None]) -> None:
 
 
 def test_decodes_get_drafts_from_the_spare_budget_and_keep_accepted_ones() -> None:
-    scheduler: Scheduler[None] = Scheduler(SchedulerConfig(n_slots=2, token_budget=64))
+    scheduler: Scheduler[None] = Scheduler(SchedulerConfig(n_slots=3, token_budget=64))
     drafter = FixedDrafter()
     scheduler.drafter = drafter
     fast = Request(1, [1, 2, 3], max_tokens=50, max_draft_tokens=4)
@@ -56,7 +56,7 @@ def test_decodes_get_drafts_from_the_spare_budget_and_keep_accepted_ones() -> No
 
 
 def test_no_drafts_while_a_prompt_prefills_or_past_max_tokens() -> None:
-    scheduler: Scheduler[None] = Scheduler(SchedulerConfig(n_slots=2, token_budget=64))
+    scheduler: Scheduler[None] = Scheduler(SchedulerConfig(n_slots=3, token_budget=64))
     scheduler.drafter = FixedDrafter()
     fast = Request(1, [1, 2, 3], max_tokens=4, max_draft_tokens=8)
     decoding(scheduler, fast)
@@ -72,13 +72,16 @@ def test_no_drafts_while_a_prompt_prefills_or_past_max_tokens() -> None:
 
 
 def test_a_busy_batch_gets_no_drafts_and_failing_drafts_shrink() -> None:
-    scheduler: Scheduler[None] = Scheduler(SchedulerConfig(n_slots=3, token_budget=3))
-    scheduler.drafter = FixedDrafter()
-    requests = [Request(i, [1, 2], max_tokens=50, max_draft_tokens=8) for i in (1, 2, 3)]
-    decoding(scheduler, *requests)
-    out = scheduler.schedule()
-    assert all(c.n_draft == 0 for c in out.chunks)  # the budget is full of decodes
-    scheduler.update_from_output({r.request_id: 5 for r in requests}, {})
+    for slots, budget in ((4, 3), (3, 64)):
+        scheduler: Scheduler[None] = Scheduler(SchedulerConfig(n_slots=slots,
+                                                               token_budget=budget))
+        scheduler.drafter = FixedDrafter()
+        requests = [Request(i, [1, 2], max_tokens=50, max_draft_tokens=8) for i in (1, 2, 3)]
+        decoding(scheduler, *requests)
+        out = scheduler.schedule()
+        # the budget is full of decodes, or every slot runs: no drafts
+        assert all(c.n_draft == 0 for c in out.chunks)
+        scheduler.update_from_output({r.request_id: 5 for r in requests}, {})
     wide: Scheduler[None] = Scheduler(SchedulerConfig(n_slots=1, token_budget=64))
     wide.drafter = FixedDrafter()
     one = Request(1, [1, 2], max_tokens=60, max_draft_tokens=8)
