@@ -74,6 +74,13 @@ class SchedulerRuntimeConfig(Group):
         as_int(1),
         "Bound of the waiting queue; a request beyond it fails with QueueFullError.",
     )
+    deterministic: bool = setting(
+        False,
+        as_bool,
+        "A request's tokens do not depend on what runs beside it: per-sequence KV streams, "
+        "no weight repacking, one ubatch per step and every matrix product of a sequence "
+        "on the same kernel path (each decode carries one extra verification position).",
+    )
 
     if TYPE_CHECKING:  # the generated __init__ also takes a dict for ``policy``
 
@@ -85,6 +92,7 @@ class SchedulerRuntimeConfig(Group):
             prefill_chunk_size: int | None = None,
             max_running_requests: int | None = None,
             max_queued_requests: int | None = None,
+            deterministic: bool | None = None,
         ) -> None: ...
 
 

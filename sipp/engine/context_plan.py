@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from sipp.config import ContextRuntimeConfig, NativeRuntimeConfig
-from sipp.errors import ModelLoadError
+from sipp.errors import ConfigurationError, ModelLoadError
 from sipp.scheduler import CacheMode
 
 __all__ = [
@@ -143,10 +143,26 @@ def plan_context(facts: ModelFacts, config: NativeRuntimeConfig) -> ContextPlan:
     ) else config.cache.mode
     kv_unified = c.kv_unified if c.kv_unified is not None else (
         cache_mode in _SHARING_MODES and n_par > 1)
+    deterministic = config.scheduler.deterministic
+    if deterministic:
+        if c.kv_unified:
+            raise ConfigurationError(
+                "scheduler.deterministic needs per-sequence KV streams: leave "
+                "context.kv_unified unset or False"
+            )
+        kv_unified = False
+        if c.flash_attention == "enabled":
+            raise ConfigurationError(
+                "scheduler.deterministic runs attention as plain matrix products (ggml's "
+                "CPU flash attention picks its kernel by batch size): leave "
+                "context.flash_attention unset or 'disabled'"
+            )
     swa_full = c.swa_full if c.swa_full is not None else (
         facts.n_swa > 0 and cache_mode != "disabled")
     n_batch = c.n_batch or _DEFAULT_N_BATCH
     n_ubatch = c.n_ubatch or min(_DEFAULT_N_UBATCH, n_batch)
+    if deterministic:
+        n_ubatch = n_batch  # libllama never splits a step (a split could leave 1 token)
     if model_class != "decoder" or embeddings:
         n_ubatch = n_batch  # non-causal / pooled: a whole sequence in one ubatch
         if embeddings and n_par > 1:
@@ -173,7 +189,8 @@ def context_params(plan: ContextPlan, config: NativeRuntimeConfig) -> dict[str, 
         "n_threads_batch": c.n_threads_batch, "embeddings": plan.embeddings,
         "pooling_type": None if c.pooling == "unspecified" else c.pooling,
         "kv_unified": plan.kv_unified, "swa_full": plan.swa_full,
-        "flash_attn": _FLASH[c.flash_attention], "type_k": c.cache_type_k,
+        "flash_attn": _FLASH["disabled" if config.scheduler.deterministic
+                             else c.flash_attention], "type_k": c.cache_type_k,
         "type_v": c.cache_type_v, "offload_kqv": c.offload_kqv, "op_offload": c.op_offload,
         "no_perf": not config.observability.backend_profiling,
         "rope_scaling_type": c.rope_scaling, "rope_freq_base": c.rope_freq_base,

@@ -52,6 +52,7 @@ from sipp.engine.runstate import EngineRequest, RunState
 from sipp.engine.speculative import Speculator
 from sipp.engine.submission import Submission
 from sipp.errors import (
+    ConfigurationError,
     EngineClosedError,
     EngineDeadError,
     EngineError,
@@ -232,6 +233,11 @@ class Engine:
         try:
             plan = plan_context(ModelFacts.of(model), raw)
             self.plan = plan
+            if raw.scheduler.deterministic and not plan.partial_kv_edits:
+                raise ConfigurationError(
+                    "scheduler.deterministic needs a memory that can remove part of a "
+                    "sequence; this model's (recurrent or hybrid) cannot"
+                )
             self.ctx = ctx = LlamaContext(model, **context_params(plan, raw))
             # context.warmup: one throw-away BOS/EOS run now, not on the first request
             self.warmup_s = ctx.warmup() if cfg.context.warmup else None
@@ -262,7 +268,8 @@ class Engine:
             raise
         self._batch = StepBatch(ctx, self.scheduler, encoder=plan.model_class == "encoder_decoder",
                                 vision=self.vision, metrics=self.runtime_metrics,
-                                apply_kv_ops=self._apply_kv_ops, fail=self._fail_step)
+                                apply_kv_ops=self._apply_kv_ops, fail=self._fail_step,
+                                deterministic=cfg.scheduler.deterministic)
         self._output = Output(model, ctx, self.scheduler, cache_mode=plan.cache_mode,
                               pooling=pooling, metrics=self.runtime_metrics,
                               on_done=self._forget)

@@ -119,6 +119,13 @@ def load_model(
     load_mode = ("mmap_mlock" if placement.use_mlock else "mmap") if placement.use_mmap else (
         "mlock" if placement.use_mlock else "none")
     no_extra = placement.no_extra_bufts
+    if config.scheduler.deterministic:
+        if no_extra is False:
+            raise ConfigurationError(
+                "scheduler.deterministic needs unrepacked weights (a repacked matrix has "
+                "other kernels by batch size): leave placement.no_extra_bufts unset or True"
+            )
+        no_extra = True
     try:
         model = LlamaModel(
             path, n_gpu_layers=None if gpu == "auto" else -1 if gpu == "all" else int(gpu),

@@ -157,8 +157,9 @@ class Output:
                     sampler.accept(token)
                 run.history = None
             if chunk.n_draft:
+                room = request.max_tokens - len(request.output_tokens)
                 self._verify(chunk.tokens, index - chunk.n_draft, run, request.request_id,
-                             sampled, finished, accepted, emitted, now)
+                             room, sampled, finished, accepted, emitted, now)
                 continue
             token = sampler.sample(ctx, index)
             if run.t_first is None:
@@ -185,7 +186,7 @@ class Output:
         return done
 
     def _verify(self, tokens: npt.NDArray[np.int32], first: int, run: RunState, rid: int,
-                sampled: dict[int, int], finished: dict[int, FinishReason],
+                room: int, sampled: dict[int, int], finished: dict[int, FinishReason],
                 accepted: dict[int, int], emitted: list[tuple[RunState, str, int]],
                 now: float) -> None:
         """Check one chunk's drafts (``tokens`` = pending token, then the drafts; their
@@ -193,7 +194,8 @@ class Output:
         own chain and keep going while the sampled token equals the next draft. The
         emitted tokens are exactly what plain decoding would give, one step at a time
         (greedy: the argmax; sampled: the same chain and RNG draws, so the target
-        distribution and a fixed seed's output are kept)."""
+        distribution and a fixed seed's output are kept). At most ``room`` tokens are
+        emitted (``max_tokens``)."""
         ctx, model = self.ctx, self.model
         sampler, stream = run.sampler, run.stream
         assert sampler is not None and stream is not None
@@ -215,18 +217,21 @@ class Output:
                 finished[rid] = "stop"
                 last = token
                 break
-            if i == n_draft or token != drafts[i + 1]:
+            if i == n_draft or token != drafts[i + 1] or n_out >= room:
                 last = token
                 break
         n_kept = n_out - 1 if last is not None else n_out  # drafts kept before ``last``
         accepted[rid] = n_kept
         if last is not None:
             sampled[rid] = last
-        run.n_drafted += n_draft
-        run.n_accepted += n_kept
-        if self.metrics is not None:
+        if run.spec is None:
+            pass  # a deterministic mode dummy position, not a draft
+        elif self.metrics is not None:
             self.metrics.inc("spec_draft_tokens", n_draft)
             self.metrics.inc("spec_accepted_tokens", n_kept)
+        if run.spec is not None:
+            run.n_drafted += n_draft
+            run.n_accepted += n_kept
         if not n_out:
             return
         if run.t_first is None:

@@ -294,7 +294,9 @@ class Scheduler(Generic[P]):
         if request.kind == "embed" or cfg.cache_mode == "disabled":
             return _Reuse()
         tokens = request.all_tokens.view()
-        limit = tokens.shape[0] - 1  # leave one token to compute, so there are logits
+        # leave one token to compute, so there are logits (two in deterministic mode: no
+        # one-token chunk)
+        limit = tokens.shape[0] - (2 if cfg.deterministic else 1)
         whole = not cfg.partial_kv_edits  # only a whole cached sequence can be reused
         best = _Reuse()
         best_score = (0, False)
@@ -443,6 +445,8 @@ class Scheduler(Generic[P]):
         remaining = budget - len(decodes)
         if self.drafter is not None and decodes and not prefills and not embeds:
             remaining -= self._plan_drafts(chunks, remaining)
+        if cfg.deterministic:
+            remaining -= self._pad_decodes(chunks, remaining)
         for request in sorted(embeds, key=lambda r: -r._skipped_steps):
             n = request.num_prompt_tokens
             if n <= remaining:
@@ -469,6 +473,8 @@ class Scheduler(Generic[P]):
         if any(r.media_spans for r in order):
             shares = _fit_media_shares(order, caps, shares)
         for request, n in zip(order, shares, strict=True):
+            if cfg.deterministic:
+                n = _two_or_more(n, request.num_pending_tokens)
             if n:
                 pos = request.num_computed_tokens
                 chunks.append(
@@ -480,6 +486,8 @@ class Scheduler(Generic[P]):
                         pos + n == request.num_tokens,
                     )
                 )
+        if cfg.deterministic:
+            out.chunks = _separate_counts(chunks)
 
     def _plan_drafts(self, chunks: list[ScheduledChunk[P]], spare: int) -> int:
         """Give decode chunks draft positions from the ``spare`` budget (only asked when no
@@ -513,6 +521,23 @@ class Scheduler(Generic[P]):
                 used += d
         return used
 
+    def _pad_decodes(self, chunks: list[ScheduledChunk[P]], spare: int) -> int:
+        """Deterministic mode: a decode chunk without drafts gets one dummy position (its
+        pending token again) so that each of the sequence's matrix products has two
+        columns, the kernel path every other step of it takes; the dummy is verified like
+        a draft and removed from the KV when rejected. Returns the positions added."""
+        limit = self.config.n_ctx_per_slot
+        used = 0
+        for chunk in chunks:
+            if used >= spare:
+                break
+            if chunk.n_draft or chunk.request.num_tokens + 1 > limit:
+                continue
+            chunk.tokens = np.concatenate((chunk.tokens, chunk.tokens[:1]))
+            chunk.n_draft = 1
+            used += 1
+        return used
+
     def _prefill_cap(self, request: Request[P], chunk: int) -> int:
         cap = request.num_pending_tokens
         if chunk:
@@ -535,7 +560,8 @@ class Scheduler(Generic[P]):
         for chunk in out.chunks:
             if chunk.n_draft:
                 stats.decode_tokens += 1
-                stats.draft_tokens += chunk.n_draft
+                if chunk.request.max_draft_tokens:
+                    stats.draft_tokens += chunk.n_draft
             elif chunk.request.kind == "generate" and chunk.n_tokens == 1 and chunk.sample:
                 stats.decode_tokens += 1
             else:
@@ -615,10 +641,12 @@ class Scheduler(Generic[P]):
             request.all_tokens.append(token)
         if a < d:
             self._ops.append(KvRemove(chunk.slot, chunk.start_pos + 1 + a, -1))
+        top = request.max_draft_tokens
+        if not top:
+            return  # a deterministic mode dummy, not a draft
         request.num_draft_tokens += d
         request.num_accepted_tokens += a
         self.stats.accepted_tokens += a
-        top = request.max_draft_tokens
         if a == d:
             request._draft_k = min(top, max(request._draft_k, 1) * 2)
         elif a == 0:
@@ -723,6 +751,48 @@ class Scheduler(Generic[P]):
             self._finish(request, status)
         self._inflight = None
         return requests
+
+
+def _separate_counts(chunks: list[ScheduledChunk[Any]]) -> list[ScheduledChunk[Any]]:
+    """Deterministic mode: cut chunks so that no two sequences' token counts differ by one
+    and none is a single token. libllama splits a step over per-sequence KV streams into
+    ubatches that take the same number of tokens from every sequence (``split_equal``),
+    so the pieces are the differences of the sorted counts: with these counts none is one
+    token, the size at which ggml switches matrix-product kernels. A chunk that cannot be
+    cut to fit waits for the next step (decodes, at two positions, always fit; a prompt
+    never keeps 1 or 3 tokens back, which could not run beside them)."""
+    used: set[int] = set()
+    kept: list[ScheduledChunk[Any]] = []
+    for chunk in sorted(chunks, key=lambda c: c.n_tokens):
+        n = chunk.n_tokens
+        if n < 2 or chunk.request.kind == "embed":
+            kept.append(chunk)
+            continue
+        request = chunk.request
+        prefill = not chunk.n_draft
+        while n >= 2 and (n - 1 in used or n + 1 in used or (
+                prefill and request.num_tokens - (chunk.start_pos + n) in (1, 3))):
+            n -= 1
+        if n < 2:
+            continue
+        if n < chunk.n_tokens:
+            chunk.tokens = chunk.tokens[:n]
+            if prefill:
+                chunk.sample = chunk.start_pos + n == request.num_tokens
+            else:
+                chunk.n_draft = n - 1
+        used.add(n)
+        kept.append(chunk)
+    order = {id(c): i for i, c in enumerate(chunks)}
+    kept.sort(key=lambda c: order[id(c)])
+    return kept
+
+
+def _two_or_more(n: int, pending: int) -> int:
+    """A prefill share that is not one token long and leaves neither 1 nor 3 behind."""
+    if pending - n in (1, 3):
+        n -= 1 if pending - n == 1 else 3
+    return n if n >= 2 or n == pending else 0
 
 
 def _fit_media_shares(order: list[Request[Any]], caps: list[int], shares: list[int]) -> list[int]:

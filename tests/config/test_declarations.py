@@ -68,6 +68,7 @@ DEFAULTS: dict[type[Group], dict[str, Any]] = {
     SchedulerRuntimeConfig: {
         "continuous_batching": True, "policy": SchedulerPolicyConfig(),
         "prefill_chunk_size": 0, "max_running_requests": AUTO, "max_queued_requests": 256,
+        "deterministic": False,
     },
     CacheRuntimeConfig: {
         "mode": "live_slot_prefix", "retained_prefix_tokens": 100,

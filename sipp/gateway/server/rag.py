@@ -264,8 +264,8 @@ class RagRegistry:
             except (SippError, OSError) as exc:
                 collection.status = "failed" if previous != "ready" else "ready"
                 collection.error = str(exc)
-                collection.signature = source_signature(collection.config.source) \
-                    if Path(collection.config.source).exists() else None
+                # retried when the source changes, not on every poll
+                collection.signature = source_signature(collection.config.source)
                 logger.error("collection indexing failed",
                              extra={"collection": name, "error": str(exc)})
 

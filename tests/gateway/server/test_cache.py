@@ -234,3 +234,21 @@ def test_documents_injection_and_a_failing_embedding_target(
     r = chat(gw, "a different question")
     assert r.status_code == 200 and r.headers["x-sipp-cache"] == "bypass"
     assert gw.server.state.caches.caches["sem"].snapshot()["errors"] == 1
+
+
+def test_a_collection_that_cannot_be_indexed_serves_without_passages(
+        start_gateway: Callable[..., RunningGateway], script: Script, tmp_path: Path) -> None:
+    config = copy.deepcopy(BASE_CONFIG)
+    config["targets"][0]["rag"] = {"collection": "kb"}
+    config["collections"] = [{"name": "kb", "embedding_target": "beta",
+                              "source": str(tmp_path / "missing"),
+                              "index_path": str(tmp_path / "kb.sippvec")}]
+    gw = start_gateway(config)
+    collection = gw.server.state.rag.collections["kb"]
+    deadline = time.monotonic() + 10
+    while collection.status != "failed":
+        assert time.monotonic() < deadline, collection.snapshot()
+        time.sleep(0.02)
+    assert "does not exist" in (collection.error or "")
+    r = chat(gw)
+    assert r.status_code == 200 and r.headers["x-sipp-rag-sources"] == ""
