@@ -122,7 +122,10 @@ def test_parallel_guesses_wait_for_the_attempt_in_flight(admin_gateway: StartGat
         slow.sendall(b"POST /admin/api/session HTTP/1.1\r\nHost: gw\r\n"
                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                      % len(body))
-        time.sleep(0.5)  # the gateway has begun this attempt and waits for its body
+        throttle = gw.server.management_app.admin.throttle
+        deadline = time.monotonic() + 10  # until the gateway has begun this attempt
+        while not throttle._pending and time.monotonic() < deadline:
+            time.sleep(0.02)
         r = admin.login()  # the right password, while a guess is being checked
         assert r.status_code == 429 and r.json()["error"] == "login_throttled"
         slow.sendall(body)
