@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Generic
 
 import numpy as np
-import numpy.typing as npt
 
 from sipp.errors import QueueFullError, RequestTooLargeError
 from sipp.scheduler._budget import fair_shares, split_budget
@@ -27,6 +26,15 @@ from sipp.scheduler._request import P, Request, RequestStatus
 from sipp.scheduler._slots import Slot, SlotState
 from sipp.scheduler._snapshots import SnapshotEntry, SnapshotStore
 from sipp.scheduler._spans import cut_end, fit_end
+from sipp.scheduler._stats import SchedulerStats
+from sipp.scheduler._step_shapes import (
+    Drafter,
+    fit_media_shares,
+    pad_decodes,
+    plan_drafts,
+    separate_counts,
+    two_or_more,
+)
 from sipp.scheduler._tokens import TokenBuffer, common_prefix_len, prefix_hashes
 from sipp.types import FinishReason
 
@@ -34,41 +42,6 @@ __all__ = ["Drafter", "Scheduler", "SchedulerStats"]
 
 _STARVED_EMBED_STEPS = 2
 
-Drafter = Callable[[Sequence[Request[Any]], Sequence[int]], Sequence[npt.NDArray[np.int32]]]
-"""Proposes draft tokens: for each request (decoding, pending token last in
-``all_tokens``), at most the given number of tokens likely to follow (may be empty)."""
-
-
-@dataclass
-class SchedulerStats:
-    """Counters since creation (``last_*`` describe the latest planned step)."""
-
-    steps: int = 0
-    scheduled_tokens: int = 0
-    decode_tokens: int = 0
-    prefill_tokens: int = 0
-    last_batch_tokens: int = 0
-    last_batch_requests: int = 0
-    admitted: int = 0
-    finished: int = 0
-    cancelled: int = 0
-    failed: int = 0
-    preemptions: int = 0
-    context_shifts: int = 0
-    discarded_tokens: int = 0
-    kv_full_events: int = 0
-    idle_evictions: int = 0
-    cache_hits: int = 0
-    reused_tokens: int = 0
-    snapshot_hits: int = 0
-    snapshot_saves: int = 0
-    draft_tokens: int = 0
-    accepted_tokens: int = 0
-    batch_sizes: dict[int, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, object]:
-        """A plain copy for reporting."""
-        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(self).items()}
 
 
 @dataclass(frozen=True)
@@ -104,7 +77,7 @@ class Scheduler(Generic[P]):
         self._prefill_rr = 0
         self._admission_blocked = False
         # Speculative decoding: set by the engine; requests with max_draft_tokens > 0 then
-        # get draft positions from the step's spare budget (see _plan_drafts).
+        # get draft positions from the step's spare budget (see _step_shapes.plan_drafts).
         self.drafter: Drafter | None = None
 
     # ------------------------------------------------------------------ queries
@@ -447,9 +420,9 @@ class Scheduler(Generic[P]):
                 cfg.running_limit == 1 or len(self._running) < cfg.running_limit):
             # a full batch (every slot running) gets no drafts: verification positions
             # would compete with the decodes for compute
-            remaining -= self._plan_drafts(chunks, remaining)
+            remaining -= plan_drafts(self.drafter, self.config.n_ctx_per_slot, chunks, remaining)
         if cfg.deterministic:
-            remaining -= self._pad_decodes(chunks, remaining)
+            remaining -= pad_decodes(self.config.n_ctx_per_slot, chunks, remaining)
         for request in sorted(embeds, key=lambda r: -r._skipped_steps):
             n = request.num_prompt_tokens
             if n <= remaining:
@@ -474,10 +447,10 @@ class Scheduler(Generic[P]):
         caps = [self._prefill_cap(r, chunk) for r in order]
         shares = fair_shares(remaining, caps)
         if any(r.media_spans for r in order):
-            shares = _fit_media_shares(order, caps, shares)
+            shares = fit_media_shares(order, caps, shares)
         for request, n in zip(order, shares, strict=True):
             if cfg.deterministic:
-                n = _two_or_more(n, request.num_pending_tokens)
+                n = two_or_more(n, request.num_pending_tokens)
             if n:
                 pos = request.num_computed_tokens
                 chunks.append(
@@ -490,56 +463,7 @@ class Scheduler(Generic[P]):
                     )
                 )
         if cfg.deterministic:
-            out.chunks = _separate_counts(chunks)
-
-    def _plan_drafts(self, chunks: list[ScheduledChunk[P]], spare: int) -> int:
-        """Give decode chunks draft positions from the ``spare`` budget (only asked when no
-        prompt prefills this step, so drafts never take a prefill's tokens); returns the
-        positions used. Each request asks for its adaptive ``_draft_k``, never past its
-        ``max_tokens`` nor its window; the spare budget is shared fairly."""
-        limit = self.config.n_ctx_per_slot
-        wanted: list[ScheduledChunk[P]] = []
-        caps: list[int] = []
-        for chunk in chunks:
-            request = chunk.request
-            if request._draft_k <= 0:
-                continue
-            cap = min(request._draft_k, request.max_tokens - len(request.output_tokens) - 1,
-                      limit - request.num_tokens)
-            if cap > 0:
-                wanted.append(chunk)
-                caps.append(cap)
-        if not wanted or spare <= 0:
-            return 0
-        shares = fair_shares(spare, caps)
-        asked = [(c, n) for c, n in zip(wanted, shares, strict=True) if n > 0]
-        assert self.drafter is not None
-        drafts = self.drafter([c.request for c, _ in asked], [n for _, n in asked])
-        used = 0
-        for (chunk, n), draft in zip(asked, drafts, strict=True):
-            d = min(int(draft.shape[0]), n)
-            if d:
-                chunk.tokens = np.concatenate((chunk.tokens, draft[:d].astype(np.int32)))
-                chunk.n_draft = d
-                used += d
-        return used
-
-    def _pad_decodes(self, chunks: list[ScheduledChunk[P]], spare: int) -> int:
-        """Deterministic mode: a decode chunk without drafts gets one dummy position (its
-        pending token again) so that each of the sequence's matrix products has two
-        columns, the kernel path every other step of it takes; the dummy is verified like
-        a draft and removed from the KV when rejected. Returns the positions added."""
-        limit = self.config.n_ctx_per_slot
-        used = 0
-        for chunk in chunks:
-            if used >= spare:
-                break
-            if chunk.n_draft or chunk.request.num_tokens + 1 > limit:
-                continue
-            chunk.tokens = np.concatenate((chunk.tokens, chunk.tokens[:1]))
-            chunk.n_draft = 1
-            used += 1
-        return used
+            out.chunks = separate_counts(chunks)
 
     def _prefill_cap(self, request: Request[P], chunk: int) -> int:
         cap = request.num_pending_tokens
@@ -755,67 +679,3 @@ class Scheduler(Generic[P]):
         self._inflight = None
         return requests
 
-
-def _separate_counts(chunks: list[ScheduledChunk[Any]]) -> list[ScheduledChunk[Any]]:
-    """Deterministic mode: cut chunks so that no two sequences' token counts differ by one
-    and none is a single token. libllama splits a step over per-sequence KV streams into
-    ubatches that take the same number of tokens from every sequence (``split_equal``),
-    so the pieces are the differences of the sorted counts: with these counts none is one
-    token, the size at which ggml switches matrix-product kernels. A chunk that cannot be
-    cut to fit waits for the next step (decodes, at two positions, always fit; a prompt
-    never keeps 1 or 3 tokens back, which could not run beside them)."""
-    used: set[int] = set()
-    kept: list[ScheduledChunk[Any]] = []
-    for chunk in sorted(chunks, key=lambda c: c.n_tokens):
-        n = chunk.n_tokens
-        if n < 2 or chunk.request.kind == "embed":
-            kept.append(chunk)
-            continue
-        request = chunk.request
-        prefill = not chunk.n_draft
-        while n >= 2 and (n - 1 in used or n + 1 in used or (
-                prefill and request.num_tokens - (chunk.start_pos + n) in (1, 3))):
-            n -= 1
-        if n < 2:
-            continue
-        if n < chunk.n_tokens:
-            chunk.tokens = chunk.tokens[:n]
-            if prefill:
-                chunk.sample = chunk.start_pos + n == request.num_tokens
-            else:
-                chunk.n_draft = n - 1
-        used.add(n)
-        kept.append(chunk)
-    order = {id(c): i for i, c in enumerate(chunks)}
-    kept.sort(key=lambda c: order[id(c)])
-    return kept
-
-
-def _two_or_more(n: int, pending: int) -> int:
-    """A prefill share that is not one token long and leaves neither 1 nor 3 behind."""
-    if pending - n in (1, 3):
-        n -= 1 if pending - n == 1 else 3
-    return n if n >= 2 or n == pending else 0
-
-
-def _fit_media_shares(order: list[Request[Any]], caps: list[int], shares: list[int]) -> list[int]:
-    """Cut prefill shares that would end inside an image back to the image start, then
-    hand the freed tokens, in order, to requests that can then take a whole image."""
-    out: list[int] = []
-    spare = 0
-    for request, n in zip(order, shares, strict=True):
-        pos = request.num_computed_tokens
-        fitted = cut_end(request.media_spans, pos + n) - pos if request.media_spans else n
-        spare += n - fitted
-        out.append(fitted)
-    for i, request in enumerate(order):
-        if spare <= 0:
-            break
-        want = min(caps[i] - out[i], spare)
-        if want <= 0 or not request.media_spans:
-            continue
-        pos = request.num_computed_tokens + out[i]
-        gained = cut_end(request.media_spans, pos + want) - pos
-        out[i] += gained
-        spare -= gained
-    return out
