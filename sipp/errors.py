@@ -24,7 +24,6 @@ Builtins are mixed in where callers expect them (``ValueError`` for invalid requ
     ├── ModelLoadError                             model_load
     ├── QueueFullError                             queue_full
     ├── CancelledError                             cancelled
-    ├── RequestTimeoutError (TimeoutError)         timeout
     ├── EngineError                                engine
     │   ├── EngineClosedError                      engine_closed
     │   ├── EngineDeadError                        engine_dead
@@ -70,7 +69,6 @@ __all__ = [
     "QueueFullError",
     "RateLimitedError",
     "RemoteCallError",
-    "RequestTimeoutError",
     "RequestTooLargeError",
     "SippError",
     "TargetNotFoundError",
@@ -211,13 +209,6 @@ class CancelledError(SippError):
 
     default_code = "cancelled"
     http_status = 408
-
-
-class RequestTimeoutError(SippError, TimeoutError):
-    """A deadline passed (connect, request, stream read)."""
-
-    default_code = "timeout"
-    http_status = 504
 
 
 class EngineError(SippError):

@@ -36,7 +36,6 @@ from sipp.errors import (
     QueueFullError,
     RateLimitedError,
     RemoteCallError,
-    RequestTimeoutError,
     SippError,
     TargetNotReadyError,
 )
@@ -64,7 +63,7 @@ def retryable(exc: BaseException) -> bool:
         status = exc.status or exc.http_status
         return status == 429 or status >= 500
     if isinstance(exc, TargetNotReadyError | RateLimitedError | AdmissionError | QueueFullError
-                  | RequestTimeoutError | EngineError):
+                  | EngineError):
         return True
     if isinstance(exc, SippError):
         return exc.http_status >= 500
