@@ -280,15 +280,15 @@ def print_table(out: dict[str, Any]) -> None:
     print("targets: input_grounded >= 1.6, free >= 0.97, concurrent_8 >= 1.0")
     grounded_row = results["input_grounded"]
     print(f"\npeers on input_grounded (greedy, 256 tokens, drafts <= {NGRAM.max_draft_tokens}):")
-    print(f"  {'Sipp ngram':<34}{grounded_row['ngram_tps']:>8.1f} tok/s  drafted "
+    print(f"  {'Sipp ngram':<44}{grounded_row['ngram_tps']:>8.1f} tok/s  drafted "
           f"{grounded_row['drafted']}, accepted {grounded_row['accepted']}")
     labels = {"llama-lookup": "llama-lookup",
-              "llama-cpp-python": "llama-cpp-python PromptLookupDecoding"}
+              "llama-cpp-python": "llama-cpp-python LlamaPromptLookupDecoding"}
     for peer, row in grounded_row["peers"].items():
         counts = f"drafted {row['drafted']}" + (
             f", accepted {row['accepted']}" if row["accepted"] is not None
             else f" in {row['draft_calls']} steps")
-        print(f"  {labels[peer]:<34}{row['tps']:>8.1f} tok/s  {counts}; same text as Sipp "
+        print(f"  {labels[peer]:<44}{row['tps']:>8.1f} tok/s  {counts}; same text as Sipp "
               f"for {row['same_text_prefix_chars']}/{row['sipp_text_chars']} chars")
     for peer, why in grounded_row["skipped"].items():
         print(f"  skipped {peer}: {why}")
