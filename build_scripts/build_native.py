@@ -58,9 +58,10 @@ class BuildPlan:
     source_sha256: str
     toolchain: dict[str, str]
     platform: str
+    patches: str = "none"
 
     def key_inputs(self) -> dict[str, Any]:
-        return {
+        inputs: dict[str, Any] = {
             "build_script_version": BUILD_SCRIPT_VERSION,
             "source_sha256": self.source_sha256,
             "backend": self.backend,
@@ -71,6 +72,9 @@ class BuildPlan:
             "toolchain": self.toolchain,
             "platform": self.platform,
         }
+        if self.patches != "none":  # unpatched keys stay what they were
+            inputs["patches"] = self.patches
+        return inputs
 
     @property
     def key(self) -> str:
@@ -155,6 +159,7 @@ def plan_build(backend: str, mode: str = "native", *, tools: bool = False) -> Bu
         options=options,
         generator="Ninja" if shutil.which("ninja") else None,
         source_sha256=llama_source.read_pin()["sha256"],
+        patches=llama_source.patches_digest(),
         toolchain=toolchain_identity(backend),
         platform=platform_id(),
     )
@@ -419,6 +424,8 @@ def make_manifest(result: BuildResult, source: Path) -> dict[str, Any]:
             "version": pin["version"],
             "sha256": pin["sha256"],
             "upstream_version": llama_cpp_version(source),
+            "patches": [p.name for p in llama_source.patch_files()],
+            "patches_digest": plan.patches,
         },
         "cdef_sha256": cdef_sha,
         "structs": layouts,

@@ -1,8 +1,9 @@
-"""Fetch, verify and extract the pinned llama.cpp source (see ``native/pin.toml``).
+"""Fetch, verify, extract and patch the pinned llama.cpp source (see ``native/pin.toml``).
 
 The source travels inside the PyPI sdist of llama-cpp-python; we download it with pip,
-check its sha256 and unpack only ``vendor/llama.cpp`` into the user cache directory.
-Every later call is served from the cache.
+check its sha256 and unpack only ``vendor/llama.cpp`` into the user cache directory, then
+apply our own patches (``native/patches/*.patch``, in name order; each says why in its
+header). Every later call is served from the cache; a different patch set re-extracts.
 
     python build_scripts/llama_source.py        # prints the source directory
 """
@@ -29,6 +30,7 @@ else:  # Python 3.10
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PIN_FILE = REPO_ROOT / "native" / "pin.toml"
+PATCH_DIR = REPO_ROOT / "native" / "patches"
 
 
 def log(message: str) -> None:
@@ -176,22 +178,72 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def patch_files() -> list[Path]:
+    """Our patches to the pinned source, in the order they apply."""
+    return sorted(PATCH_DIR.glob("*.patch")) if PATCH_DIR.is_dir() else []
+
+
+def patches_digest() -> str:
+    """A short hash of the patch set (names and contents; ``"none"`` without patches):
+    part of the build cache key and of the backend manifest."""
+    files = patch_files()
+    if not files:
+        return "none"
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _marker_text(pin: dict[str, str]) -> str:
+    return f"{pin['sha256']}\npatches {patches_digest()}\n"
+
+
 def ensure_source() -> Path:
-    """Return the extracted, verified ``vendor/llama.cpp`` directory (cached)."""
+    """Return the extracted, verified and patched ``vendor/llama.cpp`` directory (cached)."""
     pin = read_pin()
     root = cache_root() / "src" / pin["sha256"][:16]
     source_dir = root / "llama.cpp"
     marker = root / ".complete"
-    if marker.exists() and source_dir.is_dir():
+    expected = _marker_text(pin)
+    if source_dir.is_dir() and marker.exists() and marker.read_text() == expected:
         return source_dir
     root.mkdir(parents=True, exist_ok=True)
     with _exclusive(root / ".lock"):
-        if marker.exists() and source_dir.is_dir():
+        if source_dir.is_dir() and marker.exists() and marker.read_text() == expected:
             return source_dir  # another process finished it while we waited
-        return _fetch_and_extract(pin, root, source_dir, marker)
+        marker.unlink(missing_ok=True)
+        _fetch_and_extract(pin, root, source_dir)
+        for patch in patch_files():
+            apply_patch(source_dir, patch)
+        marker.write_text(expected)
+        return source_dir
 
 
-def _fetch_and_extract(pin: dict[str, str], root: Path, source_dir: Path, marker: Path) -> Path:
+def apply_patch(source_dir: Path, patch: Path) -> None:
+    """Apply one patch to the extracted source (``git apply``, else ``patch -p1``); a patch
+    that does not apply is an error naming it, never a silently unpatched build."""
+    log(f"applying {patch.name}")
+    git, tool = shutil.which("git"), shutil.which("patch")
+    if git:
+        # the source is no repository: keep git from finding one around the cache directory
+        env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(source_dir.parent))
+        cmd = [git, "apply", "--whitespace=nowarn", str(patch)]
+    elif tool:
+        env = dict(os.environ)
+        cmd = [tool, "-p1", "--forward", "--batch", "-i", str(patch)]
+    else:
+        raise RuntimeError(f"applying {patch.name} needs git or patch on PATH")
+    done = subprocess.run(cmd, cwd=source_dir, env=env, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{patch.name} does not apply to the pinned llama.cpp source:\n"
+                           f"{done.stderr or done.stdout}")
+
+
+def _fetch_and_extract(pin: dict[str, str], root: Path, source_dir: Path) -> Path:
+    """Extract the pristine source from the (kept, verified) sdist; file times come from the
+    archive, so an incremental build recompiles only what a patch changed."""
     archive = _download(pin, root)
     log(f"extracting {pin['subdir']} from {archive.name}")
     prefix = archive.name.removesuffix(".tar.gz") + "/" + pin["subdir"].strip("/") + "/"
@@ -209,8 +261,6 @@ def _fetch_and_extract(pin: dict[str, str], root: Path, source_dir: Path, marker
         _extract(tar, staging, members)
     shutil.rmtree(source_dir, ignore_errors=True)
     staging.rename(source_dir)
-    archive.unlink()
-    marker.write_text(pin["sha256"] + "\n")
     return source_dir
 
 

@@ -78,8 +78,8 @@ class SchedulerRuntimeConfig(Group):
         False,
         as_bool,
         "A request's tokens do not depend on what runs beside it: per-sequence KV streams, "
-        "no weight repacking, one ubatch per step and every matrix product of a sequence "
-        "on the same kernel path (each decode carries one extra verification position).",
+        "no weight repacking, no flash attention and the CPU backend's batch-invariant "
+        "kernels (one kernel per matrix type whatever the number of tokens in a step).",
     )
 
     if TYPE_CHECKING:  # the generated __init__ also takes a dict for ``policy``

@@ -34,7 +34,7 @@ class StepBatch:
     def __init__(self, ctx: LlamaContext, scheduler: Scheduler[RunState], *, encoder: bool,
                  vision: Vision | None, metrics: RuntimeMetrics | None,
                  apply_kv_ops: Callable[[Step], None],
-                 fail: Callable[[Step, str], None], deterministic: bool = False) -> None:
+                 fail: Callable[[Step, str], None]) -> None:
         self.ctx = ctx
         self.scheduler = scheduler
         self.vision = vision
@@ -51,9 +51,6 @@ class StepBatch:
         self.indexes: list[int] = []  # logits index of each chunk in the last batch
         self.decode_calls = 0
         self.decoded_tokens = 0
-        # a final prompt chunk asks two logits rows: the output matrix product then has
-        # two columns, the kernel path of every other step (scheduler.deterministic)
-        self._last_rows = 2 if deterministic else 1
 
     def encode(self, source: npt.NDArray[np.int32], slot: int) -> None:
         """Run the encoder on ``source`` for ``slot`` (encoder-decoder models)."""
@@ -148,7 +145,7 @@ class StepBatch:
                 else:
                     logits[offset:end] = 0
                     if chunk.sample:
-                        logits[end - self._last_rows:end] = 1
+                        logits[end - 1] = 1
             indexes.append(end - 1)
             offset = end
         self.native.n_tokens = offset

@@ -161,8 +161,6 @@ def plan_context(facts: ModelFacts, config: NativeRuntimeConfig) -> ContextPlan:
         facts.n_swa > 0 and cache_mode != "disabled")
     n_batch = c.n_batch or _DEFAULT_N_BATCH
     n_ubatch = c.n_ubatch or min(_DEFAULT_N_UBATCH, n_batch)
-    if deterministic:
-        n_ubatch = n_batch  # libllama never splits a step (a split could leave 1 token)
     if model_class != "decoder" or embeddings:
         n_ubatch = n_batch  # non-causal / pooled: a whole sequence in one ubatch
         if embeddings and n_par > 1:

@@ -235,10 +235,15 @@ class Engine:
             self.plan = plan
             if raw.scheduler.deterministic and not plan.partial_kv_edits:
                 raise ConfigurationError(
-                    "scheduler.deterministic needs a memory that can remove part of a "
-                    "sequence; this model's (recurrent or hybrid) cannot"
+                    "scheduler.deterministic covers attention KV caches; this model's "
+                    "memory (recurrent or hybrid) is not covered"
                 )
             self.ctx = ctx = LlamaContext(model, **context_params(plan, raw))
+            if raw.scheduler.deterministic and not ctx.set_batch_invariant(True):
+                raise ConfigurationError(
+                    "scheduler.deterministic needs the CPU backend's batch-invariant "
+                    "kernels, which this context does not have"
+                )
             # context.warmup: one throw-away BOS/EOS run now, not on the first request
             self.warmup_s = ctx.warmup() if cfg.context.warmup else None
             if cfg.observability.metrics_enabled:
@@ -268,8 +273,7 @@ class Engine:
             raise
         self._batch = StepBatch(ctx, self.scheduler, encoder=plan.model_class == "encoder_decoder",
                                 vision=self.vision, metrics=self.runtime_metrics,
-                                apply_kv_ops=self._apply_kv_ops, fail=self._fail_step,
-                                deterministic=cfg.scheduler.deterministic)
+                                apply_kv_ops=self._apply_kv_ops, fail=self._fail_step)
         self._output = Output(model, ctx, self.scheduler, cache_mode=plan.cache_mode,
                               pooling=pooling, metrics=self.runtime_metrics,
                               on_done=self._forget)

@@ -224,9 +224,7 @@ class Output:
         accepted[rid] = n_kept
         if last is not None:
             sampled[rid] = last
-        if run.spec is None:
-            pass  # a deterministic mode dummy position, not a draft
-        elif self.metrics is not None:
+        if self.metrics is not None:
             self.metrics.inc("spec_draft_tokens", n_draft)
             self.metrics.inc("spec_accepted_tokens", n_kept)
         if run.spec is not None:

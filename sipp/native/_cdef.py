@@ -446,6 +446,7 @@ int32_t llama_n_threads(struct llama_context * ctx);
 int32_t llama_n_threads_batch(struct llama_context * ctx);
 void llama_set_embeddings(struct llama_context * ctx, bool embeddings);
 void llama_set_causal_attn(struct llama_context * ctx, bool causal_attn);
+bool llama_set_batch_invariant(struct llama_context * ctx, bool batch_invariant);
 void llama_set_abort_callback(struct llama_context * ctx, ggml_abort_callback abort_callback, void * abort_callback_data);
 void llama_synchronize(struct llama_context * ctx);
 float * llama_get_logits(struct llama_context * ctx);

@@ -211,6 +211,12 @@ class LlamaContext(Owner):
         """Use causal (True) or full (False) attention for following decodes."""
         self._lib.llama_set_causal_attn(self._handle(), bool(causal))
 
+    def set_batch_invariant(self, enabled: bool) -> bool:
+        """Switch the CPU backend to kernels whose result for one token does not depend on
+        the other tokens of the batch (our patch to the pinned llama.cpp; see
+        ``native/patches``). False when the context has no CPU backend to switch."""
+        return bool(self._lib.llama_set_batch_invariant(self._handle(), bool(enabled)))
+
     # ------------------------------------------------------------------ outputs
     def logits_ith(self, i: int, copy: bool = False) -> np.ndarray:
         """Logits (``n_vocab`` float32) of batch entry ``i`` (negative counts from the end).

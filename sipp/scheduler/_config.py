@@ -65,9 +65,6 @@ class SchedulerConfig:
       (``kv_unified=False``): libllama copies only whole streams there (a partial
       ``seq_cp`` aborts the process), so live prefix reuse then only takes over idle
       slots and never copies a prefix out of a busy one.
-    - ``deterministic``: batch-invariant steps (see ``scheduler.deterministic``): every
-      decode chunk carries at least one position after the pending token, no prefill
-      chunk is one token long and reuse leaves two tokens to compute.
     - ``partial_kv_edits``: False for memories that cannot remove or copy part of a
       sequence (recurrent / hybrid models): reuse then needs a cached sequence that is a
       whole prefix of the prompt, so no ``KvRemove`` trim or partial ``KvCopy`` is emitted.
@@ -90,7 +87,6 @@ class SchedulerConfig:
     cross_slot_copy: bool = True
     continuous_batching: bool = _SCHEDULER.continuous_batching
     adaptive_prefill_chunking: bool = _POLICY.enable_adaptive_prefill_chunking
-    deterministic: bool = _SCHEDULER.deterministic
 
     def __post_init__(self) -> None:
         if self.cache_mode == "off":  # type: ignore[comparison-overlap]
@@ -159,7 +155,6 @@ class SchedulerConfig:
             decode_token_reserve=policy.decode_token_reserve,
             continuous_batching=sched.continuous_batching,
             adaptive_prefill_chunking=policy.enable_adaptive_prefill_chunking,
-            deterministic=sched.deterministic,
             cache_mode=cache.mode if cache_mode is None else cache_mode,  # type: ignore[arg-type]
             retained_prefix_tokens=cache.retained_prefix_tokens,
             max_snapshot_entries=cache.max_snapshot_entries,

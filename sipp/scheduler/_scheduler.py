@@ -30,10 +30,7 @@ from sipp.scheduler._stats import SchedulerStats
 from sipp.scheduler._step_shapes import (
     Drafter,
     fit_media_shares,
-    pad_decodes,
     plan_drafts,
-    separate_counts,
-    two_or_more,
 )
 from sipp.scheduler._tokens import TokenBuffer, common_prefix_len, prefix_hashes
 from sipp.types import FinishReason
@@ -267,9 +264,7 @@ class Scheduler(Generic[P]):
         if request.kind == "embed" or cfg.cache_mode == "disabled":
             return _Reuse()
         tokens = request.all_tokens.view()
-        # leave one token to compute, so there are logits (two in deterministic mode: no
-        # one-token chunk)
-        limit = tokens.shape[0] - (2 if cfg.deterministic else 1)
+        limit = tokens.shape[0] - 1  # leave one token to compute, so there are logits
         whole = not cfg.partial_kv_edits  # only a whole cached sequence can be reused
         best = _Reuse()
         best_score = (0, False)
@@ -421,8 +416,6 @@ class Scheduler(Generic[P]):
             # a full batch (every slot running) gets no drafts: verification positions
             # would compete with the decodes for compute
             remaining -= plan_drafts(self.drafter, self.config.n_ctx_per_slot, chunks, remaining)
-        if cfg.deterministic:
-            remaining -= pad_decodes(self.config.n_ctx_per_slot, chunks, remaining)
         for request in sorted(embeds, key=lambda r: -r._skipped_steps):
             n = request.num_prompt_tokens
             if n <= remaining:
@@ -449,8 +442,6 @@ class Scheduler(Generic[P]):
         if any(r.media_spans for r in order):
             shares = fit_media_shares(order, caps, shares)
         for request, n in zip(order, shares, strict=True):
-            if cfg.deterministic:
-                n = two_or_more(n, request.num_pending_tokens)
             if n:
                 pos = request.num_computed_tokens
                 chunks.append(
@@ -462,8 +453,6 @@ class Scheduler(Generic[P]):
                         pos + n == request.num_tokens,
                     )
                 )
-        if cfg.deterministic:
-            out.chunks = separate_counts(chunks)
 
     def _prefill_cap(self, request: Request[P], chunk: int) -> int:
         cap = request.num_pending_tokens
@@ -569,8 +558,6 @@ class Scheduler(Generic[P]):
         if a < d:
             self._ops.append(KvRemove(chunk.slot, chunk.start_pos + 1 + a, -1))
         top = request.max_draft_tokens
-        if not top:
-            return  # a deterministic mode dummy, not a draft
         request.num_draft_tokens += d
         request.num_accepted_tokens += a
         self.stats.accepted_tokens += a

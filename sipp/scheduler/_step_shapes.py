@@ -1,6 +1,6 @@
-"""How one step's chunks are shaped: draft positions for speculative decoding, the padding
-and token counts of deterministic mode, and prefill shares that end on image boundaries.
-Pure functions of the chunks; :class:`~sipp.scheduler._scheduler.Scheduler` calls them."""
+"""How one step's chunks are shaped: draft positions for speculative decoding and prefill
+shares that end on image boundaries. Pure functions of the chunks;
+:class:`~sipp.scheduler._scheduler.Scheduler` calls them."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from sipp.scheduler._ops import ScheduledChunk
 from sipp.scheduler._request import Request
 from sipp.scheduler._spans import cut_end
 
-__all__ = ["Drafter", "fit_media_shares", "pad_decodes", "plan_drafts", "separate_counts",
-           "two_or_more"]
+__all__ = ["Drafter", "fit_media_shares", "plan_drafts"]
 
 Drafter = Callable[[Sequence[Request[Any]], Sequence[int]], Sequence[npt.NDArray[np.int32]]]
 """Proposes draft tokens: for each request (decoding, pending token last in
@@ -54,65 +53,6 @@ def plan_drafts(drafter: Drafter | None, limit: int, chunks: list[ScheduledChunk
             chunk.n_draft = d
             used += d
     return used
-
-def pad_decodes(limit: int, chunks: list[ScheduledChunk[Any]], spare: int) -> int:
-    """Deterministic mode: a decode chunk without drafts gets one dummy position (its
-    pending token again) so that each of the sequence's matrix products has two
-    columns, the kernel path every other step of it takes; the dummy is verified like
-    a draft and removed from the KV when rejected. Returns the positions added."""
-    used = 0
-    for chunk in chunks:
-        if used >= spare:
-            break
-        if chunk.n_draft or chunk.request.num_tokens + 1 > limit:
-            continue
-        chunk.tokens = np.concatenate((chunk.tokens, chunk.tokens[:1]))
-        chunk.n_draft = 1
-        used += 1
-    return used
-
-
-def separate_counts(chunks: list[ScheduledChunk[Any]]) -> list[ScheduledChunk[Any]]:
-    """Deterministic mode: cut chunks so that no two sequences' token counts differ by one
-    and none is a single token. libllama splits a step over per-sequence KV streams into
-    ubatches that take the same number of tokens from every sequence (``split_equal``),
-    so the pieces are the differences of the sorted counts: with these counts none is one
-    token, the size at which ggml switches matrix-product kernels. A chunk that cannot be
-    cut to fit waits for the next step (decodes, at two positions, always fit; a prompt
-    never keeps 1 or 3 tokens back, which could not run beside them)."""
-    used: set[int] = set()
-    kept: list[ScheduledChunk[Any]] = []
-    for chunk in sorted(chunks, key=lambda c: c.n_tokens):
-        n = chunk.n_tokens
-        if n < 2 or chunk.request.kind == "embed":
-            kept.append(chunk)
-            continue
-        request = chunk.request
-        prefill = not chunk.n_draft
-        while n >= 2 and (n - 1 in used or n + 1 in used or (
-                prefill and request.num_tokens - (chunk.start_pos + n) in (1, 3))):
-            n -= 1
-        if n < 2:
-            continue
-        if n < chunk.n_tokens:
-            chunk.tokens = chunk.tokens[:n]
-            if prefill:
-                chunk.sample = chunk.start_pos + n == request.num_tokens
-            else:
-                chunk.n_draft = n - 1
-        used.add(n)
-        kept.append(chunk)
-    order = {id(c): i for i, c in enumerate(chunks)}
-    kept.sort(key=lambda c: order[id(c)])
-    return kept
-
-
-def two_or_more(n: int, pending: int) -> int:
-    """A prefill share that is not one token long and leaves neither 1 nor 3 behind."""
-    if pending - n in (1, 3):
-        n -= 1 if pending - n == 1 else 3
-    return n if n >= 2 or n == pending else 0
-
 
 def fit_media_shares(order: list[Request[Any]], caps: list[int], shares: list[int]) -> list[int]:
     """Cut prefill shares that would end inside an image back to the image start, then

@@ -5,29 +5,109 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from sipp.config import SamplingRuntimeConfig, SpeculativeConfig
+from sipp.engine.core import Engine
 from sipp.errors import ConfigurationError
+from sipp.native import LlamaBatch, LlamaContext, LlamaModel
+from sipp.requests import TextRequest
+from sipp.runs import RunSink, SippTextRun
+from sipp.types import EndpointRef, LocalTextOptions, SippTextOptions
 from tests.engine.engine_helpers import query
 
 WORDS = "cats dogs birds fish trees stars rivers hills apples pears boats cars".split()
-PROMPTS = [f"Prompt {i}: a story of {w} and {v}" for i, w in enumerate(WORDS) for v in WORDS[:1]]
+# shared beginnings (prefix reuse between requests) and lengths that vary by a few tokens
+PROMPTS = [f"Tell a story. {' '.join(WORDS[: 1 + i % 6])} and {WORDS[i % len(WORDS)]} {i}"
+           for i in range(32)]
+REF = EndpointRef.local("deterministic")
 
 
-def test_concurrent_answers_equal_the_answers_alone(engine_factory: Any,
-                                                    tiny_llama_path: Path) -> None:
+def _texts(engine: Engine, prompts: list[str], max_tokens: int,
+           spec: SpeculativeConfig | None = None) -> tuple[list[str], int, int]:
+    """Run ``prompts`` at once; their texts, the context shifts and the prompt tokens that
+    came from cached KV."""
+    runs = []
+    for prompt in prompts:
+        local = LocalTextOptions(speculative=spec,
+                                 sampling=SamplingRuntimeConfig(ignore_eos=True))
+        options = SippTextOptions(max_tokens=max_tokens, temperature=0.0)
+        sink = RunSink(REF, wants_tokens=False)
+        engine.submit_text(TextRequest("query", prompt, None, options, local, None, None,
+                                       False), sink)
+        runs.append(SippTextRun(sink))
+    results = [r.result(300) for r in runs]
+    stats = [r["local_stats"] for r in results]
+    shifts = sum(int(s.get("context_shifts", 0)) for s in stats)  # type: ignore[union-attr]
+    cached = sum(int(s.get("cached_tokens", 0)) for s in stats)  # type: ignore[union-attr]
+    return [str(r["text"]) for r in results], shifts, cached
+
+
+@pytest.mark.parametrize("model", ["tiny_llama_path", "tiny_gemma3_path", "gemma_path"])
+def test_concurrent_answers_equal_the_answers_alone(engine_factory: Any, model: str,
+                                                    request: pytest.FixtureRequest) -> None:
+    path: Path = request.getfixturevalue(model)
+    # 48 tokens per slot: prompt + 40 new tokens do not fit, so every answer shifts
+    engine = engine_factory(path, context={"n_parallel": 8, "n_ctx": 8 * 48},
+                            scheduler={"deterministic": True},
+                            cache={"retained_prefix_tokens": 4})
+    assert engine.info.kv_unified is False and engine.plan.cache_mode == "live_slot_prefix"
+    alone = [_texts(engine, [p], 40)[0][0] for p in PROMPTS]
+    for _ in range(3):
+        together, shifts, cached = _texts(engine, PROMPTS, 40)
+        assert together == alone
+        assert shifts >= len(PROMPTS) and cached > 0  # context shifts and prefix reuse
+
+
+def test_speculation_in_deterministic_mode_keeps_the_answers(engine_factory: Any,
+                                                            tiny_llama_path: Path) -> None:
     engine = engine_factory(tiny_llama_path, context={"n_parallel": 8},
                             scheduler={"deterministic": True})
-    assert engine.info.kv_unified is False and engine.info.n_ubatch == engine.info.n_batch
-    alone = [query(engine, p, max_tokens=24).result(60)["text"] for p in PROMPTS]
-    for _ in range(2):
-        runs = [query(engine, p, max_tokens=24) for p in PROMPTS]
-        assert [r.result(120)["text"] for r in runs] == alone
-    # the extra verification positions are not speculation: none is reported
-    assert engine.metrics()["speculative"]["draft_tokens"] == 0
-    result = query(engine, PROMPTS[0], max_tokens=5).result(60)
-    assert result["usage"]["output_tokens"] == 5  # type: ignore[index]
-    assert "draft_tokens" not in result["local_stats"]  # type: ignore[operator]
+    ngram = SpeculativeConfig(mode="ngram")
+    prompts = [p + " " + p for p in PROMPTS[:12]]  # repeats: the drafts are accepted often
+    alone = [_texts(engine, [p], 32)[0][0] for p in prompts]
+    assert _texts(engine, prompts, 32, ngram)[0] == alone
+    assert engine.metrics()["speculative"]["draft_tokens"] > 0
+
+
+def test_batch_invariant_context_gives_a_token_the_same_logits_in_any_batch(
+        native_backend: None, tiny_llama_path: Path) -> None:
+    """The kernel property the mode rests on (our llama.cpp patch): one prompt's last
+    logits are bit-identical whether it is decoded whole, with a 1- or 7-token last
+    chunk, or beside another sequence."""
+    model = LlamaModel(tiny_llama_path, use_extra_bufts=False)
+    tokens = np.array(model.tokenize(PROMPTS[5] + " " + PROMPTS[7]), dtype=np.int32)
+    other = np.array(model.tokenize(PROMPTS[3]), dtype=np.int32)
+    n = len(tokens)
+
+    def last_logits(parts: list[tuple[int, int]], beside: bool = False) -> Any:
+        ctx = LlamaContext(model, n_ctx=1024, n_batch=512, n_ubatch=512, n_seq_max=2,
+                           kv_unified=False, flash_attn="off", n_threads=1,
+                           n_threads_batch=1)
+        try:
+            assert ctx.set_batch_invariant(True)
+            batch = LlamaBatch(512, 2)
+            for i, (a, b) in enumerate(parts):
+                batch.clear()
+                if beside and i == 0:
+                    for j, t in enumerate(other.tolist()):
+                        batch.add(t, j, 1)
+                for j in range(a, b):
+                    batch.add(int(tokens[j]), j, 0, logits=j == n - 1)
+                ctx.decode(batch)
+            return ctx.logits_ith(len(batch) - 1, copy=True)
+        finally:
+            ctx.close()
+
+    try:
+        whole = last_logits([(0, n)])
+        for parts, beside in (([(0, n - 1), (n - 1, n)], False),
+                              ([(0, n - 7), (n - 7, n)], False),
+                              ([(0, n)], True), ([(0, n - 3), (n - 3, n)], True)):
+            assert np.array_equal(last_logits(parts, beside), whole), (parts, beside)
+    finally:
+        model.close()
 
 
 @pytest.mark.parametrize(("config", "message"), [
@@ -39,3 +119,12 @@ def test_settings_that_break_it_are_refused(engine_factory: Any, tiny_llama_path
                                             config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         engine_factory(tiny_llama_path, scheduler={"deterministic": True}, **config)
+
+
+def test_nothing_extra_is_reported_as_speculation(engine_factory: Any,
+                                                  tiny_llama_path: Path) -> None:
+    engine = engine_factory(tiny_llama_path, scheduler={"deterministic": True})
+    result = query(engine, PROMPTS[0], max_tokens=5).result(60)
+    assert result["usage"]["output_tokens"] == 5  # type: ignore[index]
+    assert "draft_tokens" not in result["local_stats"]  # type: ignore[operator]
+    assert engine.metrics()["speculative"]["draft_tokens"] == 0

@@ -92,31 +92,3 @@ def test_a_busy_batch_gets_no_drafts_and_failing_drafts_shrink() -> None:
         sizes.append(out.chunks[0].n_draft)
         wide.update_from_output({1: 3}, {}, {1: 0})  # every draft rejected
     assert sizes == [8, 4, 2, 1]
-
-
-def test_deterministic_steps_pad_decodes_and_keep_counts_apart() -> None:
-    scheduler: Scheduler[None] = Scheduler(SchedulerConfig(n_slots=3, token_budget=64,
-                                                           deterministic=True))
-    a, b = Request(1, [1, 2, 3], max_tokens=50), Request(2, [4, 5, 6], max_tokens=50)
-    decoding(scheduler, a, b)
-    scheduler.add(Request(3, list(range(10, 15)), max_tokens=5))  # 5 tokens to prefill
-    out = scheduler.schedule()
-    counts = sorted(c.n_tokens for c in out.chunks)
-    # decodes carry their pending token twice; the prompt may not leave 1 or 3 behind nor
-    # differ from 2 by one: all 5 at once
-    assert [c.n_draft for c in out.chunks if c.request in (a, b)] == [1, 1]
-    assert counts == [2, 2, 5]
-    assert all(abs(x - y) != 1 for x in counts for y in counts)
-    done = scheduler.update_from_output({1: 9, 2: 9, 3: 9}, {}, {1: 0, 2: 0})
-    assert not done
-    assert a.output_tokens == [7, 9] and a.num_computed_tokens == 4
-    # a 3-token and a 4-token prompt cannot run beside each other: the later one waits
-    c, d = Request(4, [1, 2, 3], max_tokens=5), Request(5, [1, 2, 3, 4], max_tokens=5)
-    fresh: Scheduler[None] = Scheduler(SchedulerConfig(n_slots=2, token_budget=64,
-                                                       deterministic=True))
-    fresh.add(c)
-    fresh.add(d)
-    assert [x.request for x in fresh.schedule().chunks] == [c]
-    out = scheduler.schedule()
-    assert KvRemove(a.slot or 0, 4, -1) in out.kv_ops  # the dummy left the KV
-    assert scheduler.stats.draft_tokens == 0
