@@ -242,7 +242,9 @@ class Engine:
             if raw.scheduler.deterministic and not ctx.set_batch_invariant(True):
                 raise ConfigurationError(
                     "scheduler.deterministic needs the CPU backend's batch-invariant "
-                    "kernels, which this context does not have"
+                    "kernels (llama_set_batch_invariant, added by native/patches): this "
+                    "backend was built without them or the context has no CPU backend; "
+                    "rebuild the backend package from this checkout"
                 )
             # context.warmup: one throw-away BOS/EOS run now, not on the first request
             self.warmup_s = ctx.warmup() if cfg.context.warmup else None

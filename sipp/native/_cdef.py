@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["BY_VALUE_STRUCTS", "CDEF", "MTMD_CDEF", "cdef_sha256"]
+__all__ = ["BY_VALUE_STRUCTS", "CDEF", "MTMD_CDEF", "PATCH_CDEF", "cdef_sha256"]
 
 # ----------------------------------------------------------------------------- ggml / llama
 _GGML = """
@@ -446,7 +446,6 @@ int32_t llama_n_threads(struct llama_context * ctx);
 int32_t llama_n_threads_batch(struct llama_context * ctx);
 void llama_set_embeddings(struct llama_context * ctx, bool embeddings);
 void llama_set_causal_attn(struct llama_context * ctx, bool causal_attn);
-bool llama_set_batch_invariant(struct llama_context * ctx, bool batch_invariant);
 void llama_set_abort_callback(struct llama_context * ctx, ggml_abort_callback abort_callback, void * abort_callback_data);
 void llama_synchronize(struct llama_context * ctx);
 float * llama_get_logits(struct llama_context * ctx);
@@ -624,6 +623,14 @@ void mtmd_helper_video_free(mtmd_helper_video * ctx);
 
 CDEF: str = _GGML + _LLAMA + MTMD_CDEF
 """Everything declared to cffi, in one string (hashed into backend manifests)."""
+
+PATCH_CDEF = """
+bool llama_set_batch_invariant(struct llama_context * ctx, bool batch_invariant);
+"""
+"""Functions that our patches to the pinned llama.cpp add (``native/patches``). Declared
+apart from :data:`CDEF` and not hashed: they take no struct by value, and a backend built
+without a patch still opens (the feature needing it then says so; the manifest records the
+patch set)."""
 
 BY_VALUE_STRUCTS: tuple[str, ...] = (
     "llama_model_params",

@@ -17,7 +17,7 @@ from typing import Any
 from cffi import FFI
 
 from sipp.errors import BackendError
-from sipp.native._cdef import CDEF
+from sipp.native._cdef import CDEF, PATCH_CDEF
 from sipp.native._env import parse_backend
 from sipp.native._loader import LoadedBackend, library_file, load_backend
 from sipp.native._quiet import install_quiet_aborts
@@ -53,6 +53,7 @@ def get_ffi() -> FFI:
             if _ffi is None:
                 ffi = FFI()
                 ffi.cdef(CDEF)
+                ffi.cdef(PATCH_CDEF)
                 _ffi = ffi
     return _ffi
 

@@ -214,8 +214,13 @@ class LlamaContext(Owner):
     def set_batch_invariant(self, enabled: bool) -> bool:
         """Switch the CPU backend to kernels whose result for one token does not depend on
         the other tokens of the batch (our patch to the pinned llama.cpp; see
-        ``native/patches``). False when the context has no CPU backend to switch."""
-        return bool(self._lib.llama_set_batch_invariant(self._handle(), bool(enabled)))
+        ``native/patches``). False when the context has no CPU backend to switch or the
+        backend was built without the patch."""
+        try:
+            switch = self._lib.llama_set_batch_invariant
+        except AttributeError:  # a libllama built without native/patches
+            return False
+        return bool(switch(self._handle(), bool(enabled)))
 
     # ------------------------------------------------------------------ outputs
     def logits_ith(self, i: int, copy: bool = False) -> np.ndarray:
