@@ -133,6 +133,6 @@ def test_nothing_extra_is_reported_as_speculation(engine_factory: Any,
 def test_a_backend_without_the_patch_is_refused_with_the_way_out(
         engine_factory: Any, tiny_llama_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(LlamaContext, "set_batch_invariant", lambda self, enabled: False)
-    with pytest.raises(ConfigurationError, match="native/patches.*rebuild the backend"):
+    with pytest.raises(ConfigurationError, match=r"native/patches.*rebuild the backend"):
         engine_factory(tiny_llama_path, scheduler={"deterministic": True})
     engine_factory(tiny_llama_path)  # the default mode does not need it
