@@ -20,6 +20,7 @@ and idle, header-trickling or slow-body connections stayed open for minutes. Her
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -39,6 +40,7 @@ HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
 MAX_CONNECTIONS = 2048
 _END_OF_HEAD = b"\r\n\r\n"
+_TIMER_SLACK = 0.001  # a timer this close to its deadline counts as on time
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -51,26 +53,48 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._tail = b""  # last bytes of the previous chunk (an end of head split in two)
         self._header_count = 0
         self._refused = False
-        self._deadline: asyncio.TimerHandle | None = None
+        # one timer per connection (see _arm): when it fires, _on_due runs if _due passed
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._on_due: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ deadlines
-    def _arm(self, seconds: float, handler: Any) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, handler)
+    def _arm(self, seconds: float, handler: Callable[[], None]) -> None:
+        """Run ``handler`` ``seconds`` from now unless re-armed or disarmed before.
+
+        Each request re-arms three times; rather than cancel and schedule a timer each
+        time, the connection's one timer moves only when the new deadline is earlier, and
+        a timer that fires early schedules itself again for the deadline then in force."""
+        due = self.loop.time() + seconds
+        self._due = due
+        self._on_due = handler
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= due:
+                return
+            timer.cancel()
+        self._timer = self.loop.call_at(due, self._fire)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._on_due = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        handler = self._on_due
+        if handler is None:
+            return
+        if self.loop.time() + _TIMER_SLACK < self._due:
+            self._timer = self.loop.call_at(self._due, self._fire)
+            return
+        self._on_due = None
+        handler()
 
     def _head_timed_out(self) -> None:
-        self._deadline = None
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a response is being produced: the request head arrived long ago
         self._refuse(408, "request head not received in time")
 
     def _body_timed_out(self) -> None:
-        self._deadline = None
         cycle = self.cycle
         if cycle is not None and cycle.more_body and not cycle.response_complete:
             cycle.disconnected = True  # the app reads this as a client that went away
@@ -84,6 +108,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
