@@ -55,6 +55,7 @@ def loads_untrusted(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH
 # scanner each time.
 _DECODER = json.JSONDecoder(parse_constant=_constant)
 _SCALARS = (bool, type(None))
+_UTF8_STARTS = (b"{", b"[")
 
 
 def _text(data: bytes | bytearray | str) -> str:
@@ -66,6 +67,9 @@ def _text(data: bytes | bytearray | str) -> str:
     if not isinstance(data, bytes | bytearray):
         raise TypeError(f"the JSON object must be str, bytes or bytearray, "
                         f"not {type(data).__name__}")
+    if data[:1] in _UTF8_STARTS and data[1:2] != b"\x00":
+        # no BOM and no zero byte in the first two: json.detect_encoding says UTF-8
+        return data.decode("utf-8", "surrogatepass")
     return data.decode(json.detect_encoding(data), "surrogatepass")
 
 

@@ -44,14 +44,18 @@ _TIMER_SLACK = 0.001  # a timer this close to its deadline counts as on time
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with head size/count caps and per-phase read deadlines."""
+    """uvicorn's httptools protocol with head size/count caps and per-phase read deadlines.
+
+    Every request passes through here, so the common case costs little: a chunk that
+    cannot take the head past its cap is counted whole, header lines are counted once the
+    head is complete (the byte cap already bounds how many can arrive), and the deadlines
+    share one timer per connection that rarely moves (see :meth:`_arm`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
         self._tail = b""  # last bytes of the previous chunk (an end of head split in two)
-        self._header_count = 0
         self._refused = False
         # one timer per connection (see _arm): when it fires, _on_due runs if _due passed
         self._timer: asyncio.TimerHandle | None = None
@@ -62,10 +66,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _arm(self, seconds: float, handler: Callable[[], None]) -> None:
         """Run ``handler`` ``seconds`` from now unless re-armed or disarmed before.
 
-        Each request re-arms three times; rather than cancel and schedule a timer each
-        time, the connection's one timer moves only when the new deadline is earlier, and
-        a timer that fires early schedules itself again for the deadline then in force."""
-        due = self.loop.time() + seconds
+        Each request re-arms several times. Rather than cancel and schedule a timer each
+        time, the deadline is only written down; the connection's one timer is moved only
+        when the new deadline comes before it, and it is always set no later than the
+        shortest deadline from now, so the next arm on a busy connection never moves it. A
+        timer that fires before the deadline in force schedules itself again."""
+        now = self.loop.time()
+        due = now + seconds
         self._due = due
         self._on_due = handler
         timer = self._timer
@@ -73,7 +80,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if timer.when() <= due:
                 return
             timer.cancel()
-        self._timer = self.loop.call_at(due, self._fire)
+        self._timer = self.loop.call_at(min(due, now + min(HEAD_TIMEOUT, BODY_TIMEOUT)),
+                                        self._fire)
 
     def _disarm(self) -> None:
         self._on_due = None
@@ -83,8 +91,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         handler = self._on_due
         if handler is None:
             return
-        if self.loop.time() + _TIMER_SLACK < self._due:
-            self._timer = self.loop.call_at(self._due, self._fire)
+        now = self.loop.time()
+        if now + _TIMER_SLACK < self._due:
+            self._timer = self.loop.call_at(
+                min(self._due, now + min(HEAD_TIMEOUT, BODY_TIMEOUT)), self._fire)
             return
         self._on_due = None
         handler()
@@ -117,30 +127,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         if self._in_head:
-            seen = self._tail + data
-            end = seen.find(_END_OF_HEAD)
-            counted = len(data) if end < 0 else max(0, end + 4 - len(self._tail))
-            self._head_bytes += counted
-            self._tail = seen[-3:]
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
-                return
+            size = len(data)
+            if self._head_bytes + size <= MAX_HEAD_BYTES:
+                # even if all of it is head the cap holds (bytes past the head's end are
+                # counted too, and forgotten when the head completes)
+                self._head_bytes += size
+                self._tail = data[-3:] if size >= 3 else (self._tail + data)[-3:]
+            else:
+                seen = self._tail + data
+                end = seen.find(_END_OF_HEAD)
+                self._head_bytes += size if end < 0 else max(0, end + 4 - len(self._tail))
+                self._tail = seen[-3:]
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
+                    return
         super().data_received(data)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_count = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count <= MAX_HEADERS:
-            super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
         self._tail = b""
-        if self._header_count > MAX_HEADERS:
+        if len(self.headers) > MAX_HEADERS:
             self._refuse(431, f"more than {MAX_HEADERS} header lines")
             return
         super().on_headers_complete()
