@@ -220,46 +220,100 @@ def minilm_path() -> Path:
 
 # --- llama-cpp-python in its own virtualenv -----------------------------------------------
 
+LCP_ROUTES = ("bindings", "sdist")
+LCP_LIB_ENV = "LLAMA_CPP_LIB_PATH"  # read by llama_cpp/llama_cpp.py to find libllama
+LCP_BINDINGS_CMAKE_ARGS = "-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF"
 
-def lcp_venv(explicit: str | None) -> Path:
-    """Where llama-cpp-python lives: ``--lcp-venv``, ``$SIPP_BENCH_LCP_VENV`` or the cache."""
+
+def lcp_venv(explicit: str | None, route: str = "bindings") -> Path:
+    """Where llama-cpp-python lives: ``--lcp-venv``, ``$SIPP_BENCH_LCP_VENV`` or the cache
+    (one folder per route: ``lcp-bindings-<v>`` or ``lcp-venv-<v>``)."""
     raw = explicit or os.environ.get(LCP_VENV_ENV)
     if raw:
         return Path(raw).expanduser().resolve()
     from build_scripts.llama_source import cache_root
 
-    return Path(cache_root()) / "bench" / f"lcp-venv-{LCP_VERSION}"
+    name = "lcp-venv" if route == "sdist" else "lcp-bindings"
+    return Path(cache_root()) / "bench" / f"{name}-{LCP_VERSION}"
 
 
-def lcp_python(venv: Path) -> Path | None:
-    """The venv's interpreter when llama-cpp-python imports there, else None."""
+def lcp_has_own_library(venv: Path) -> bool:
+    """Whether the venv's llama_cpp ships its own libllama (the ``sdist`` route) rather than
+    loading one through ``LLAMA_CPP_LIB_PATH`` (the ``bindings`` route)."""
+    patterns = ("lib*/python*/site-packages/llama_cpp/lib/*llama.*",
+                "Lib/site-packages/llama_cpp/lib/*llama.*")
+    return any(any(venv.glob(p)) for p in patterns)
+
+
+def lcp_env(venv: Path, build: NativeBuild) -> dict[str, str]:
+    """The environment of the venv's interpreter: a bindings-only install gets the libllama
+    of ``build`` (the same library Sipp and the tools run on) through ``LLAMA_CPP_LIB_PATH``."""
+    env = dict(os.environ)
+    if lcp_has_own_library(venv):
+        env.pop(LCP_LIB_ENV, None)
+    else:
+        env[LCP_LIB_ENV] = str(build.directory)
+    return env
+
+
+def lcp_python(venv: Path, env: Mapping[str, str] | None = None) -> Path | None:
+    """The venv's interpreter when llama-cpp-python imports there (with ``env``), else None."""
     python = venv / "bin" / "python"
     if not python.is_file():
         return None
     check = subprocess.run(
-        [str(python), "-c", "import llama_cpp"], capture_output=True, timeout=120, check=False
+        [str(python), "-c", "import llama_cpp"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env=None if env is None else dict(env),
     )
     return python if check.returncode == 0 else None
 
 
-def setup_lcp_venv(venv: Path) -> Path:
-    """Create ``venv`` and build llama-cpp-python from its PyPI sdist there (slow: compiles
-    its own llama.cpp with GGML_NATIVE, at low priority, one compile job)."""
-    if (python := lcp_python(venv)) is not None:
+def setup_lcp_venv(venv: Path, build: NativeBuild, route: str = "bindings") -> Path:
+    """Create ``venv`` with llama-cpp-python ``LCP_VERSION`` from its PyPI sdist.
+
+    ``bindings`` (default, seconds): the pinned sdist (sha256 of ``native/pin.toml``, the
+    source our libllama is built from) installed with ``LLAMA_BUILD=OFF``: Python code only,
+    loading ``build``'s libllama through ``LLAMA_CPP_LIB_PATH``, so the ABI is exact and
+    every side runs the same binaries. ``sdist`` (tens of minutes): pip builds the sdist's own
+    llama.cpp with GGML_NATIVE, at low priority and one compile job.
+    """
+    if route not in LCP_ROUTES:
+        raise ValueError(f"lcp route must be one of {', '.join(LCP_ROUTES)}; got {route!r}")
+    if (python := lcp_python(venv, lcp_env(venv, build))) is not None:
         return python
-    log(f"creating {venv} and building llama-cpp-python=={LCP_VERSION} (tens of minutes)")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = dict(os.environ, CMAKE_ARGS=LCP_CMAKE_ARGS, CMAKE_BUILD_PARALLEL_LEVEL="1")
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-binary", "llama-cpp-python"]
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install"]
     nice = ["nice", "-n", "19"] if shutil.which("nice") else []
-    subprocess.run([*nice, *pip, f"llama-cpp-python=={LCP_VERSION}"], env=env, check=True)
-    if (python := lcp_python(venv)) is None:
+    if route == "bindings":
+        from build_scripts import llama_source
+
+        sdist = llama_source.download_sdist(venv / "sdist")
+        log(f"installing llama-cpp-python's bindings from {sdist.name} into {venv} "
+            f"(CMAKE_ARGS={LCP_BINDINGS_CMAKE_ARGS})")
+        env = dict(os.environ, CMAKE_ARGS=LCP_BINDINGS_CMAKE_ARGS)
+        subprocess.run([*nice, *pip, str(sdist)], env=env, check=True)
+    else:
+        log(f"creating {venv} and building llama-cpp-python=={LCP_VERSION} (tens of minutes)")
+        env = dict(os.environ, CMAKE_ARGS=LCP_CMAKE_ARGS, CMAKE_BUILD_PARALLEL_LEVEL="1")
+        spec = f"llama-cpp-python=={LCP_VERSION}"
+        subprocess.run([*nice, *pip, "--no-binary", "llama-cpp-python", spec], env=env,
+                       check=True)
+    if (python := lcp_python(venv, lcp_env(venv, build))) is None:
         raise RuntimeError(f"llama_cpp does not import in {venv} after the install")
     return python
 
 
-def run_lcp_worker(python: Path, job: Mapping[str, Any], timeout: float = 3600.0) -> Any:
-    """Run ``_lcp_worker.py`` with the llama-cpp-python interpreter; return its JSON."""
+def run_lcp_worker(
+    python: Path,
+    job: Mapping[str, Any],
+    timeout: float = 3600.0,
+    env: Mapping[str, str] | None = None,
+) -> Any:
+    """Run ``_lcp_worker.py`` with the llama-cpp-python interpreter (and ``env``, see
+    :func:`lcp_env`); return its JSON."""
     log(f"llama-cpp-python: {job.get('mode')} ({python})")
     proc = subprocess.run(
         [str(python), str(WORKER)],
@@ -268,6 +322,7 @@ def run_lcp_worker(python: Path, job: Mapping[str, Any], timeout: float = 3600.0
         text=True,
         timeout=timeout,
         check=False,
+        env=None if env is None else dict(env),
     )
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.splitlines()[-15:])
@@ -433,8 +488,17 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lcp-venv",
-        help=f"llama-cpp-python virtualenv (default: ${LCP_VENV_ENV} "
-        f"or <cache>/bench/lcp-venv-{LCP_VERSION})",
+        help=f"llama-cpp-python virtualenv (default: ${LCP_VENV_ENV}, else "
+        f"<cache>/bench/lcp-bindings-{LCP_VERSION} or, with --lcp-route sdist, "
+        f"<cache>/bench/lcp-venv-{LCP_VERSION})",
+    )
+    p.add_argument(
+        "--lcp-route",
+        choices=LCP_ROUTES,
+        default="bindings",
+        help="how --setup-peers installs llama-cpp-python: bindings (its Python code only, "
+        "loading --native-dir's libllama via LLAMA_CPP_LIB_PATH; seconds) or sdist (compiles "
+        "its own llama.cpp; tens of minutes)",
     )
     p.add_argument(
         "--setup-peers",
@@ -463,22 +527,31 @@ class Context:
     repack: bool
     lcp: Path | None
     lcp_why: str
+    lcp_env: dict[str, str] = field(default_factory=dict)
 
     def wants(self, side: str) -> bool:
         return side not in self.args.skip
+
+    def run_lcp(self, job: Mapping[str, Any], timeout: float = 3600.0) -> Any:
+        """Run one llama-cpp-python worker job (``self.lcp`` must be set)."""
+        if self.lcp is None:
+            raise RuntimeError(self.lcp_why or "llama-cpp-python is not available")
+        return run_lcp_worker(self.lcp, job, timeout, env=self.lcp_env)
 
 
 def prepare(args: argparse.Namespace) -> Context:
     """Resolve the build (and, with ``--setup-peers``, create what is missing)."""
     build = resolve_native(args.native_dir, build=args.setup_peers)
     build.use_for_sipp()
-    venv = lcp_venv(args.lcp_venv)
+    route = getattr(args, "lcp_route", "bindings")
+    venv = lcp_venv(args.lcp_venv, route)
+    env = lcp_env(venv, build)
     lcp, why = None, ""
     if "llama-cpp-python" not in args.skip:
-        lcp = setup_lcp_venv(venv) if args.setup_peers else lcp_python(venv)
+        lcp = setup_lcp_venv(venv, build, route) if args.setup_peers else lcp_python(venv, env)
         if lcp is None:
             why = f"no llama-cpp-python in {venv} (run with --setup-peers)"
-    return Context(args, build, repack_enabled(args.repack), lcp, why)
+    return Context(args, build, repack_enabled(args.repack), lcp, why, env)
 
 
 def emit(report: Report, args: argparse.Namespace) -> None:

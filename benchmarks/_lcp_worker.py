@@ -9,6 +9,12 @@ Jobs:
   each through ``Llama.generate`` (no EOS stop, like ``ignore_eos`` on the other sides).
 - ``{"mode": "embed", "model", "inputs", ...}``: ``Llama.embed(inputs)``, one
   call per ``rounds``.
+- ``{"mode": "lookup", "model", "prompts", "max_tokens", "num_pred_tokens",
+  "max_ngram_size", ...}``: prompt-lookup speculative decoding,
+  ``Llama(draft_model=LlamaPromptLookupDecoding(...))``, greedy through ``Llama.generate``,
+  each prompt until ``max_tokens`` tokens or an end-of-generation token (like Sipp's
+  request without ``ignore_eos``). Decode tok/s = tokens after the first / seconds from
+  the first token to the last, as Sipp's ``decode_tokens_per_second``.
 """
 
 from __future__ import annotations
@@ -78,6 +84,60 @@ def _generate(job: dict[str, Any]) -> dict[str, Any]:
     return {"wall_s": time.perf_counter() - started, "requests": results, "version": _version()}
 
 
+def _lookup(job: dict[str, Any]) -> dict[str, Any]:
+    import llama_cpp
+    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+    counts = {"drafted": 0, "draft_calls": 0}
+
+    class Counted(LlamaPromptLookupDecoding):  # type: ignore[misc]
+        """The library's prompt lookup, counting the tokens it drafts."""
+
+        def __call__(self, input_ids: Any, /, **kwargs: Any) -> Any:
+            drafted = super().__call__(input_ids, **kwargs)
+            counts["drafted"] += len(drafted)
+            counts["draft_calls"] += 1
+            return drafted
+
+    draft = Counted(
+        max_ngram_size=int(job["max_ngram_size"]), num_pred_tokens=int(job["num_pred_tokens"])
+    )
+    llm = _load(job, draft_model=draft)
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    max_tokens = int(job["max_tokens"])
+
+    def one(prompt: str) -> dict[str, Any]:
+        tokens = llm.tokenize(prompt.encode(), add_bos=True, special=False)
+        counts.update(drafted=0, draft_calls=0)
+        t0 = time.perf_counter()
+        first = t0
+        out: list[int] = []
+        for token in llm.generate(tokens, temp=0.0, top_k=1, reset=True):
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            if not out:
+                first = time.perf_counter()
+            out.append(token)
+            if len(out) >= max_tokens:
+                break
+        t1 = time.perf_counter()
+        decode_s = t1 - first
+        return {
+            "prompt_tokens": len(tokens),
+            "output_tokens": len(out),
+            "ttft_s": first - t0,
+            "decode_s": decode_s,
+            "decode_tokens_per_s": (len(out) - 1) / decode_s if decode_s > 0 else None,
+            "n_drafted": counts["drafted"],
+            "draft_calls": counts["draft_calls"],
+            "text": llm.detokenize(out).decode(errors="replace"),
+        }
+
+    one(job.get("warmup", "Hello"))
+    results = [one(p) for p in job["prompts"]]
+    return {"requests": results, "version": _version()}
+
+
 def _embed(job: dict[str, Any]) -> dict[str, Any]:
     import llama_cpp
 
@@ -106,7 +166,7 @@ def _version() -> str:
 
 def main() -> int:
     job = json.loads(sys.stdin.read())
-    modes = {"generate": _generate, "embed": _embed}
+    modes = {"generate": _generate, "embed": _embed, "lookup": _lookup}
     if job.get("mode") not in modes:
         print(f"mode must be one of {sorted(modes)}, got {job.get('mode')!r}", file=sys.stderr)
         return 2

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lcp: dict[str, Any] = {}
     if ctx.lcp is not None and ctx.wants("llama-cpp-python"):
-        lcp = c.run_lcp_worker(ctx.lcp, {
+        lcp = ctx.run_lcp({
             "mode": "generate", "model": str(model), "prompts": prompts[:args.lcp_requests],
             "max_tokens": args.tg + 1, "threads": args.threads, "n_batch": 2048,
             "n_ubatch": 512, "n_ctx": args.pp + args.tg + 64, "repack": ctx.repack,

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = {name: len(inputs) / c.median(w) for name, w in walls.items()}
     lcp: dict[str, Any] = {}
     if ctx.lcp is not None and ctx.wants("llama-cpp-python"):
-        lcp = c.run_lcp_worker(ctx.lcp, {
+        lcp = ctx.run_lcp({
             "mode": "embed", "model": str(model), "inputs": inputs, "threads": args.threads,
             "n_ctx": N_CTX, "n_batch": N_BATCH, "n_ubatch": N_BATCH, "repack": ctx.repack,
             "flash_attn": args.flash_attn == "on", "rounds": args.rounds,

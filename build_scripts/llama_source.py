@@ -141,6 +141,13 @@ def _download(pin: dict[str, str], dest_dir: Path) -> Path:
     return archive
 
 
+def download_sdist(dest_dir: Path) -> Path:
+    """The pinned sdist itself, sha256-verified, in ``dest_dir`` (kept there; the benchmarks
+    install llama-cpp-python's bindings from it)."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    return _download(read_pin(), dest_dir)
+
+
 def _extract(tar: tarfile.TarFile, dest: Path, members: list[tarfile.TarInfo]) -> None:
     """``extractall`` with the safe ``data`` filter where this Python has it (3.10.12+)."""
     if hasattr(tarfile, "data_filter"):
