@@ -192,10 +192,11 @@ def _completion(call: TextCall, rid: str, responses: list[Any]) -> dict[str, Any
 
 def _sum_usage(responses: list[Any]) -> dict[str, int] | None:
     usages = [r.get("usage") for r in responses]
-    if any(u is None for u in usages):
+    if None in usages:
         return None
     inputs = usages[0]["input_tokens"]  # the prompt is counted once (OpenAI does the same)
-    outputs = sum(u["output_tokens"] for u in usages)
+    outputs = usages[0]["output_tokens"] if len(usages) == 1 else \
+        sum(u["output_tokens"] for u in usages)
     return {"input_tokens": inputs, "output_tokens": outputs, "total_tokens": inputs + outputs}
 
 
