@@ -83,8 +83,10 @@ class GatewayState:
     async def embed(self, target: str, text: str) -> list[float]:
         """One text's vector from ``target``, for the gateway's own use (no admission,
         no budgets): cache keys and RAG queries."""
-        ref = self.targets.states[target].ref
-        run = await self.submitter.start(lambda: self.client.embed(text, endpoint=ref))
+        state = self.targets.states[target]
+        ref = state.ref
+        run = await self.submitter.start(lambda: self.client.embed(text, endpoint=ref),
+                                         off_loop=state.off_loop)
         return [float(v) for v in (await run)["values"]]
 
     def set_rate_limit(self, settings: RateLimitConfig) -> None:
