@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,8 +35,7 @@ def loads_untrusted(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH
     """Parse ``data`` and check the result (depth, integer size, finite numbers, no lone
     surrogates); raises :class:`UntrustedJsonError`."""
     try:
-        text = _text(data)
-        value = _DECODER.decode(text)
+        value = _DECODER.decode(_text(data))
     except UntrustedJsonError:
         raise
     except RecursionError:
@@ -48,23 +46,9 @@ def loads_untrusted(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH
         raise UntrustedJsonError(f"not valid JSON: {exc}") from None
     except ValueError as exc:  # an integer over sys.get_int_max_str_digits() digits
         raise UntrustedJsonError(f"not accepted JSON: {exc}") from None
-    if not (_plain(text, max_depth) or _fine(value, max_depth)):
+    if not _fine(value, max_depth):
         _check(value, max_depth)  # the slow walk finds the problem and names its path
     return value
-
-
-# What could make a value out of range, seen in the text: a \u escape (a lone surrogate),
-# 20 digits in a row (an integer over 2**64, or a float mantissa that long) or a
-# three-digit exponent (a float that overflows to infinity).
-_RISKY = re.compile(r"\\u|\d{20}|[eE][+-]?\d{3}")
-
-
-def _plain(text: str, max_depth: int) -> bool:
-    """Whether the JSON text alone shows its value passes every check: ASCII (so every
-    string is), no risky escape or number, and fewer brackets than ``max_depth`` allows
-    nested. Most request bodies are such; others are walked (:func:`_fine`)."""
-    return (text.isascii() and text.count("[") + text.count("{") <= max_depth
-            and _RISKY.search(text) is None)
 
 
 # One decoder for every call: ``json.loads`` with a keyword builds a decoder and its

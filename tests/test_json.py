@@ -68,8 +68,7 @@ def test_paired_surrogates_are_text() -> None:
 
 
 def test_the_limits_are_exact_however_the_text_looks() -> None:
-    """The bounds hold the same whether the text alone shows a body is in range or its
-    value must be walked (non-ASCII text, long digit runs, escapes)."""
+    """The bounds hold exactly, with plain, non-ASCII and escaped text around them."""
     for prefix in ('{"p": "plain", ', '{"p": "caf\u00e9", ', '{"p": "\\u00e9", '):
         assert loads_untrusted(prefix + f'"n": {2**64}}}')["n"] == 2**64
         assert loads_untrusted(prefix + f'"n": {-(2**64)}}}')["n"] == -(2**64)

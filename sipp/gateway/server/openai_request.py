@@ -170,10 +170,12 @@ def _messages(obj: Mapping[str, Any]) -> list[ChatMessage]:
             raise bad_field(f"{where}.role", f"field '{where}.role' must be system, developer, "
                             f"user, assistant or tool; got {role!r}")
         calls = item.get("tool_calls") if role == "assistant" else None
-        content = _content(item.get("content"), f"{where}.content",
-                           null_ok=role == "assistant")
-        name = item.get("name") if isinstance(item.get("name"), str) and item.get("name") \
-            else None
+        content = item.get("content")
+        if type(content) is not str:  # text parts, or null from an assistant
+            content = _content(content, f"{where}.content", null_ok=role == "assistant")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            name = None
         try:
             out.append(ChatMessage(role, content, calls or None,
                                    item.get("tool_call_id") if role == "tool" else None, name))
