@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["MAX_DEPTH", "MAX_INT", "UntrustedJsonError", "loads_untrusted"]
@@ -34,7 +35,7 @@ def loads_untrusted(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH
     """Parse ``data`` and check the result (depth, integer size, finite numbers, no lone
     surrogates); raises :class:`UntrustedJsonError`."""
     try:
-        value = json.loads(data, parse_constant=_constant)
+        value = _DECODER.decode(_text(data))
     except UntrustedJsonError:
         raise
     except RecursionError:
@@ -45,8 +46,79 @@ def loads_untrusted(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH
         raise UntrustedJsonError(f"not valid JSON: {exc}") from None
     except ValueError as exc:  # an integer over sys.get_int_max_str_digits() digits
         raise UntrustedJsonError(f"not accepted JSON: {exc}") from None
-    _check(value, max_depth)
+    if not _fine(value, max_depth):
+        _check(value, max_depth)  # the slow walk finds the problem and names its path
     return value
+
+
+# One decoder for every call: ``json.loads`` with a keyword builds a decoder and its
+# scanner each time.
+_DECODER = json.JSONDecoder(parse_constant=_constant)
+_SCALARS = (bool, type(None))
+_UTF8_STARTS = (b"{", b"[")
+
+
+def _text(data: bytes | bytearray | str) -> str:
+    """What ``json.loads`` decodes: a BOM-less str, or bytes in their detected encoding."""
+    if isinstance(data, str):
+        if data.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
+        return data
+    if not isinstance(data, bytes | bytearray):
+        raise TypeError(f"the JSON object must be str, bytes or bytearray, "
+                        f"not {type(data).__name__}")
+    if data[:1] in _UTF8_STARTS and data[1:2] != b"\x00":
+        # no BOM and no zero byte in the first two: json.detect_encoding says UTF-8
+        return data.decode("utf-8", "surrogatepass")
+    return data.decode(json.detect_encoding(data), "surrogatepass")
+
+
+def _fine(value: Any, max_depth: int) -> bool:
+    """Whether ``value`` passes every check of :func:`_check` (no paths kept: the common,
+    valid case is walked at the cost of a type test per value)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    children: Iterable[Any]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            if depth >= max_depth:
+                return False
+            for key in item:
+                if not key.isascii() and not _encodes(key):
+                    return False
+            children = item.values()
+        elif kind is list:
+            if depth >= max_depth:
+                return False
+            children = item
+        else:
+            children = (item,)
+            depth -= 1
+        for child in children:
+            kind = type(child)
+            if kind is str:
+                if not child.isascii() and not _encodes(child):
+                    return False
+            elif kind is int:
+                if not -MAX_INT <= child <= MAX_INT:
+                    return False
+            elif kind is float:
+                if not math.isfinite(child):
+                    return False
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif not isinstance(child, _SCALARS):
+                return False
+    return True
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check(value: Any, max_depth: int) -> None:

@@ -98,6 +98,8 @@ class ChatMessage:
             if self.role != "assistant":
                 raise InvalidRequestError("tool_calls are only valid on an assistant message")
             object.__setattr__(self, "tool_calls", _tool_calls(self.tool_calls) or None)
+        if self.tool_call_id is None and self.name is None:
+            return  # most turns: nothing more to check
         for key in ("tool_call_id", "name"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value):

@@ -65,3 +65,17 @@ def test_hostile_inputs_are_named(text: str, message: str) -> None:
 def test_paired_surrogates_are_text() -> None:
     assert loads_untrusted('"\\ud83d\\ude00"') == "\U0001f600"
     assert math.isclose(loads_untrusted("1.5e300"), 1.5e300)
+
+
+def test_the_limits_are_exact_however_the_text_looks() -> None:
+    """The bounds hold exactly, with plain, non-ASCII and escaped text around them."""
+    for prefix in ('{"p": "plain", ', '{"p": "caf\u00e9", ', '{"p": "\\u00e9", '):
+        assert loads_untrusted(prefix + f'"n": {2**64}}}')["n"] == 2**64
+        assert loads_untrusted(prefix + f'"n": {-(2**64)}}}')["n"] == -(2**64)
+        with pytest.raises(UntrustedJsonError, match="integer out of range"):
+            loads_untrusted(prefix + f'"n": {2**64 + 1}}}')
+        assert loads_untrusted(prefix + '"t": 1.5e300}')["t"] == 1.5e300
+    deepest = "[" * MAX_DEPTH + "]" * MAX_DEPTH
+    assert loads_untrusted(deepest) == loads_untrusted('["\u00e9", ' + deepest[1:])[1:]
+    with pytest.raises(UntrustedJsonError, match="nested deeper"):
+        loads_untrusted("[" + deepest + "]")

@@ -93,7 +93,8 @@ class Activity:
         self.targets: dict[str, _Counts] = {name: _Counts() for name in targets}
         self._clients: OrderedDict[str, _Client] = OrderedDict()
         self._series: deque[tuple[int, _Bucket]] = deque(maxlen=_MAX_BUCKETS)
-        self._recent: deque[dict[str, Any]] = deque(maxlen=_MAX_RECENT)
+        # (time, event): shaped for the dashboard only when it asks (see recent)
+        self._recent: deque[tuple[float, RequestEvent]] = deque(maxlen=_MAX_RECENT)
         self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
 
     def record(self, event: RequestEvent) -> None:
@@ -114,8 +115,11 @@ class Activity:
         bucket.add(event)
         bucket.rate_limited += rate_limited
         bucket.blocked += blocked
-        client = self._clients.pop(event.client, None) or _Client()
-        self._clients[event.client] = client
+        client = self._clients.get(event.client)
+        if client is None:
+            client = self._clients[event.client] = _Client()
+        else:
+            self._clients.move_to_end(event.client)
         client.add(event)
         client.caller = event.caller or client.caller
         client.rate_limit_hits += rate_limited
@@ -123,12 +127,7 @@ class Activity:
         client.last_seen = now
         while len(self._clients) > _MAX_CLIENTS:
             self._clients.popitem(last=False)
-        self._recent.append({
-            "unixSeconds": round(now, 3), "operation": event.operation,
-            "requestId": event.request_id, "client": event.client, "caller": event.caller,
-            "target": event.target, "status": event.status,
-            "latencyMs": round(event.latency_ms, 3), "totalTokens": event.total_tokens,
-            "streaming": event.streaming, "rejection": event.rejection})
+        self._recent.append((now, event))
 
     def summary(self, active_requests: int) -> dict[str, Any]:
         """Totals with latency percentiles (over the last 512 requests)."""
@@ -164,4 +163,9 @@ class Activity:
 
     def recent(self) -> list[dict[str, Any]]:
         """The last 96 requests, newest first."""
-        return list(reversed(self._recent))
+        return [{"unixSeconds": round(now, 3), "operation": event.operation,
+                 "requestId": event.request_id, "client": event.client,
+                 "caller": event.caller, "target": event.target, "status": event.status,
+                 "latencyMs": round(event.latency_ms, 3), "totalTokens": event.total_tokens,
+                 "streaming": event.streaming, "rejection": event.rejection}
+                for now, event in reversed(self._recent)]

@@ -17,6 +17,7 @@ from sipp.errors import AdmissionError, ProviderError, RateLimitedError, SippErr
 from sipp.gateway.server.config import TokenConfig
 from sipp.gateway.server.http import ClientGone, Exchange
 from sipp.gateway.server.state import GatewayState
+from sipp.gateway.server.targets import TargetState
 from sipp.runs import SippEmbeddingRun, SippTextRun
 from sipp.types import TokenBatch
 
@@ -79,17 +80,19 @@ class Execution:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
 
-    async def admitted(self, run_factory: Callable[[], RunT],
+    async def admitted(self, target: TargetState, run_factory: Callable[[], RunT],
                        body: Callable[[RunT], Awaitable[None]]) -> None:
         """Hold an admission slot while the run starts and ``body(run)`` serves it; 429 when
-        the limit is full. The factory (template rendering, tokenizing, grammar compiling)
-        runs on a submission thread, never on the event loop."""
+        the limit is full. On a target whose runs start with CPU work (template rendering,
+        tokenizing, grammar compiling: ``target.off_loop``) the factory runs on a submission
+        thread, never on the event loop."""
         admission = self.state.admission
         if not admission.try_enter():
             raise AdmissionError("application concurrency limit exceeded "
                                  f"(max_concurrent_requests={admission.limit})")
         try:
-            await body(await self.state.submitter.start(run_factory))
+            run = await self.state.submitter.start(run_factory, off_loop=target.off_loop)
+            await body(run)
         finally:
             admission.leave()
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from sipp.errors import RequestTooLargeError
+from sipp.gateway.server.request_ids import new_request_id
 
 
 class ClientGone(Exception):
@@ -56,7 +56,7 @@ class Exchange:
         self.streaming = False
         rid = self.header(b"x-request-id")
         if rid is None or not rid or len(rid) > 128 or not all(0x21 <= b <= 0x7E for b in rid):
-            self.request_id = "gw-" + os.urandom(8).hex()
+            self.request_id = new_request_id()
         else:
             self.request_id = rid.decode("ascii")
         self.extra_headers: list[tuple[bytes, bytes]] = [

@@ -22,11 +22,18 @@ from sipp._json import UntrustedJsonError, loads_untrusted
 from sipp.errors import InvalidRequestError, JsonSchemaError, SippError, TargetNotFoundError
 from sipp.gateway.server.cache import ZERO_USAGE, CachedAnswer
 from sipp.gateway.server.config import TokenConfig
-from sipp.gateway.server.execution import ClientGone, Execution, Route, caller_error
+from sipp.gateway.server.execution import (
+    ClientGone,
+    Execution,
+    Route,
+    StreamEncoder,
+    caller_error,
+)
 from sipp.gateway.server.http import Exchange
 from sipp.gateway.server.interception import Recorder, intercept, replay_stream
 from sipp.gateway.server.openai_request import TextCall, bad_field, decode_text
 from sipp.gateway.server.openai_response import ChunkStream, choice, openai_error, usage
+from sipp.gateway.server.targets import TargetState
 from sipp.runs import SippEmbeddingRun, SippTextRun
 from sipp.types import TokenBatch
 
@@ -146,16 +153,18 @@ async def _text(execution: Execution, ex: Exchange, token: TokenConfig, body: by
                 response = await _serve_one(execution, ex, call, first, rid, operation,
                                             batches)
             else:
-                response = await _serve_many(execution, ex, call, ref, first, rid, operation,
-                                             shared)
+                response = await _serve_many(execution, ex, call, plan.target, first, rid,
+                                             operation, shared)
         except JsonSchemaError as exc:
             raise _with_param(exc, call) from None
         if response is not None:
             execution.state.record_usage(ex, name, response.get("usage"))
         await plan.answered(response if call.n == 1 else None, batches)
 
-    batches: list[TokenBatch] = []
+    # the streamed batches, kept only when the answer may fill the cache
+    batches: list[TokenBatch] | None = [] if plan.fill else None
     await execution.admitted(
+        plan.target,
         lambda: _start(execution, ex, call, ref, 0, call.stream or shared, documents), serve)
     return name
 
@@ -183,28 +192,31 @@ def _completion(call: TextCall, rid: str, responses: list[Any]) -> dict[str, Any
 
 def _sum_usage(responses: list[Any]) -> dict[str, int] | None:
     usages = [r.get("usage") for r in responses]
-    if any(u is None for u in usages):
+    if None in usages:
         return None
     inputs = usages[0]["input_tokens"]  # the prompt is counted once (OpenAI does the same)
-    outputs = sum(u["output_tokens"] for u in usages)
+    outputs = usages[0]["output_tokens"] if len(usages) == 1 else \
+        sum(u["output_tokens"] for u in usages)
     return {"input_tokens": inputs, "output_tokens": outputs, "total_tokens": inputs + outputs}
 
 
 async def _serve_one(execution: Execution, ex: Exchange, call: TextCall, run: SippTextRun,
-                     rid: str, operation: str, batches: list[TokenBatch]) -> Any:
+                     rid: str, operation: str, batches: list[TokenBatch] | None) -> Any:
     if call.stream:
-        encoder = Recorder(ChunkStream(rid, call.name, call.chat, call.include_usage,
-                                       logprobs=call.logprobs, top=call.top_logprobs),
-                           batches)
+        encoder: StreamEncoder = ChunkStream(rid, call.name, call.chat, call.include_usage,
+                                             logprobs=call.logprobs, top=call.top_logprobs)
+        if batches is not None:
+            encoder = Recorder(encoder, batches)
         return await execution.stream(ex, run, operation, encoder)
     response = await execution.await_run(ex, run)
     await ex.json(200, _completion(call, rid, [response]))
     return response
 
 
-async def _serve_many(execution: Execution, ex: Exchange, call: TextCall, ref: Any,
+async def _serve_many(execution: Execution, ex: Exchange, call: TextCall, target: TargetState,
                       first: SippTextRun, rid: str, operation: str, shared: bool) -> Any:
     """n choices: started together (or after choice 0's prefill when ``shared``)."""
+    ref = target.ref
     head: list[TokenBatch] = []
     tokens0 = first.atokens() if (call.stream or shared) else None
     runs = [first]
@@ -215,7 +227,8 @@ async def _serve_many(execution: Execution, ex: Exchange, call: TextCall, ref: A
                 head.append(batch)
         for index in range(1, call.n):
             runs.append(await execution.state.submitter.start(
-                partial(_start, execution, ex, call, ref, index, call.stream)))
+                partial(_start, execution, ex, call, ref, index, call.stream),
+                off_loop=target.off_loop))
     except BaseException:
         for run in runs:
             run.cancel("sibling_failed")
@@ -325,7 +338,7 @@ async def _embeddings(execution: Execution, ex: Exchange, token: TokenConfig, bo
         await ex.json(200, {"object": "list", "data": data, "model": name,
                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
-    await execution.admitted(start, serve)
+    await execution.admitted(target, start, serve)
     return name
 
 

@@ -29,6 +29,8 @@ _NO_EFFECT = frozenset({"user", "store", "metadata", "service_tier", "stream_opt
 # Sampling fields the engine implements; provider targets get them unchanged.
 _SAMPLING = ("seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs",
              "top_logprobs")
+_SAMPLING_SET = frozenset(_SAMPLING)
+_TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
 _CHAT_FIELDS = frozenset({"model", "messages", "stream", "max_tokens", "max_completion_tokens",
                           "temperature", "top_p", "stop", "n", "tools", "tool_choice",
                           "parallel_tool_calls", "response_format", *_SAMPLING})
@@ -168,10 +170,12 @@ def _messages(obj: Mapping[str, Any]) -> list[ChatMessage]:
             raise bad_field(f"{where}.role", f"field '{where}.role' must be system, developer, "
                             f"user, assistant or tool; got {role!r}")
         calls = item.get("tool_calls") if role == "assistant" else None
-        content = _content(item.get("content"), f"{where}.content",
-                           null_ok=role == "assistant")
-        name = item.get("name") if isinstance(item.get("name"), str) and item.get("name") \
-            else None
+        content = item.get("content")
+        if type(content) is not str:  # text parts, or null from an assistant
+            content = _content(content, f"{where}.content", null_ok=role == "assistant")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            name = None
         try:
             out.append(ChatMessage(role, content, calls or None,
                                    item.get("tool_call_id") if role == "tool" else None, name))
@@ -277,7 +281,9 @@ def decode_text(obj: Mapping[str, Any], *, chat: bool) -> TextCall:
             raise bad_field(key, f"field {key!r} is not supported with value {value!r} ({why})")
         raise bad_field(key, f"unsupported field {key!r}")
     options, max_given = _options(obj)
-    sampling, logprobs, top = _sampling(obj)
+    # most bodies carry no sampling or tool field: skip their decoding (the same result)
+    sampled = not _SAMPLING_SET.isdisjoint(obj)
+    sampling, logprobs, top = _sampling(obj) if sampled else ({}, False, 0)
     n = _integer(obj, "n", 1, 16) or 1
     stream_options = obj.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
@@ -287,32 +293,39 @@ def decode_text(obj: Mapping[str, Any], *, chat: bool) -> TextCall:
         include_usage=bool((stream_options or {}).get("include_usage")),
         options=options, max_given=max_given, n=n, logprobs=logprobs, top_logprobs=top,
         sampling=sampling,
-        passthrough={k: obj[k] for k in _SAMPLING if obj.get(k) is not None},
+        passthrough={k: obj[k] for k in _SAMPLING if obj.get(k) is not None} if sampled
+        else {},
     )
     call.response_format = obj.get("response_format")
     call.json_schema = _response_format(call.response_format)
     if chat:
         call.messages = _messages(obj)
-        tools_raw, choice_raw = obj.get("tools"), obj.get("tool_choice")
-        try:
-            specs = parse_tools(tools_raw or None)
-        except InvalidRequestError as exc:
-            raise bad_field(_where(exc.message, "tools"), exc.message) from exc
-        try:
-            choice = parse_tool_choice(choice_raw, specs)
-        except InvalidRequestError as exc:
-            raise bad_field(_where(exc.message, "tool_choice"), exc.message) from exc
-        parallel = obj.get("parallel_tool_calls")
-        if parallel is not None and not isinstance(parallel, bool):
-            raise bad_field("parallel_tool_calls", "field 'parallel_tool_calls' must be a boolean")
-        if specs:
-            if call.json_schema is not None and choice.mode != "none":
-                raise bad_field("response_format", "field 'response_format' cannot constrain "
-                                "the output together with tools (set tool_choice to none)")
-            call.tools = ToolRequest(specs, choice, parallel is not False)
+        if not _TOOL_FIELDS.isdisjoint(obj):
+            call.tools = _tools(obj, call.json_schema)
     else:
         call.prompt = _prompt(obj)
     return call
+
+
+def _tools(obj: Mapping[str, Any], json_schema: Any) -> ToolRequest | None:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` (None: no tools)."""
+    try:
+        specs = parse_tools(obj.get("tools") or None)
+    except InvalidRequestError as exc:
+        raise bad_field(_where(exc.message, "tools"), exc.message) from exc
+    try:
+        choice = parse_tool_choice(obj.get("tool_choice"), specs)
+    except InvalidRequestError as exc:
+        raise bad_field(_where(exc.message, "tool_choice"), exc.message) from exc
+    parallel = obj.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise bad_field("parallel_tool_calls", "field 'parallel_tool_calls' must be a boolean")
+    if not specs:
+        return None
+    if json_schema is not None and choice.mode != "none":
+        raise bad_field("response_format", "field 'response_format' cannot constrain "
+                        "the output together with tools (set tool_choice to none)")
+    return ToolRequest(specs, choice, parallel is not False)
 
 
 def _where(message: str, field_name: str) -> str:

@@ -106,6 +106,13 @@ class ChunkStream:
         self.logprobs = logprobs
         self.top = top
         self.first = True
+        # A text-only chunk after the first is the same JSON but for its text: serialised
+        # once up to the text and from it, each such frame only encodes the text.
+        head = json.dumps(self.head, separators=(",", ":"), ensure_ascii=False)[:-1]
+        key = "delta\":{\"content\"" if chat else "text\""
+        self._text_open = (f'data: {head},"choices":[{{"index":{index},"{key}:').encode()
+        self._text_close = (b'}' if chat else b'') + \
+            b',"logprobs":null,"finish_reason":null}]}\n\n'
 
     def _choice(self, text: str, finish: str | None, calls: Sequence[Mapping[str, Any]] = (),
                 logprobs: Any = None) -> dict[str, Any]:
@@ -122,9 +129,12 @@ class ChunkStream:
         return {"index": self.index, "text": text, "logprobs": logprobs, "finish_reason": finish}
 
     def token(self, batch: TokenBatch) -> bytes:
-        if not batch.text and not batch.tool_calls and not self.first:
+        if self.first or batch.tool_calls:
+            return self.frame(batch.text, batch.tool_calls)
+        if not batch.text:
             return b""  # a token still held back (stop string, tool-call text): no frame
-        return self.frame(batch.text, batch.tool_calls)
+        return self._text_open + json.dumps(batch.text, ensure_ascii=False).encode() + \
+            self._text_close
 
     def frame(self, text: str, calls: Sequence[Mapping[str, Any]] = ()) -> bytes:
         return _sse({**self.head, "choices": [self._choice(text, None, calls)]})

@@ -76,18 +76,20 @@ async def _text(execution: Execution, ex: Exchange, token: TokenConfig,
                            documents=plan.chat_documents())
 
     async def serve(run: SippTextRun) -> None:
-        recorder = Recorder(_ProfileStream())
+        # the streamed batches, kept only when the answer may fill the cache
+        recorder = Recorder(_ProfileStream()) if plan.fill else None
         if request.stream:
-            response = await execution.stream(ex, run, request.operation, recorder)
+            response = await execution.stream(ex, run, request.operation,
+                                              recorder or _ProfileStream())
         else:
             response = await execution.await_run(ex, run)
             await ex.json(200, profile.text_response_body(request.target, response,
                                                           id=ex.request_id))
         if response is not None:
             state.record_usage(ex, request.target, response.get("usage"))
-        await plan.answered(response, recorder.batches)
+        await plan.answered(response, recorder.batches if recorder else None)
 
-    await execution.admitted(start, serve)
+    await execution.admitted(plan.target, start, serve)
     return request.target
 
 
@@ -105,7 +107,7 @@ async def _embed(execution: Execution, ex: Exchange, token: TokenConfig, body: b
         await ex.json(200, profile.embedding_response_body(request.target, response,
                                                            id=ex.request_id))
 
-    await execution.admitted(start, serve)
+    await execution.admitted(target, start, serve)
     return request.target
 
 

@@ -20,6 +20,7 @@ and idle, header-trickling or slow-body connections stayed open for minutes. Her
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -39,38 +40,71 @@ HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
 MAX_CONNECTIONS = 2048
 _END_OF_HEAD = b"\r\n\r\n"
+_TIMER_SLACK = 0.001  # a timer this close to its deadline counts as on time
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with head size/count caps and per-phase read deadlines."""
+    """uvicorn's httptools protocol with head size/count caps and per-phase read deadlines.
+
+    Every request passes through here, so the common case costs little: a chunk that
+    cannot take the head past its cap is counted whole, header lines are counted once the
+    head is complete (the byte cap already bounds how many can arrive), and the deadlines
+    share one timer per connection that rarely moves (see :meth:`_arm`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
         self._tail = b""  # last bytes of the previous chunk (an end of head split in two)
-        self._header_count = 0
         self._refused = False
-        self._deadline: asyncio.TimerHandle | None = None
+        # one timer per connection (see _arm): when it fires, _on_due runs if _due passed
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._on_due: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ deadlines
-    def _arm(self, seconds: float, handler: Any) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, handler)
+    def _arm(self, seconds: float, handler: Callable[[], None]) -> None:
+        """Run ``handler`` ``seconds`` from now unless re-armed or disarmed before.
+
+        Each request re-arms several times. Rather than cancel and schedule a timer each
+        time, the deadline is only written down; the connection's one timer is moved only
+        when the new deadline comes before it, and it is always set no later than the
+        shortest deadline from now, so the next arm on a busy connection never moves it. A
+        timer that fires before the deadline in force schedules itself again."""
+        now = self.loop.time()
+        due = now + seconds
+        self._due = due
+        self._on_due = handler
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= due:
+                return
+            timer.cancel()
+        self._timer = self.loop.call_at(min(due, now + min(HEAD_TIMEOUT, BODY_TIMEOUT)),
+                                        self._fire)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._on_due = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        handler = self._on_due
+        if handler is None:
+            return
+        now = self.loop.time()
+        if now + _TIMER_SLACK < self._due:
+            self._timer = self.loop.call_at(
+                min(self._due, now + min(HEAD_TIMEOUT, BODY_TIMEOUT)), self._fire)
+            return
+        self._on_due = None
+        handler()
 
     def _head_timed_out(self) -> None:
-        self._deadline = None
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a response is being produced: the request head arrived long ago
         self._refuse(408, "request head not received in time")
 
     def _body_timed_out(self) -> None:
-        self._deadline = None
         cycle = self.cycle
         if cycle is not None and cycle.more_body and not cycle.response_complete:
             cycle.disconnected = True  # the app reads this as a client that went away
@@ -84,36 +118,36 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
         if self._in_head:
-            seen = self._tail + data
-            end = seen.find(_END_OF_HEAD)
-            counted = len(data) if end < 0 else max(0, end + 4 - len(self._tail))
-            self._head_bytes += counted
-            self._tail = seen[-3:]
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
-                return
+            size = len(data)
+            if self._head_bytes + size <= MAX_HEAD_BYTES:
+                # even if all of it is head the cap holds (bytes past the head's end are
+                # counted too, and forgotten when the head completes)
+                self._head_bytes += size
+                self._tail = data[-3:] if size >= 3 else (self._tail + data)[-3:]
+            else:
+                seen = self._tail + data
+                end = seen.find(_END_OF_HEAD)
+                self._head_bytes += size if end < 0 else max(0, end + 4 - len(self._tail))
+                self._tail = seen[-3:]
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
+                    return
         super().data_received(data)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_count = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count <= MAX_HEADERS:
-            super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
         self._tail = b""
-        if self._header_count > MAX_HEADERS:
+        if len(self.headers) > MAX_HEADERS:
             self._refuse(431, f"more than {MAX_HEADERS} header lines")
             return
         super().on_headers_complete()

@@ -109,11 +109,12 @@ class Replication:
 
     def charge_soon(self, caller: str | None, target: str | None, tokens: int) -> None:
         """:meth:`charge` from synchronous code on the event loop: at once in memory, as a
-        background task with Redis (the caller never waits on it)."""
+        background task with Redis (the caller never waits on it; none when neither the
+        caller nor the target has a limit, as for most streamed batches)."""
         if self.shared is None:
             self.state.budgets.charge(caller, target, tokens)
             return
-        if tokens <= 0:
+        if tokens <= 0 or not self.state.budgets.applies(caller, target):
             return
         task = asyncio.ensure_future(self.charge(caller, target, tokens))
         self._pending.add(task)

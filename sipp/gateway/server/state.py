@@ -83,8 +83,10 @@ class GatewayState:
     async def embed(self, target: str, text: str) -> list[float]:
         """One text's vector from ``target``, for the gateway's own use (no admission,
         no budgets): cache keys and RAG queries."""
-        ref = self.targets.states[target].ref
-        run = await self.submitter.start(lambda: self.client.embed(text, endpoint=ref))
+        state = self.targets.states[target]
+        ref = state.ref
+        run = await self.submitter.start(lambda: self.client.embed(text, endpoint=ref),
+                                         off_loop=state.off_loop)
         return [float(v) for v in (await run)["values"]]
 
     def set_rate_limit(self, settings: RateLimitConfig) -> None:
@@ -137,7 +139,8 @@ class GatewayState:
         if name in self.disabled_targets:
             raise TargetNotReadyError(f"target {name} is disabled by the gateway administrator",
                                       code="target_disabled")
-        await self.replication.check_budgets(token.caller, name)
+        if self.budgets.applies(token.caller, name):  # (no limit: nothing to check)
+            await self.replication.check_budgets(token.caller, name)
         if ex is not None:
             ex.budget_target = name
         return state

@@ -1,9 +1,12 @@
 """Starting runs off the event loop.
 
-Starting a run is CPU work: a local target renders the chat template, tokenizes the
+Starting a run on a local target is CPU work: it renders the chat template, tokenizes the
 prompt and compiles any grammar before its run exists. Done on the gateway's event loop,
 one large request would stall every other stream on that loop, so :class:`Submitter` runs
-each run factory on a small, bounded thread pool and the loop only awaits the result.
+such run factories on a small, bounded thread pool and the loop only awaits the result.
+A provider or gateway target's factory only encodes a JSON body and hands it to the I/O
+loop; the caller says so (``off_loop=False``, decided per target when the config loads)
+and it runs inline, sparing two thread hand-offs per request.
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ class Submitter:
             max_workers=workers, thread_name_prefix="sipp-gateway-submit")
             if workers else None)
 
-    async def start(self, factory: Callable[[], R]) -> R:
+    async def start(self, factory: Callable[[], R], *, off_loop: bool = True) -> R:
         """``factory()`` (a started run) without blocking the loop; its errors propagate.
+        ``off_loop=False``: the factory is cheap (no template, tokenizer or grammar), so it
+        runs inline.
 
         If the awaiting task is cancelled while the factory runs, the run it returns is
         cancelled as soon as it exists, so no orphan keeps generating."""
-        if self._pool is None:
+        if self._pool is None or not off_loop:
             return factory()
         future = self._pool.submit(factory)
         try:

@@ -45,7 +45,7 @@ from sipp.pii.policy import PiiPolicy
 from sipp.types import EndpointKind, EndpointRef
 
 __all__ = ["OPENAI_CORRELATION_HEADER", "TargetRegistry", "TargetState", "correlation_header",
-           "descriptor_for", "endpoint_kind", "local_runtime"]
+           "descriptor_for", "endpoint_kind", "local_runtime", "starts_off_loop"]
 
 # The header OpenAI reads a caller's request id from.
 OPENAI_CORRELATION_HEADER = "x-client-request-id"
@@ -128,11 +128,38 @@ def _select_backend(config: GatewayConfig) -> None:
 
 @dataclass
 class TargetState:
+    """A configured target, its endpoint ref and load state. ``off_loop``: whether its runs
+    start on a submission thread (see :func:`starts_off_loop`)."""
+
     target: Target
     ref: EndpointRef
     status: Literal["pending", "loading", "ready", "failed"] = "pending"
     error: str | None = None
     stats: str = field(default="off")
+    off_loop: bool = True
+
+
+def starts_off_loop(target: Target, targets: Mapping[str, Target]) -> bool:
+    """Whether starting a run on ``target`` is CPU work that must leave the event loop: a
+    local model renders its template, tokenizes and compiles grammars; a PII policy scans
+    the text. A router counts if any deployment or fallback (``targets`` by name) does.
+    Provider and gateway targets only encode a JSON body for the I/O loop, which costs
+    less inline than the two thread hand-offs of a submission thread."""
+    seen: set[str] = set()
+    pending = [target]
+    while pending:
+        current = pending.pop()
+        if current.name in seen:
+            continue
+        seen.add(current.name)
+        if current.pii is not None and current.pii.mode != "off":
+            return True
+        if isinstance(current, LocalTarget):
+            return True
+        if isinstance(current, RoutedTarget):
+            pending.extend(d.target for d in current.deployments)
+            pending.extend(targets[name] for name in current.fallbacks if name in targets)
+    return False
 
 
 def endpoint_kind(target: Target) -> EndpointKind:
@@ -157,10 +184,12 @@ class TargetRegistry:
         self.client = client
         self._keys = keys
         self.states: dict[str, TargetState] = {}
+        by_name = {target.name: target for target in config.targets}
         for target in config.targets:
             stats = target.stats if isinstance(target, LocalTarget) else "off"
             self.states[target.name] = TargetState(
-                target, EndpointRef(endpoint_kind(target), target.name), stats=stats)
+                target, EndpointRef(endpoint_kind(target), target.name), stats=stats,
+                off_loop=starts_off_loop(target, by_name))
         self._config = config
         self.ready = False
         self.failed = False

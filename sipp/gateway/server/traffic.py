@@ -74,6 +74,11 @@ class TokenBudgets:
         bucket = self._buckets[kind].get(name)
         return bucket.tokens_per_minute if bucket is not None else None
 
+    def applies(self, caller: str | None, target: str | None) -> bool:
+        """Whether the caller or the target has a limit (else charging them does nothing)."""
+        return ((caller is not None and caller in self._buckets["caller"])
+                or (target is not None and target in self._buckets["target"]))
+
     def check(self, caller: str, target: str) -> None:
         """Raise :class:`RateLimitedError` (429, with ``retry_after``) when the caller's or
         the target's bucket is empty."""

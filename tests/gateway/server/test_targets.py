@@ -16,7 +16,7 @@ from sipp import GatewayDescriptor
 from sipp.client import SippClient
 from sipp.errors import RateLimitedError, TargetNotReadyError
 from sipp.gateway.server.config import LocalTarget, parse_config
-from sipp.gateway.server.targets import descriptor_for
+from sipp.gateway.server.targets import descriptor_for, starts_off_loop
 from tests.gateway.server.conftest import BASE_CONFIG, ENV, TOKEN, RunningGateway, auth
 from tests.gateway.server.upstream import MockOpenAI
 
@@ -258,3 +258,29 @@ def test_relative_local_model_path_resolves_from_the_working_directory(
         assert r.status_code == 200, r.text
     finally:
         gw.stop()
+
+
+def test_only_targets_whose_runs_start_with_cpu_work_start_off_the_loop() -> None:
+    """Local models (and anything that may route to one) and PII policies start runs on a
+    submission thread; plain provider and gateway targets start them inline."""
+    remote = {"type": "openai", "model": "m", "api_key_env": "KEY_A",
+              "base_url": "http://127.0.0.1:9/v1"}
+    local = {"type": "local", "model": "/models/tiny.gguf"}
+    cfg = copy.deepcopy(BASE_CONFIG)
+    cfg["targets"] = [
+        {"name": "alpha", **remote},
+        {"name": "local", **local},
+        {"name": "masked", **remote, "pii": {"mode": "mask"}},
+        {"name": "unmasked", **remote, "pii": {"mode": "off"}},
+        {"name": "peer", "type": "gateway", "base_url": "http://127.0.0.1:8/",
+         "target": "x", "token_env": "KEY_A"},
+        {"name": "routed", "deployments": [{"name": "a", **remote}, {"name": "b", **remote}]},
+        {"name": "mixed", "deployments": [{"name": "a", **remote}, {"name": "b", **local}]},
+        {"name": "falls-back", "deployments": [{"name": "a", **remote}],
+         "fallbacks": ["local"]},
+    ]
+    parsed = parse_config(cfg)
+    by_name = {t.name: t for t in parsed.targets}
+    off_loop = {t.name: starts_off_loop(t, by_name) for t in parsed.targets}
+    assert off_loop == {"alpha": False, "local": True, "masked": True, "unmasked": False,
+                        "peer": False, "routed": False, "mixed": True, "falls-back": True}
