@@ -140,12 +140,16 @@ def test_ttl_and_byte_limits_evict(
         start_gateway: Callable[..., RunningGateway], script: Script) -> None:
     now = [1000.0]
     gw = start_gateway(cached_config(ttl_seconds=60), clock=lambda: now[0])
+    cache = gw.server.state.caches.caches["answers"]
     assert chat(gw).headers["x-sipp-cache"] == "miss"
+    # the answer is filed after the response is sent: advance the clock once it is in
+    deadline = time.monotonic() + 10
+    while cache.stores < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     now[0] += 59
     assert chat(gw).headers["x-sipp-cache"] == "hit"
     now[0] += 2
     assert chat(gw).headers["x-sipp-cache"] == "miss"
-    cache = gw.server.state.caches.caches["answers"]
     assert cache.store.stats.expirations == 1
 
     # room for one answer only: the second evicts the first (least recently used)
