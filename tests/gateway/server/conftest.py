@@ -196,6 +196,18 @@ class RunningGateway:
         return self.exit_code
 
 
+@pytest.fixture(scope="session")
+def native_backend() -> None:
+    """Skip (with the reason) when no native backend can be opened."""
+    from sipp.errors import BackendError
+    from sipp.native._lib import get_native
+
+    try:
+        get_native()
+    except BackendError as exc:
+        pytest.skip(f"no native backend: {exc}")
+
+
 @pytest.fixture
 def script() -> Script:
     return Script()

@@ -18,17 +18,6 @@ PROMPTS = [f"Item {i}: {' '.join(['red green blue'] * (1 + i % 4))} and then" fo
 
 
 @pytest.fixture(scope="module")
-def native_backend() -> None:
-    from sipp.errors import BackendError
-    from sipp.native._lib import get_native
-
-    try:
-        get_native()
-    except BackendError as exc:
-        pytest.skip(f"no native backend: {exc}")
-
-
-@pytest.fixture(scope="module")
 def gateway(tiny_llama_path: Path, native_backend: None) -> Iterator[RunningGateway]:
     client = SippClient()
     config = {**BASE_CONFIG, "tokens": [{"env": "TOKEN_ALL", "caller": "all", "targets": []}],

@@ -49,17 +49,6 @@ def served(tiny_llama_path: Path, native_backend: None
         client.close()
 
 
-@pytest.fixture(scope="module")
-def native_backend() -> None:
-    from sipp.errors import BackendError
-    from sipp.native._lib import get_native
-
-    try:
-        get_native()
-    except BackendError as exc:
-        pytest.skip(f"no native backend: {exc}")
-
-
 def _post(gateway: RunningGateway, path: str, body: dict[str, Any]) -> requests.Response:
     return requests.post(gateway.url + "/v1" + path, headers=auth(), timeout=120,
                          json={"model": "tiny", **body})

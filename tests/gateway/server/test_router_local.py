@@ -8,23 +8,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 import requests
 
 from sipp import SippClient
 from tests.gateway.server.conftest import BASE_CONFIG, ENV, RunningGateway, auth
 from tests.tool_templates import HERMES_TEMPLATE
-
-
-@pytest.fixture
-def native_backend() -> None:
-    from sipp.errors import BackendError
-    from sipp.native._lib import get_native
-
-    try:
-        get_native()
-    except BackendError as exc:
-        pytest.skip(f"no native backend: {exc}")
 
 
 def test_least_busy_over_two_local_replicas(tiny_llama_path: Path, native_backend: None
