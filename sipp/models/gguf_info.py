@@ -12,8 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sipp.errors import ModelLoadError
-
 __all__ = ["FILE_TYPES", "ModelFacts", "read_model_facts"]
 
 # llama_ftype (llama.h of the pinned llama.cpp): general.file_type -> quantization name
@@ -60,17 +58,11 @@ def read_model_facts(
 ) -> ModelFacts:
     """Facts of the GGUF at ``path`` (plus ``shards`` of a split model); raises
     ``ModelLoadError`` for a missing, truncated or non-GGUF file."""
-    from sipp.native._gguf import read_gguf_info  # the native package loads numpy: lazily
+    # the native package loads numpy: lazily
+    from sipp.native._gguf import read_gguf_file, read_gguf_info
 
     p = Path(path)
-    if p.is_dir():
-        raise ModelLoadError(f"Cannot read {p}: is a directory, expected a .gguf file")
-    if not p.is_file():
-        raise ModelLoadError(f"Cannot read {p}: file not found")
-    try:
-        info = read_gguf_info(p)
-    except OSError as exc:
-        raise ModelLoadError(f"Cannot read {p}: {exc.strerror or exc}") from exc
+    info = read_gguf_file(p, "Cannot read")
     meta = info.metadata
     arch = info.architecture
     n_params, size = info.n_elements, info.file_size

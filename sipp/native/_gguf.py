@@ -27,7 +27,7 @@ from sipp.native._archs import (
     PROJECTOR_ARCHITECTURES,
 )
 
-__all__ = ["GgufInfo", "check_model_file", "read_gguf_info"]
+__all__ = ["GgufInfo", "check_model_file", "read_gguf_file", "read_gguf_info"]
 
 GGUF_MAGIC = b"GGUF"
 _DEFAULT_ALIGNMENT = 32
@@ -333,21 +333,30 @@ def _check_hyperparameters(info: GgufInfo) -> None:
         raise _Malformed(f"{key} is {value!r}, expected one of {', '.join(_ROPE_SCALING_TYPES)}")
 
 
+def read_gguf_file(path: str | os.PathLike[str], prefix: str) -> GgufInfo:
+    """The header of the GGUF file at ``path`` once it is known to be a readable regular
+    file; a missing path, a directory, a special file or an OS error is a
+    ``ModelLoadError`` reading ``"<prefix> <path>: <reason>"`` (the caller's prefix: what
+    it was doing). A bad header raises :func:`read_gguf_info`'s errors."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{prefix} {p}: file not found")
+    if p.is_dir():
+        raise ModelLoadError(f"{prefix} {p}: is a directory, expected a .gguf file")
+    if not p.is_file():
+        raise ModelLoadError(f"{prefix} {p}: not a regular file")
+    try:
+        return read_gguf_info(p)
+    except PermissionError as exc:
+        raise ModelLoadError(f"{prefix} {p}: permission denied") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"{prefix} {p}: {exc.strerror or exc}") from exc
+
+
 def check_model_file(path: str | os.PathLike[str]) -> GgufInfo:
     """Validate ``path`` as a loadable GGUF model; raise ``ModelLoadError`` naming the reason."""
     p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"Cannot load model {p}: file not found")
-    if p.is_dir():
-        raise ModelLoadError(f"Cannot load model {p}: is a directory, expected a .gguf file")
-    if not p.is_file():
-        raise ModelLoadError(f"Cannot load model {p}: not a regular file")
-    try:
-        info = read_gguf_info(p)
-    except PermissionError as exc:
-        raise ModelLoadError(f"Cannot load model {p}: permission denied") from exc
-    except OSError as exc:
-        raise ModelLoadError(f"Cannot load model {p}: {exc.strerror or exc}") from exc
+    info = read_gguf_file(p, "Cannot load model")
     needed = info.data_offset + info.data_size
     if info.n_tensors and needed > info.file_size:
         raise ModelLoadError(

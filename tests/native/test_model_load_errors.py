@@ -47,6 +47,29 @@ def test_directory(tmp_path: Path) -> None:
     _expect(tmp_path, "is a directory")
 
 
+@pytest.mark.parametrize("kind", ["missing", "directory", "fifo"])
+def test_path_checks_are_shared_with_model_facts(tmp_path: Path, kind: str) -> None:
+    """Loading and ``sipp show`` (``read_model_facts``) check the path alike, each with its
+    own prefix."""
+    from sipp.models import read_model_facts
+
+    path = tmp_path / "m.gguf"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(path)
+    reason = {"missing": "file not found", "directory": "is a directory, expected a .gguf file",
+              "fifo": "not a regular file"}[kind]
+    with pytest.raises(ModelLoadError) as loading:
+        check_model_file(path)
+    with pytest.raises(ModelLoadError) as showing:
+        read_model_facts(path)
+    assert str(loading.value) == f"Cannot load model {path}: {reason}"
+    assert str(showing.value) == f"Cannot read {path}: {reason}"
+
+
 def test_random_bytes(tmp_path: Path) -> None:
     path = tmp_path / "random.gguf"
     path.write_bytes(os.urandom(4096))
