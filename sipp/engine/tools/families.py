@@ -49,6 +49,14 @@ def _object_at(text: str, pos: int, final: bool, where: str) -> int | None:
     return pos
 
 
+# Families whose region is their marker, one call object and a closing literal: name ->
+# (the closing literal, where an error says it was expected).
+_CLOSING: Mapping[str, tuple[str, str]] = {
+    "hermes": ("</tool_call>", "after the call"),
+    "code_block": ("```", "closing the tool_call block"),
+}
+
+
 @dataclass(frozen=True)
 class ToolFamily:
     """One family's call format (see the module docstring)."""
@@ -64,17 +72,18 @@ class ToolFamily:
     ) -> tuple[list[CallPart], int | None]:
         """The calls of the region opening at ``pos`` and its end (None while open)."""
         calls: list[CallPart] = []
-        if self.name == "hermes":
-            after = pos + len("<tool_call>")
-            start = _object_at(text, after, final, "<tool_call>")
+        closing = _CLOSING.get(self.name)
+        if closing is not None:  # the marker, one call object, the closing literal
+            marker = self.markers[0]
+            start = _object_at(text, pos + len(marker), final, marker)
             if start is None:
                 return calls, None
             part, end = read_call(text, start, names, final=final)
             calls.append(part)
             if end is None:
                 return calls, None
-            return calls, _expect(text, skip_ws(text, end), "</tool_call>", final,
-                                  "after the call")
+            literal, what = closing
+            return calls, _expect(text, skip_ws(text, end), literal, final, what)
         if self.name == "mistral":
             p = skip_ws(text, pos + len("[TOOL_CALLS]"))
             if p >= len(text):
@@ -107,17 +116,6 @@ class ToolFamily:
                     raise ToolCallError(f"expected ',' or ']' in the [TOOL_CALLS] list, got "
                                         f"{text[p:p + 80]!r}")
                 p += 1
-        if self.name == "code_block":
-            after = pos + len("```tool_call")
-            start = _object_at(text, after, final, "```tool_call")
-            if start is None:
-                return calls, None
-            part, end = read_call(text, start, names, final=final)
-            calls.append(part)
-            if end is None:
-                return calls, None
-            return calls, _expect(text, skip_ws(text, end), "```", final,
-                                  "closing the tool_call block")
         # llama3 and generic: an optional marker, then one call object
         p = pos
         for marker in self.markers:
