@@ -2,14 +2,18 @@
 
 One engine, one model: each sample runs the same request with speculation off and with
 the per-request override ``LocalTextOptions(speculative=SpeculativeConfig(mode="ngram"))``,
-alternating, so drift on a shared machine hits both sides. Greedy throughout; the script
+alternating (the side that goes first swaps every round), so drift on a shared machine
+hits both sides. Greedy throughout; the script
 also reports whether the speculative text equals the plain text (it must).
 
 - **input-grounded**: the prompt holds a passage (code) and asks for it back; 256 new
   tokens at most; single-stream decode tok/s (``local_stats.decode_tokens_per_second``).
   Target: ngram ≥ 1.6× off.
 - **free**: a story prompt with no overlap to copy; 256 tokens (``ignore_eos``). Target:
-  ngram costs ≤ 3 %.
+  ngram costs ≤ 3 %. Greedy, a 270M base model soon repeats itself, and n-grams of its own
+  text then pay; **free_sampled** (temperature 0.8, a fixed seed) keeps drafts mostly
+  wrong and shows what speculation costs when it does not pay (the two sides' texts
+  differ there: each keeps the target distribution, not the same random draws).
 - **concurrent**: 8 input-grounded requests at once (``n_parallel`` 8): aggregate output
   tokens / wall time. Target: ngram ≥ 1.0× off.
 
@@ -67,6 +71,7 @@ REF = EndpointRef.local("bench")
 NGRAM = SpeculativeConfig(mode="ngram")
 PASSAGES = [inspect.getsource(_budget.split_budget), inspect.getsource(_budget.fair_shares),
             inspect.getsource(_spans)]
+SEED = 7
 FREE = "Write a long story about a lighthouse keeper who finds a map in a bottle.\n\n"
 
 
@@ -76,10 +81,11 @@ def grounded(passage: str) -> str:
 
 
 def run(engine: Engine, prompt: str, spec: SpeculativeConfig | None, *,
-        ignore_eos: bool = False, max_tokens: int = 256) -> SippTextRun:
-    sampling = SamplingRuntimeConfig(ignore_eos=True) if ignore_eos else None
+        ignore_eos: bool = False, max_tokens: int = 256, temperature: float = 0.0
+        ) -> SippTextRun:
+    sampling = SamplingRuntimeConfig(ignore_eos=True, seed=SEED) if ignore_eos else None
     local = LocalTextOptions(speculative=spec, sampling=sampling)
-    options = SippTextOptions(max_tokens=max_tokens, temperature=0.0)
+    options = SippTextOptions(max_tokens=max_tokens, temperature=temperature)
     sink = RunSink(REF, wants_tokens=False)
     engine.submit_text(TextRequest("query", prompt, None, options, local, None, None, False),
                        sink)
@@ -87,8 +93,9 @@ def run(engine: Engine, prompt: str, spec: SpeculativeConfig | None, *,
 
 
 def single(engine: Engine, prompt: str, spec: SpeculativeConfig | None,
-           ignore_eos: bool = False) -> dict[str, Any]:
-    result = run(engine, prompt, spec, ignore_eos=ignore_eos).result(600)
+           ignore_eos: bool = False, temperature: float = 0.0) -> dict[str, Any]:
+    result = run(engine, prompt, spec, ignore_eos=ignore_eos,
+                 temperature=temperature).result(600)
     stats = result["local_stats"]
     return {"text": result["text"], "tps": stats["decode_tokens_per_second"],  # type: ignore[index]
             "n": result["usage"]["output_tokens"],  # type: ignore[index]
@@ -109,31 +116,40 @@ PEERS = ("llama-lookup", "llama-cpp-python")
 PEER_CTX = 4096  # the grounded prompt (~600 tokens) plus 256 new tokens fit with room
 
 
-def deterministic_cost(ctx: c.Context, model: Path) -> dict[str, Any]:
-    """Aggregate tok/s of 8 concurrent free generations, default vs deterministic mode,
-    and how many concurrent answers equal the answer alone in each."""
+def deterministic_cost(ctx: c.Context, model: Path, rounds: int) -> dict[str, Any]:
+    """Aggregate tok/s of 8 concurrent free generations, default vs deterministic mode
+    (both engines loaded, their runs alternating for ``rounds`` rounds; medians), and how
+    many concurrent answers equal the answer alone in each."""
     prompts = [f"Write a story about {w}.\n\n" for w in
                "a fox,the sea,a clock,rain,a king,bread,a robot,snow".split(",")]
+    threads = ctx.args.threads  # placement and flash attention: each mode's own rules
+    engines = {name: Engine.load(str(model), NativeRuntimeConfig(
+        context={"n_parallel": 8, "n_threads": threads, "n_threads_batch": threads},
+        scheduler={"deterministic": det})) for name, det in (("default", False),
+                                                              ("deterministic", True))}
     row: dict[str, Any] = {}
-    for name, det in (("default", False), ("deterministic", True)):
-        threads = ctx.args.threads  # placement and flash attention: the mode's own rules
-        engine = Engine.load(str(model), NativeRuntimeConfig(
-            context={"n_parallel": 8, "n_threads": threads, "n_threads_batch": threads},
-            scheduler={"deterministic": det}))
-        try:
-            alone = [run(engine, p, None, ignore_eos=True, max_tokens=128).result(600)["text"]
-                     for p in prompts[:4]]
-            start = time.perf_counter()
-            runs = [run(engine, p, None, ignore_eos=True, max_tokens=128) for p in prompts]
-            results = [r.result(600) for r in runs]
-            wall = time.perf_counter() - start
-            n = sum(r["usage"]["output_tokens"] for r in results)  # type: ignore[index,misc]
-            row[f"{name}_tps"] = n / wall
-            row[f"{name}_same_as_alone"] = sum(
-                a == r["text"] for a, r in zip(alone, results[:4], strict=True))
-            c.log(f"{name}: {n / wall:.1f} tok/s over 8 concurrent")
-        finally:
+    try:
+        alone = {name: [run(e, p, None, ignore_eos=True, max_tokens=128).result(600)["text"]
+                        for p in prompts[:4]] for name, e in engines.items()}
+        samples: dict[str, list[float]] = {name: [] for name in engines}
+        for r in range(rounds):
+            for name in (list(engines) if r % 2 == 0 else list(reversed(engines))):
+                start = time.perf_counter()
+                runs = [run(engines[name], p, None, ignore_eos=True, max_tokens=128)
+                        for p in prompts]
+                results = [x.result(600) for x in runs]
+                wall = time.perf_counter() - start
+                n = sum(x["usage"]["output_tokens"] for x in results)  # type: ignore[index,misc]
+                samples[name].append(n / wall)
+                same = sum(a == x["text"] for a, x in zip(alone[name], results[:4], strict=True))
+                row[f"{name}_same_as_alone"] = min(row.get(f"{name}_same_as_alone", 4), same)
+                c.log(f"{name}: {n / wall:.1f} tok/s over 8 concurrent")
+    finally:
+        for engine in engines.values():
             engine.close()
+    for name, values in samples.items():
+        row[f"{name}_tps"] = statistics.median(values)
+        row[f"{name}_samples"] = values
     row["cost"] = 1.0 - row["deterministic_tps"] / row["default_tps"]
     return row
 
@@ -234,10 +250,15 @@ def measure(ctx: c.Context, model: Path, rounds: int) -> dict[str, Any]:
         texts: dict[str, str] = {}
         for r in range(rounds):
             c.log(f"round {r + 1}/{rounds}")
-            for name, prompt, eos in (("input_grounded", grounded(PASSAGES[0]), False),
-                                      ("free", FREE, True)):
-                off = single(engine, prompt, None, eos)
-                ngram = single(engine, prompt, NGRAM, eos)
+            ngram_first = r % 2 == 1  # drift on a shared machine hits both sides alike
+            for name, prompt, eos, temp in (
+                    ("input_grounded", grounded(PASSAGES[0]), False, 0.0),
+                    ("free", FREE, True, 0.0), ("free_sampled", FREE, True, 0.8)):
+                if ngram_first:
+                    ngram = single(engine, prompt, NGRAM, eos, temp)
+                off = single(engine, prompt, None, eos, temp)
+                if not ngram_first:
+                    ngram = single(engine, prompt, NGRAM, eos, temp)
                 if name == "input_grounded":
                     peers.sample(prompt)
                 row = rows.setdefault(name, {"off": [], "ngram": []})
@@ -249,8 +270,11 @@ def measure(ctx: c.Context, model: Path, rounds: int) -> dict[str, Any]:
                                "accepted": ngram["accepted"]}
                 c.log(f"{name}: off {off['tps']:.1f} tok/s, ngram {ngram['tps']:.1f} tok/s")
             prompts = [grounded(PASSAGES[i % len(PASSAGES)]) for i in range(8)]
+            if ngram_first:
+                ngram8 = together(engine, prompts, NGRAM)
             off8 = together(engine, prompts, None)
-            ngram8 = together(engine, prompts, NGRAM)
+            if not ngram_first:
+                ngram8 = together(engine, prompts, NGRAM)
             row = rows.setdefault("concurrent_8", {"off": [], "ngram": []})
             row["off"].append(off8["tps"])
             row["ngram"].append(ngram8["tps"])
@@ -280,7 +304,10 @@ def print_table(out: dict[str, Any]) -> None:
             continue
         print(f"{name:<16}{row['off_tps']:>11.1f}{row['ngram_tps']:>13.1f}"
               f"{row['ratio']:>8.2f}  {row['same_text']}")
-    print("targets: input_grounded >= 1.6, free >= 0.97, concurrent_8 >= 1.0")
+    print("targets: input_grounded >= 1.6, free and free_sampled >= 0.97, concurrent_8 >= 1.0")
+    print("same text: greedy sides must match alone; free_sampled draws differ by design, and "
+          "8 concurrent in the default mode may differ (batch composition changes float "
+          "order; see deterministic mode)")
     grounded_row = results["input_grounded"]
     print(f"\npeers on input_grounded (greedy, 256 tokens, drafts <= {NGRAM.max_draft_tokens}):")
     print(f"  {'Sipp ngram':<44}{grounded_row['ngram_tps']:>8.1f} tok/s  drafted "
@@ -339,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     out.update(measure(ctx, model, args.rounds))
     if ctx.wants("deterministic"):
         try:
-            out["results"]["deterministic_8"] = deterministic_cost(ctx, model)
+            out["results"]["deterministic_8"] = deterministic_cost(ctx, model, max(2, args.rounds))
         except SippError as exc:  # keep the figures above; say why this case is missing
             out["results"]["deterministic_8"] = {"error": str(exc)}
             c.log(f"deterministic case failed: {exc}")
