@@ -473,9 +473,12 @@ class Engine:
         self._apply_kv_ops(out)
         if out.chunks:
             self._start_chunks(out)
+            started = time.perf_counter()
             decoded = self._batch.decode(out)
             if decoded is not None:
                 done.extend(self._output.sample(decoded, self._batch.indexes))
+                if decoded is out:  # not cut down by a KV-full retry: a clean measurement
+                    self.scheduler.observe_step(out.n_tokens, time.perf_counter() - started)
         now = time.perf_counter()
         if done or now >= self._next_publish or not self.scheduler.has_work:
             self._publish()

@@ -140,6 +140,8 @@ class Request(Generic[P]):
         self._pending_save: tuple[int, bytes] | None = None
         self._skipped_steps = 0
         self._draft_k = self.max_draft_tokens  # adapts to how many drafts are accepted
+        self._draft_hits = 0.0  # accepted draft positions, recent ones weighing more
+        self._draft_trials = 0.0  # verified positions: accepted ones and first rejections
 
     @property
     def num_prompt_tokens(self) -> int:

@@ -27,6 +27,7 @@ from sipp.scheduler._slots import Slot, SlotState
 from sipp.scheduler._snapshots import SnapshotEntry, SnapshotStore
 from sipp.scheduler._spans import cut_end, fit_end
 from sipp.scheduler._stats import SchedulerStats
+from sipp.scheduler._step_cost import StepCost
 from sipp.scheduler._step_shapes import (
     Drafter,
     fit_media_shares,
@@ -38,6 +39,7 @@ from sipp.types import FinishReason
 __all__ = ["Drafter", "Scheduler", "SchedulerStats"]
 
 _STARVED_EMBED_STEPS = 2
+_ACCEPT_DECAY = 0.9  # a request's acceptance rate follows its last ten or so verifications
 
 
 
@@ -76,6 +78,12 @@ class Scheduler(Generic[P]):
         # Speculative decoding: set by the engine; requests with max_draft_tokens > 0 then
         # get draft positions from the step's spare budget (see _step_shapes.plan_drafts).
         self.drafter: Drafter | None = None
+        # What a token costs a decode step (fitted from observe_step) and how often drafts
+        # are accepted overall (the prior of a request's own rate): how many drafts pay.
+        self.step_cost = StepCost()
+        self._decode_only = False
+        self._draft_hits = 0.0
+        self._draft_trials = 0.0
 
     # ------------------------------------------------------------------ queries
     @property
@@ -411,11 +419,18 @@ class Scheduler(Generic[P]):
                 )
             )
         remaining = budget - len(decodes)
-        if self.drafter is not None and decodes and not prefills and not embeds and (
-                cfg.running_limit == 1 or len(self._running) < cfg.running_limit):
-            # a full batch (every slot running) gets no drafts: verification positions
-            # would compete with the decodes for compute
-            remaining -= plan_drafts(self.drafter, self.config.n_ctx_per_slot, chunks, remaining)
+        self._decode_only = not prefills and not embeds
+        if self.drafter is not None and decodes and not prefills and not embeds:
+            fit = self.step_cost.fit()
+            if fit is not None:
+                # priced: a position is drafted only when it raises expected tokens/s
+                remaining -= plan_drafts(self.drafter, self.config.n_ctx_per_slot, chunks,
+                                         remaining, (fit, self._accept_rate))
+            elif cfg.running_limit == 1 or len(self._running) < cfg.running_limit:
+                # no step costs measured yet: a full batch (every slot running) gets no
+                # drafts, verification positions would compete with the decodes for compute
+                remaining -= plan_drafts(self.drafter, self.config.n_ctx_per_slot, chunks,
+                                         remaining)
         for request in sorted(embeds, key=lambda r: -r._skipped_steps):
             n = request.num_prompt_tokens
             if n <= remaining:
@@ -545,6 +560,18 @@ class Scheduler(Generic[P]):
             done.append(ended)
         return done
 
+    def observe_step(self, n_tokens: int, seconds: float) -> None:
+        """The engine measured the last step (decode and sampling): a decode-only step
+        (no prompt prefill) feeds the step cost fit that prices draft positions."""
+        if self._decode_only:
+            self.step_cost.observe(n_tokens, seconds)
+
+    def _accept_rate(self, request: Request[P]) -> float:
+        """How likely ``request``'s next draft position is accepted: its own recent
+        verifications, starting from the rate over all requests."""
+        prior = (self._draft_hits + 1.0) / (self._draft_trials + 2.0)
+        return (request._draft_hits + 2.0 * prior) / (request._draft_trials + 2.0)
+
     def _settle_drafts(self, chunk: ScheduledChunk[P], n_accepted: int) -> None:
         """Keep the pending token and ``n_accepted`` drafts of a verified chunk; drop the
         rest from the slot's KV so the mirror stays exactly the KV."""
@@ -561,6 +588,11 @@ class Scheduler(Generic[P]):
         request.num_draft_tokens += d
         request.num_accepted_tokens += a
         self.stats.accepted_tokens += a
+        trials = a + (1 if a < d else 0)  # each accepted position, then the first rejected
+        request._draft_hits = request._draft_hits * _ACCEPT_DECAY + a
+        request._draft_trials = request._draft_trials * _ACCEPT_DECAY + trials
+        self._draft_hits = self._draft_hits * _ACCEPT_DECAY + a
+        self._draft_trials = self._draft_trials * _ACCEPT_DECAY + trials
         if a == d:
             request._draft_k = min(top, max(request._draft_k, 1) * 2)
         elif a == 0:

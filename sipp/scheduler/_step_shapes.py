@@ -4,6 +4,7 @@ shares that end on image boundaries. Pure functions of the chunks;
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,20 +15,26 @@ from sipp.scheduler._budget import fair_shares
 from sipp.scheduler._ops import ScheduledChunk
 from sipp.scheduler._request import Request
 from sipp.scheduler._spans import cut_end
+from sipp.scheduler._step_cost import draft_gain_pays
 
-__all__ = ["Drafter", "fit_media_shares", "plan_drafts"]
+__all__ = ["Drafter", "Pricing", "fit_media_shares", "paying_shares", "plan_drafts"]
 
 Drafter = Callable[[Sequence[Request[Any]], Sequence[int]], Sequence[npt.NDArray[np.int32]]]
 """Proposes draft tokens: for each request (decoding, pending token last in
 ``all_tokens``), at most the given number of tokens likely to follow (may be empty)."""
 
+Pricing = tuple[tuple[float, float], Callable[[Request[Any]], float]]
+"""The step cost fit ``(fixed, per_token)`` seconds and each request's draft acceptance rate."""
+
 
 def plan_drafts(drafter: Drafter | None, limit: int, chunks: list[ScheduledChunk[Any]],
-            spare: int) -> int:
+                spare: int, pricing: Pricing | None = None) -> int:
     """Give decode chunks draft positions from the ``spare`` budget (only asked when no
     prompt prefills this step, so drafts never take a prefill's tokens); returns the
     positions used. Each request asks for its adaptive ``_draft_k``, never past its
-    ``max_tokens`` nor its window; the spare budget is shared fairly."""
+    ``max_tokens`` nor its window. Without ``pricing`` the spare budget is shared fairly;
+    with it, positions go one by one to the likeliest accepted and stop when one more
+    would lower the step's expected tokens per second (:func:`paying_shares`)."""
     wanted: list[ScheduledChunk[Any]] = []
     caps: list[int] = []
     for chunk in chunks:
@@ -41,8 +48,15 @@ def plan_drafts(drafter: Drafter | None, limit: int, chunks: list[ScheduledChunk
             caps.append(cap)
     if not wanted or spare <= 0:
         return 0
-    shares = fair_shares(spare, caps)
+    if pricing is None:
+        shares = fair_shares(spare, caps)
+    else:
+        fit, rate = pricing
+        shares = paying_shares([rate(c.request) for c in wanted], caps, spare,
+                               sum(c.n_tokens for c in chunks), len(chunks), fit)
     asked = [(c, n) for c, n in zip(wanted, shares, strict=True) if n > 0]
+    if not asked:
+        return 0
     assert drafter is not None
     drafts = drafter([c.request for c, _ in asked], [n for _, n in asked])
     used = 0
@@ -53,6 +67,31 @@ def plan_drafts(drafter: Drafter | None, limit: int, chunks: list[ScheduledChunk
             chunk.n_draft = d
             used += d
     return used
+
+
+def paying_shares(rates: Sequence[float], caps: Sequence[int], spare: int, n_tokens: int,
+                  tokens: float, fit: tuple[float, float]) -> list[int]:
+    """Draft positions per request: the ``j``-th draft of a request whose drafts are
+    accepted at ``rate`` adds ``rate ** j`` expected tokens; positions are taken best first
+    while they raise the step's expected tokens per second (``draft_gain_pays``), at most
+    ``caps[i]`` each and ``spare`` in all. ``n_tokens`` / ``tokens``: the step's positions
+    and expected output tokens before any draft."""
+    shares = [0] * len(caps)
+    heap = [(-r, i) for i, r in enumerate(rates) if caps[i] > 0 and r > 0.0]
+    heapq.heapify(heap)
+    used = 0
+    while heap and used < spare:
+        neg_gain, i = heapq.heappop(heap)
+        gain = -neg_gain
+        if not draft_gain_pays(gain, tokens, n_tokens + used, fit):
+            break  # the best remaining position does not pay: none does
+        shares[i] += 1
+        used += 1
+        tokens += gain
+        if shares[i] < caps[i]:
+            heapq.heappush(heap, (-gain * rates[i], i))
+    return shares
+
 
 def fit_media_shares(order: list[Request[Any]], caps: list[int], shares: list[int]) -> list[int]:
     """Cut prefill shares that would end inside an image back to the image start, then
