@@ -165,7 +165,6 @@ class Execution:
         finally:
             watcher.cancel()
 
-
     def _frames(self, ex: Exchange, group: list[TokenBatch], encode: StreamEncoder) -> bytes:
         """The SSE frames of ``group``, each batch's output tokens charged as it is encoded
         (budgets, metrics)."""
