@@ -311,6 +311,30 @@ class SippTextRun(_BaseRun[SippTextResponse]):
                     raise error
                 return
 
+    async def _abatch_groups(self) -> AsyncIterator[list[TokenBatch]]:
+        """:meth:`atokens` a group at a time: each step gives every batch that arrived
+        since the previous step (never an empty list), so a consumer that writes batches
+        out (the gateway's streams) can write all of them at once."""
+        sink = self._sink
+        index = 0
+        while True:
+            future = sink._async_wait(
+                lambda i=index: i < len(sink._batches) or sink._state != _PENDING  # type: ignore[misc]
+            )
+            if future is not None:
+                await future
+                continue
+            with sink._cond:
+                available = sink._batches[index:]
+                state, error = sink._state, sink._error
+            if available:
+                index += len(available)
+                yield available
+            elif state != _PENDING:
+                if state == _FAILED and error is not None and not isinstance(error, CancelledError):
+                    raise error
+                return
+
     def __aiter__(self) -> AsyncIterator[TokenBatch]:
         return self.atokens()
 

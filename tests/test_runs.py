@@ -167,3 +167,24 @@ def test_done_callback_runs_once_with_the_run() -> None:
     sink.complete(_payload("x"))
     run.add_done_callback(seen.append)  # already finished: called at once
     assert seen == [run, run]
+
+
+def test_batch_groups_give_what_arrived_together() -> None:
+    """The gateway's streams write a group of batches at once: each group holds every
+    batch that arrived since the last one, in order; the run's error ends it."""
+
+    async def main() -> list[list[str]]:
+        sink = RunSink(REF, wants_tokens=True)
+        run = SippTextRun(sink)
+        for piece in ("a", "b", "c"):
+            sink.push(piece, 1)
+        groups = run._abatch_groups()
+        seen = [[b.text for b in await groups.__anext__()]]
+        threading.Timer(0.02, lambda: sink.push("d", 1)).start()
+        seen.append([b.text for b in await groups.__anext__()])
+        threading.Timer(0.02, lambda: sink.fail(EngineDeadError("gone"))).start()
+        with pytest.raises(EngineDeadError):
+            await groups.__anext__()
+        return seen
+
+    assert asyncio.run(main()) == [["a", "b", "c"], ["d"]]

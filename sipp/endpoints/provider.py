@@ -42,7 +42,7 @@ from sipp.transports.http import (
     encode_json,
     retry_after_seconds,
 )
-from sipp.transports.sse import SseError, SseEvent
+from sipp.transports.sse import SseError
 from sipp.types import ChatMessage, EndpointRef
 
 __all__ = ["ProviderEndpoint"]
@@ -141,7 +141,9 @@ class ProviderEndpoint(Endpoint):
                                 stream=stream)
         driver = RunDriver(sink, self._new_call(), text=True)
         if stream:
-            decoder = _ProviderStream(
+            # the decoders are the driver's StreamDecoder themselves (no wrapper call per
+            # event on the streaming path)
+            decoder = (
                 anthropic.AnthropicStream()
                 if self.provider == "anthropic"
                 else openai.OpenAIStream(request.operation)
@@ -270,34 +272,6 @@ class ProviderEndpoint(Endpoint):
 def _redact(text: str, secrets: Iterable[str]) -> str:
     result: str = redact(text, secrets)
     return result
-
-
-class _ProviderStream:
-    """An OpenAI or Anthropic stream decoder as the driver's :class:`StreamDecoder`."""
-
-    def __init__(self, decoder: openai.OpenAIStream | anthropic.AnthropicStream) -> None:
-        self._decoder = decoder
-
-    @property
-    def done(self) -> bool:
-        return self._decoder.done
-
-    def feed(self, event: SseEvent) -> list[str | dict[str, Any]]:
-        return self._decoder.feed(event)
-
-    def finish(self, text: str) -> dict[str, Any]:
-        self._decoder.end()
-        result: dict[str, Any] = {"text": text,
-                                  "finish_reason": self._decoder.finish_reason or "stop",
-                                  "usage": self._decoder.usage, "local_stats": None}
-        logprobs = getattr(self._decoder, "logprobs", None)
-        if logprobs:
-            result["logprobs"] = logprobs
-        if self._decoder.tool_calls:
-            result["tool_calls"] = self._decoder.tool_calls
-            if result["finish_reason"] == "stop":
-                result["finish_reason"] = "tool_calls"
-        return result
 
 
 def _json_body(body: bytes) -> Any:

@@ -17,6 +17,7 @@ __all__ = [
     "ProviderStreamError",
     "ToolCallAccumulator",
     "merge_options",
+    "stream_payload",
     "usage_of",
     "vector_of",
 ]
@@ -52,6 +53,22 @@ class ToolCallAccumulator:
             raise ProviderFormatError(f"tool call delta for unknown index {index}")
         self.calls[index]["function"]["arguments"] += fragment
         return {"index": index, "function": {"arguments": fragment}}
+
+
+def stream_payload(text: str, finish_reason: FinishReason | None, usage: Usage | None,
+                   tool_calls: list[dict[str, Any]] | None,
+                   logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A finished stream's run payload (``text``: all its pieces joined); a stream that
+    called tools and stopped finishes with ``tool_calls``."""
+    result: dict[str, Any] = {"text": text, "finish_reason": finish_reason or "stop",
+                              "usage": usage, "local_stats": None}
+    if logprobs:
+        result["logprobs"] = logprobs
+    if tool_calls:
+        result["tool_calls"] = tool_calls
+        if result["finish_reason"] == "stop":
+            result["finish_reason"] = "tool_calls"
+    return result
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from sipp.providers._common import (
     count,
     merge_options,
     require_object,
+    stream_payload,
 )
 from sipp.providers._errors import ProviderFormatError
 from sipp.tools import ToolRequest
@@ -253,3 +254,8 @@ class AnthropicStream:
     def end(self) -> None:
         if not self.done:
             raise ProviderFormatError("stream ended before message_stop")
+
+    def finish(self, text: str) -> dict[str, Any]:
+        """The run's payload once the stream ended (``text``: the pieces joined)."""
+        self.end()
+        return stream_payload(text, self.finish_reason, self.usage, self.tool_calls)

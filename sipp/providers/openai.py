@@ -17,6 +17,7 @@ from sipp.providers._common import (
     ToolCallAccumulator,
     merge_options,
     require_object,
+    stream_payload,
     text_field,
     usage_of,
     vector_of,
@@ -228,7 +229,9 @@ class OpenAIStream:
             obj = json.loads(event.data)
         except json.JSONDecodeError as exc:
             raise ProviderFormatError(f"stream chunk is not valid JSON: {exc.msg}") from exc
-        if not isinstance(obj, Mapping):
+        # JSON objects decode to dicts: the checks below are isinstance(..., dict), which
+        # costs far less per chunk than an abstract Mapping check
+        if not isinstance(obj, dict):
             raise ProviderFormatError("stream chunk must be a JSON object")
         if obj.get("error") is not None:
             raise ProviderStreamError(obj)
@@ -238,13 +241,18 @@ class OpenAIStream:
         choices = obj.get("choices") or []
         if not isinstance(choices, list):
             raise ProviderFormatError("stream chunk choices must be an array")
+        chat = self._chat
         for choice in choices:
-            choice = require_object(choice, "stream choice")
+            if not isinstance(choice, dict):
+                raise ProviderFormatError("stream choice must be a JSON object")
             calls: Any = None
-            if self._chat:
-                delta = choice.get("delta") or {}
-                piece = delta.get("content") if isinstance(delta, Mapping) else None
-                calls = delta.get("tool_calls") if isinstance(delta, Mapping) else None
+            if chat:
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    piece = delta.get("content")
+                    calls = delta.get("tool_calls")
+                else:
+                    piece = None
             else:
                 piece = choice.get("text")
             if isinstance(piece, str) and piece:
@@ -253,9 +261,10 @@ class OpenAIStream:
                 texts.append(piece)
             if calls:
                 texts.extend(self._call_deltas(calls))
-            entries = logprobs_of(choice.get("logprobs")) if self._chat else None
-            if entries:
-                self.logprobs = (self.logprobs or []) + entries
+            if chat and (raw := choice.get("logprobs")) is not None:
+                entries = logprobs_of(raw)
+                if entries:
+                    self.logprobs = (self.logprobs or []) + entries
             reason = choice.get("finish_reason")
             if reason is not None:
                 self.finish_reason = finish_reason(reason)
@@ -289,3 +298,9 @@ class OpenAIStream:
         """At end of stream: it must have finished (``[DONE]`` or a finish reason)."""
         if not self.done and self.finish_reason is None:
             raise ProviderFormatError("stream ended before a finish reason")
+
+    def finish(self, text: str) -> dict[str, Any]:
+        """The run's payload once the stream ended (``text``: the pieces joined)."""
+        self.end()
+        return stream_payload(text, self.finish_reason, self.usage, self.tool_calls,
+                              self.logprobs)

@@ -142,18 +142,21 @@ class RunDriver:
         try:
             response = await respond(call)
             parser = SseParser()
+            feed = decoder.feed
+            token = self.token
             async for chunk in call.chunks(response):
                 for event in parser.feed(chunk):
-                    for item in decoder.feed(event):
-                        if not (self.token(item) if isinstance(item, str)
-                                else self.tool_call(item)):
+                    for item in feed(event):
+                        if not (token(item) if isinstance(item, str) else self.tool_call(item)):
                             return
                     if decoder.done:
                         break
-                if decoder.done:
-                    break
+                else:
+                    continue
+                break  # the final event arrived
             parser.close()
             self.complete(decoder.finish(self.text))
+            await call.drain(response)  # the run has its result: keep the connection
         except BaseException as exc:
             self.fail(translate(exc))
         finally:

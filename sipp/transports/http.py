@@ -47,6 +47,10 @@ MAX_ERROR_BODY_BYTES = 1 << 20
 MAX_RESPONSE_BYTES = 64 << 20
 _CLOSE_WAIT_S = 5.0
 _CONNECT_GRACE_S = 0.02
+# What a stream's body may still hold after its final event, and how long it may take to
+# end, for its connection to go back to the pool (see HttpCall.drain)
+_DRAIN_BYTES = 64 << 10
+_DRAIN_S = 1.0
 
 AbortReason = Literal["cancelled", "deadline", "closed"]
 Response = aiohttp.ClientResponse
@@ -170,6 +174,23 @@ class HttpCall:
                 return b"".join(parts)[:limit], True
         return b"".join(parts), False
 
+    async def drain(self, response: Response) -> None:
+        """After a stream's final event: read the rest of the body so that :meth:`finish`
+        returns the connection to the pool rather than closing it.
+
+        The rest is normally only the end of the chunked encoding, written just after the
+        final event and often read in a later chunk; without this, a stream whose end had
+        not arrived yet cost its connection and the next request a new one. At most
+        ``_DRAIN_BYTES`` within ``_DRAIN_S`` seconds; past either (or on any failure) the
+        connection is closed as before."""
+        content = response.content
+        if self.aborted is not None or content.at_eof():
+            return
+        try:
+            await asyncio.wait_for(_read_rest(content, _DRAIN_BYTES), _DRAIN_S)
+        except Exception:  # too slow, too long or broken: finish() closes the connection
+            pass
+
     def finish(self) -> None:
         """Stop the deadline timer and release (or, if unread or aborted, close) the
         connection."""
@@ -241,6 +262,18 @@ class HttpCall:
         if isinstance(exc, TimeoutError):
             return CallFailure("timeout", "read timed out waiting for the server")
         return CallFailure("transport", f"connection failed: {_describe(exc)}")
+
+
+async def _read_rest(content: aiohttp.StreamReader, limit: int) -> None:
+    """Read ``content`` to its end, or stop once more than ``limit`` bytes came."""
+    size = 0
+    while not content.at_eof():
+        data = await content.readany()
+        if not data:
+            return
+        size += len(data)
+        if size > limit:
+            return
 
 
 def _describe(exc: BaseException | None) -> str:

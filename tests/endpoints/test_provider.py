@@ -577,3 +577,47 @@ def test_descriptor_defaults_and_secret_free_repr() -> None:
     assert d.base_url == "http://localhost:8000/v1"
     assert d.timeouts == TimeoutPolicy(connect=10, request=60, stream_read=60)
     assert KEY not in repr(d)
+
+
+def test_stream_end_arriving_late_keeps_the_connection(client: SippClient) -> None:
+    """The chunked end of a stream often arrives after its final event: the run answers
+    at once, and the connection still goes back to the pool for the next request."""
+    release = threading.Event()
+
+    def handle(ex: Exchange) -> None:
+        ex.start_stream()
+        ex.write(b'data: {"id":"c","model":"m","choices":[{"index":0,"text":"hi",'
+                 b'"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+        release.wait(5)
+        ex.end_stream()
+
+    with LoopbackServer(handle) as server:
+        ref = add_openai(client, server.url)
+        for _ in range(2):
+            release.clear()
+            run = client.query("x", endpoint=ref, emit_tokens=True)
+            assert run.result(timeout=5)["text"] == "hi"  # before the stream's end came
+            release.set()
+            time.sleep(0.2)  # the end arrives; the connection is released
+        assert not server.errors
+    assert len(server.requests) == 2
+    assert server.requests[0].peer == server.requests[1].peer  # one connection for both
+
+
+def test_stream_that_goes_on_after_its_final_event_is_closed(client: SippClient) -> None:
+    def handle(ex: Exchange) -> None:
+        ex.start_stream()
+        ex.write(b'data: {"id":"c","model":"m","choices":[{"index":0,"text":"hi",'
+                 b'"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+        for _ in range(400):
+            time.sleep(0.01)
+            if not ex.write(b": trailing\n\n"):
+                return
+
+    with LoopbackServer(handle) as server:
+        ref = add_openai(client, server.url)
+        started = time.monotonic()
+        assert client.query("x", endpoint=ref, emit_tokens=True).result(timeout=5)[
+            "text"] == "hi"
+        assert time.monotonic() - started < 1.0
+        assert server.disconnected.wait(4)  # given up on after a short wait, not kept

@@ -22,6 +22,7 @@ class Exchange:
         self._h = handler
         self._server = server
         self.method = handler.command
+        self.peer = handler.client_address  # (host, port): which connection it came on
         self.path = handler.path
         self.headers = {k.lower(): v for k, v in handler.headers.items()}
         length = int(handler.headers.get("Content-Length") or 0)

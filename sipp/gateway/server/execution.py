@@ -25,6 +25,7 @@ __all__ = ["ClientGone", "ErrorStyle", "Execution", "Handler", "Route", "StreamE
            "caller_error"]
 
 RunT = TypeVar("RunT", SippTextRun, SippEmbeddingRun)
+T = TypeVar("T")
 
 
 class ErrorStyle(Protocol):
@@ -124,26 +125,25 @@ class Execution:
         """Write SSE frames as batches arrive. Failures before the first token are plain
         error responses; later ones become an in-band error event. Returns the response
         (None when the stream ended in an error or the client left)."""
-        tokens = run.atokens()
+        # the batches that arrived together are written together (one write, not one each)
+        groups = run._abatch_groups()
         watcher = asyncio.ensure_future(ex.wait_disconnect())
         watcher.add_done_callback(
             lambda t: None if t.cancelled() else run.cancel("client_disconnected"))
         metrics = self.state.metrics
         ex.streaming = True
         try:
-            first = await _first(tokens)
+            first = await _first(groups)
             if watcher.done():
                 raise ClientGone
             await ex.start(200, b"text/event-stream", [
                 (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")])
             if first is not None:
                 metrics.ttft[operation].observe(time.perf_counter() - ex.started)
-                self.state.charge_output(ex, first.token_count)
-                await ex.body(encode.token(first), more=True)
-                async for batch in tokens:
-                    self.state.charge_output(ex, batch.token_count)
-                    if frame := encode.token(batch):  # b"": nothing to send for it
-                        await ex.body(frame, more=True)
+                await ex.body(self._frames(ex, first, encode), more=True)
+                async for group in groups:
+                    if frames := self._frames(ex, group, encode):  # b"": nothing to send
+                        await ex.body(frames, more=True)
             response = await run
             if watcher.done():
                 raise ClientGone
@@ -165,14 +165,28 @@ class Execution:
         finally:
             watcher.cancel()
 
+    def _frames(self, ex: Exchange, group: list[TokenBatch], encode: StreamEncoder) -> bytes:
+        """The SSE frames of ``group``, each batch's output tokens charged as it is encoded
+        (budgets, metrics)."""
+        charge = self.state.charge_output
+        if len(group) == 1:
+            batch = group[0]
+            charge(ex, batch.token_count)
+            return encode.token(batch)
+        frames = []
+        for batch in group:
+            charge(ex, batch.token_count)
+            frames.append(encode.token(batch))
+        return b"".join(frames)
+
 
 async def _await(run: SippTextRun | SippEmbeddingRun) -> Any:
     return await run
 
 
-async def _first(tokens: AsyncIterator[TokenBatch]) -> TokenBatch | None:
+async def _first(items: AsyncIterator[T]) -> T | None:
     try:
-        return await tokens.__anext__()
+        return await items.__anext__()
     except StopAsyncIteration:
         return None
 

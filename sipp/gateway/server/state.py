@@ -108,8 +108,9 @@ class GatewayState:
         if tokens <= 0 or target is None:
             return
         ex.charged_output += tokens
-        self.replication.charge_soon(ex.caller, target, tokens)
         self.metrics.output_tokens[target] += tokens
+        if self.budgets.limited:  # (per streamed batch: skipped when no limit is set)
+            self.replication.charge_soon(ex.caller, target, tokens)
 
     def settle_after_disconnect(self, ex: Exchange, usage: Any) -> None:
         """A run whose client left has ended: charge what it used beyond what streamed

@@ -57,6 +57,8 @@ class TokenBudgets:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._buckets: dict[LimitKind, dict[str, TokenBucket]] = {"caller": {}, "target": {}}
+        self.limited = False
+        """Whether any caller or target has a limit (else nothing is ever charged)."""
         for name, limit in callers.items():
             self.set_limit("caller", name, limit)
         for name, limit in targets.items():
@@ -69,6 +71,7 @@ class TokenBudgets:
             buckets.pop(name, None)
         else:
             buckets[name] = TokenBucket(tokens_per_minute, self._clock)
+        self.limited = any(self._buckets.values())
 
     def limit(self, kind: LimitKind, name: str) -> int | None:
         bucket = self._buckets[kind].get(name)

@@ -3,7 +3,7 @@
 The fake endpoint reads its script from the prompt (or last chat message):
 ``hello`` → tokens "Hel", "lo"; ``fail-early`` → fails before any token; ``fail-mid`` →
 one token then an engine error; ``block`` → one token then waits for cancel; ``slow`` →
-answers after 0.4 s.
+answers after 0.4 s; ``burst`` → six one-letter tokens pushed back to back.
 """
 
 from __future__ import annotations
@@ -92,6 +92,12 @@ class FakeEndpoint(Endpoint):
             return
         if "slow" in text:
             time.sleep(0.4)
+        if "burst" in text:  # six batches back to back (they reach the gateway together)
+            for piece in "abcdef":
+                sink.push(piece, 1)
+            sink.complete({"text": "abcdef", "finish_reason": "stop", "local_stats": None,
+                           "usage": {"input_tokens": 3, "output_tokens": 6, "total_tokens": 9}})
+            return
         sink.push("Hel", 1)
         if "fail-mid" in text:
             time.sleep(0.05)

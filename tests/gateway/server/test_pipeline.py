@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import time
@@ -9,7 +10,13 @@ from collections.abc import Callable
 
 import requests
 
-from tests.gateway.server.conftest import LIMITED_TOKEN, RunningGateway, Script, auth
+from tests.gateway.server.conftest import (
+    BASE_CONFIG,
+    LIMITED_TOKEN,
+    RunningGateway,
+    Script,
+    auth,
+)
 
 
 def post(gw: RunningGateway, route: str, body: object, headers: dict[str, str] | None = None,
@@ -191,3 +198,24 @@ def test_no_cors_headers_when_disabled(gateway: RunningGateway) -> None:
     assert "access-control-allow-origin" not in r.headers
     pre = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
     assert requests.options(gateway.url + "/v1/query", headers=pre, timeout=5).status_code == 405
+
+
+def test_stream_batches_that_arrive_together(start_gateway: Callable[..., RunningGateway]
+                                             ) -> None:
+    """Batches that reach the gateway together go out in one write: every chunk is still
+    there in order, and each batch's tokens are charged (and counted once)."""
+    config = copy.deepcopy(BASE_CONFIG)
+    config["security"]["token_limit"] = {"callers": {"all": 6}, "targets": {}}
+    gw = start_gateway(config, clock=lambda: 0.0)  # no refill
+    r = post(gw, "/v1/chat/completions", {"model": "alpha", "stream": True,
+                                          "messages": [{"role": "user", "content": "burst"}]})
+    assert r.status_code == 200
+    chunks = [json.loads(line[6:]) for line in r.text.splitlines()
+              if line.startswith("data: {")]
+    assert [c["choices"][0]["delta"].get("content") for c in chunks[:6]] == list("abcdef")
+    assert chunks[6]["choices"][0]["finish_reason"] == "stop"
+    assert r.text.endswith("data: [DONE]\n\n")
+    profile = post(gw, "/v1/query", {"model": "alpha", "prompt": "burst", "stream": True})
+    assert profile.status_code == 429  # the caller's 6 tokens a minute are spent
+    metrics = requests.get(gw.management_url + "/metrics", timeout=5).text
+    assert 'sipp_gateway_output_tokens_total{target="alpha"} 6' in metrics
