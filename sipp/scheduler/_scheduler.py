@@ -78,7 +78,7 @@ class Scheduler(Generic[P]):
         # Speculative decoding: set by the engine; requests with max_draft_tokens > 0 then
         # get draft positions from the step's spare budget (see _step_shapes.plan_drafts).
         self.drafter: Drafter | None = None
-        # What a token costs a decode step (fitted from observe_step) and how often drafts
+        # What a decode step costs by size (measured in observe_step) and how often drafts
         # are accepted overall (the prior of a request's own rate): how many drafts pay.
         self.step_cost = StepCost()
         self._decode_only = False
@@ -421,11 +421,10 @@ class Scheduler(Generic[P]):
         remaining = budget - len(decodes)
         self._decode_only = not prefills and not embeds
         if self.drafter is not None and decodes and not prefills and not embeds:
-            fit = self.step_cost.fit()
-            if fit is not None:
-                # priced: a position is drafted only when it raises expected tokens/s
+            if self.step_cost.known:
+                # priced: drafts only as far as they raise the step's expected tokens/s
                 remaining -= plan_drafts(self.drafter, self.config.n_ctx_per_slot, chunks,
-                                         remaining, (fit, self._accept_rate))
+                                         remaining, (self.step_cost, self._accept_rate))
             elif cfg.running_limit == 1 or len(self._running) < cfg.running_limit:
                 # no step costs measured yet: a full batch (every slot running) gets no
                 # drafts, verification positions would compete with the decodes for compute
@@ -562,7 +561,7 @@ class Scheduler(Generic[P]):
 
     def observe_step(self, n_tokens: int, seconds: float) -> None:
         """The engine measured the last step (decode and sampling): a decode-only step
-        (no prompt prefill) feeds the step cost fit that prices draft positions."""
+        (no prompt prefill) feeds the step costs that price draft positions."""
         if self._decode_only:
             self.step_cost.observe(n_tokens, seconds)
 

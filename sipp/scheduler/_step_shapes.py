@@ -15,7 +15,7 @@ from sipp.scheduler._budget import fair_shares
 from sipp.scheduler._ops import ScheduledChunk
 from sipp.scheduler._request import Request
 from sipp.scheduler._spans import cut_end
-from sipp.scheduler._step_cost import draft_gain_pays
+from sipp.scheduler._step_cost import StepCost, best_draft_count
 
 __all__ = ["Drafter", "Pricing", "fit_media_shares", "paying_shares", "plan_drafts"]
 
@@ -23,8 +23,8 @@ Drafter = Callable[[Sequence[Request[Any]], Sequence[int]], Sequence[npt.NDArray
 """Proposes draft tokens: for each request (decoding, pending token last in
 ``all_tokens``), at most the given number of tokens likely to follow (may be empty)."""
 
-Pricing = tuple[tuple[float, float], Callable[[Request[Any]], float]]
-"""The step cost fit ``(fixed, per_token)`` seconds and each request's draft acceptance rate."""
+Pricing = tuple[StepCost, Callable[[Request[Any]], float]]
+"""Measured step costs and each request's draft acceptance rate."""
 
 
 def plan_drafts(drafter: Drafter | None, limit: int, chunks: list[ScheduledChunk[Any]],
@@ -33,8 +33,8 @@ def plan_drafts(drafter: Drafter | None, limit: int, chunks: list[ScheduledChunk
     prompt prefills this step, so drafts never take a prefill's tokens); returns the
     positions used. Each request asks for its adaptive ``_draft_k``, never past its
     ``max_tokens`` nor its window. Without ``pricing`` the spare budget is shared fairly;
-    with it, positions go one by one to the likeliest accepted and stop when one more
-    would lower the step's expected tokens per second (:func:`paying_shares`)."""
+    with it, the likeliest accepted positions are taken as far as they raise the step's
+    expected tokens per second (:func:`paying_shares`)."""
     wanted: list[ScheduledChunk[Any]] = []
     caps: list[int] = []
     for chunk in chunks:
@@ -51,9 +51,9 @@ def plan_drafts(drafter: Drafter | None, limit: int, chunks: list[ScheduledChunk
     if pricing is None:
         shares = fair_shares(spare, caps)
     else:
-        fit, rate = pricing
+        cost, rate = pricing
         shares = paying_shares([rate(c.request) for c in wanted], caps, spare,
-                               sum(c.n_tokens for c in chunks), len(chunks), fit)
+                               sum(c.n_tokens for c in chunks), len(chunks), cost)
     asked = [(c, n) for c, n in zip(wanted, shares, strict=True) if n > 0]
     if not asked:
         return 0
@@ -70,26 +70,27 @@ def plan_drafts(drafter: Drafter | None, limit: int, chunks: list[ScheduledChunk
 
 
 def paying_shares(rates: Sequence[float], caps: Sequence[int], spare: int, n_tokens: int,
-                  tokens: float, fit: tuple[float, float]) -> list[int]:
+                  tokens: float, cost: StepCost) -> list[int]:
     """Draft positions per request: the ``j``-th draft of a request whose drafts are
-    accepted at ``rate`` adds ``rate ** j`` expected tokens; positions are taken best first
-    while they raise the step's expected tokens per second (``draft_gain_pays``), at most
-    ``caps[i]`` each and ``spare`` in all. ``n_tokens`` / ``tokens``: the step's positions
-    and expected output tokens before any draft."""
-    shares = [0] * len(caps)
+    accepted at ``rate`` adds ``rate ** j`` expected tokens; candidates are ranked best
+    first (at most ``caps[i]`` each, ``spare`` in all) and the leading ones kept that give
+    the step the most expected tokens per second (``best_draft_count``). ``n_tokens`` /
+    ``tokens``: the step's positions and expected output tokens before any draft."""
+    order: list[int] = []
+    gains: list[float] = []
     heap = [(-r, i) for i, r in enumerate(rates) if caps[i] > 0 and r > 0.0]
     heapq.heapify(heap)
-    used = 0
-    while heap and used < spare:
+    taken = [0] * len(caps)
+    while heap and len(order) < spare:
         neg_gain, i = heapq.heappop(heap)
-        gain = -neg_gain
-        if not draft_gain_pays(gain, tokens, n_tokens + used, fit):
-            break  # the best remaining position does not pay: none does
+        order.append(i)
+        gains.append(-neg_gain)
+        taken[i] += 1
+        if taken[i] < caps[i]:
+            heapq.heappush(heap, (neg_gain * rates[i], i))
+    shares = [0] * len(caps)
+    for i in order[:best_draft_count(gains, n_tokens, tokens, cost)]:
         shares[i] += 1
-        used += 1
-        tokens += gain
-        if shares[i] < caps[i]:
-            heapq.heappush(heap, (-gain * rates[i], i))
     return shares
 
 
