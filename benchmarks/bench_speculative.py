@@ -118,35 +118,36 @@ PEER_CTX = 4096  # the grounded prompt (~600 tokens) plus 256 new tokens fit wit
 
 def deterministic_cost(ctx: c.Context, model: Path, rounds: int) -> dict[str, Any]:
     """Aggregate tok/s of 8 concurrent free generations, default vs deterministic mode
-    (both engines loaded, their runs alternating for ``rounds`` rounds; medians), and how
-    many concurrent answers equal the answer alone in each."""
+    (each round loads each mode's engine alone, the order swapping every round; medians),
+    and how many concurrent answers equal the answer alone in each. One engine at a time:
+    two loaded engines slow each other down on two cores even when one is idle."""
     prompts = [f"Write a story about {w}.\n\n" for w in
                "a fox,the sea,a clock,rain,a king,bread,a robot,snow".split(",")]
-    threads = ctx.args.threads  # placement and flash attention: each mode's own rules
-    engines = {name: Engine.load(str(model), NativeRuntimeConfig(
-        context={"n_parallel": 8, "n_threads": threads, "n_threads_batch": threads},
-        scheduler={"deterministic": det})) for name, det in (("default", False),
-                                                              ("deterministic", True))}
+    threads = ctx.args.threads  # placement and flash attention: each mode's defaults
+    modes = {"default": False, "deterministic": True}
     row: dict[str, Any] = {}
-    try:
-        alone = {name: [run(e, p, None, ignore_eos=True, max_tokens=128).result(600)["text"]
-                        for p in prompts[:4]] for name, e in engines.items()}
-        samples: dict[str, list[float]] = {name: [] for name in engines}
-        for r in range(rounds):
-            for name in (list(engines) if r % 2 == 0 else list(reversed(engines))):
+    samples: dict[str, list[float]] = {name: [] for name in modes}
+    alone: dict[str, list[str]] = {}
+    for r in range(rounds):
+        for name in (list(modes) if r % 2 == 0 else list(reversed(modes))):
+            engine = Engine.load(str(model), NativeRuntimeConfig(
+                context={"n_parallel": 8, "n_threads": threads, "n_threads_batch": threads},
+                scheduler={"deterministic": modes[name]}))
+            try:
+                if name not in alone:
+                    alone[name] = [run(engine, p, None, ignore_eos=True, max_tokens=128)
+                                   .result(600)["text"] for p in prompts[:4]]
                 start = time.perf_counter()
-                runs = [run(engines[name], p, None, ignore_eos=True, max_tokens=128)
-                        for p in prompts]
+                runs = [run(engine, p, None, ignore_eos=True, max_tokens=128) for p in prompts]
                 results = [x.result(600) for x in runs]
                 wall = time.perf_counter() - start
-                n = sum(x["usage"]["output_tokens"] for x in results)  # type: ignore[index,misc]
-                samples[name].append(n / wall)
-                same = sum(a == x["text"] for a, x in zip(alone[name], results[:4], strict=True))
-                row[f"{name}_same_as_alone"] = min(row.get(f"{name}_same_as_alone", 4), same)
-                c.log(f"{name}: {n / wall:.1f} tok/s over 8 concurrent")
-    finally:
-        for engine in engines.values():
-            engine.close()
+            finally:
+                engine.close()
+            n = sum(x["usage"]["output_tokens"] for x in results)  # type: ignore[index,misc]
+            samples[name].append(n / wall)
+            same = sum(a == x["text"] for a, x in zip(alone[name], results[:4], strict=True))
+            row[f"{name}_same_as_alone"] = min(row.get(f"{name}_same_as_alone", 4), same)
+            c.log(f"{name}: {n / wall:.1f} tok/s over 8 concurrent")
     for name, values in samples.items():
         row[f"{name}_tps"] = statistics.median(values)
         row[f"{name}_samples"] = values

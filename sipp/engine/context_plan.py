@@ -151,12 +151,9 @@ def plan_context(facts: ModelFacts, config: NativeRuntimeConfig) -> ContextPlan:
                 "context.kv_unified unset or False"
             )
         kv_unified = False
-        if c.flash_attention == "enabled":
-            raise ConfigurationError(
-                "scheduler.deterministic runs attention as plain matrix products (ggml's "
-                "CPU flash attention picks its kernel by batch size): leave "
-                "context.flash_attention unset or 'disabled'"
-            )
+        # flash attention stays as configured: in the CPU backend's reference mode (see
+        # LlamaContext.set_batch_invariant) it runs its per-row kernel, no tiling nor KV
+        # chunking by batch shape
     swa_full = c.swa_full if c.swa_full is not None else (
         facts.n_swa > 0 and cache_mode != "disabled")
     n_batch = c.n_batch or _DEFAULT_N_BATCH
@@ -187,8 +184,7 @@ def context_params(plan: ContextPlan, config: NativeRuntimeConfig) -> dict[str, 
         "n_threads_batch": c.n_threads_batch, "embeddings": plan.embeddings,
         "pooling_type": None if c.pooling == "unspecified" else c.pooling,
         "kv_unified": plan.kv_unified, "swa_full": plan.swa_full,
-        "flash_attn": _FLASH["disabled" if config.scheduler.deterministic
-                             else c.flash_attention], "type_k": c.cache_type_k,
+        "flash_attn": _FLASH[c.flash_attention], "type_k": c.cache_type_k,
         "type_v": c.cache_type_v, "offload_kqv": c.offload_kqv, "op_offload": c.op_offload,
         "no_perf": not config.observability.backend_profiling,
         "rope_scaling_type": c.rope_scaling, "rope_freq_base": c.rope_freq_base,

@@ -86,8 +86,9 @@ def test_speculation_in_deterministic_mode_keeps_the_answers(engine_factory: Any
     assert drafted.metrics()["speculative"]["accepted_tokens"] > 0
 
 
+@pytest.mark.parametrize("flash", ["off", "on"])
 def test_batch_invariant_context_gives_a_token_the_same_logits_in_any_batch(
-        native_backend: None, tiny_llama_path: Path) -> None:
+        native_backend: None, tiny_llama_path: Path, flash: str) -> None:
     """The kernel property the mode rests on (our llama.cpp patch): one prompt's last
     logits are bit-identical whether it is decoded whole, with a 1- or 7-token last
     chunk, or beside another sequence."""
@@ -98,8 +99,8 @@ def test_batch_invariant_context_gives_a_token_the_same_logits_in_any_batch(
 
     def last_logits(parts: list[tuple[int, int]], beside: bool = False) -> Any:
         ctx = LlamaContext(model, n_ctx=1024, n_batch=512, n_ubatch=512, n_seq_max=2,
-                           kv_unified=False, flash_attn="off", n_threads=1,
-                           n_threads_batch=1)
+                           kv_unified=False, flash_attn=flash, n_threads=2,
+                           n_threads_batch=2)
         try:
             assert ctx.set_batch_invariant(True)
             batch = LlamaBatch(512, 2)
@@ -127,7 +128,6 @@ def test_batch_invariant_context_gives_a_token_the_same_logits_in_any_batch(
 
 @pytest.mark.parametrize(("config", "message"), [
     ({"context": {"kv_unified": True}}, "context.kv_unified"),
-    ({"context": {"flash_attention": "enabled"}}, "context.flash_attention"),
     ({"placement": {"no_extra_bufts": False}}, "placement.no_extra_bufts"),
 ])
 def test_settings_that_break_it_are_refused(engine_factory: Any, tiny_llama_path: Path,
