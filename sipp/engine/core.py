@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sipp.config import NativeRuntimeConfig
+from sipp.engine._shutdown import close_at_exit
 from sipp.engine.batching import StepBatch
 from sipp.engine.context_plan import (
     ContextPlan,
@@ -221,6 +222,7 @@ class Engine:
             if isinstance(exc, SippError):
                 raise exc
             raise ModelLoadError(f"failed to load model from {model_path}: {exc}") from exc
+        close_at_exit(engine)
         return engine
 
     def _open(self, path: str, raw: NativeRuntimeConfig, chat_template: str | None,
