@@ -345,6 +345,16 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (``0 < q <= 1``): the smallest value with at least
+    ``q`` of the values at or below it; NaN for no values. One definition for every
+    benchmark's p50 / p99."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
 @dataclass
 class Row:
     """One comparison: our figure, the peer's and ``ratio = ours / peer``; ``target`` is

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import free_port
+from benchmarks._common import free_port, percentile
 from benchmarks.bench_gateway_provider import (
     MODEL,
     TOKEN,
@@ -40,7 +40,6 @@ from benchmarks.bench_gateway_provider import (
     UPSTREAM_MODEL,
     Target,
     _body,
-    _pct,
     _wait_http,
     gateway_toml,
     process,
@@ -87,11 +86,11 @@ def latency(sides: dict[str, tuple[int, int, int]], stream: bool, rounds: int,
             samples.setdefault(key, []).extend(values)
         for name in names:
             per_round_added[name].append(
-                (_pct(got[name], 0.5) - _pct(got[f"direct-{name}"], 0.5)) * 1e3)
+                (percentile(got[name], 0.5) - percentile(got[f"direct-{name}"], 0.5)) * 1e3)
     out: dict[str, Any] = {}
     for name in names:
-        direct = _pct(samples[f"direct-{name}"], 0.5) * 1e3
-        via = _pct(samples[name], 0.5) * 1e3
+        direct = percentile(samples[f"direct-{name}"], 0.5) * 1e3
+        via = percentile(samples[name], 0.5) * 1e3
         out[name] = {"direct_p50_ms": round(direct, 3), "gateway_p50_ms": round(via, 3),
                      "added_p50_ms": round(via - direct, 3),
                      "median_round_added_p50_ms": round(_median(per_round_added[name]), 3),

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from benchmarks._common import percentile
 from sipp.client import SippClient
 from sipp.gateway.server.cache import (
     CachedAnswer,
@@ -188,11 +189,6 @@ def replay(server: GatewayServer, questions: list[str], concurrency: int) -> lis
         return list(pool.map(one, enumerate(questions)))
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def exact_miss_overhead(samples: int = 500, size: int = 10_000) -> float:
     cache = ResponseCache(CacheConfig("c"), MemoryStore(3600, size * 2, 1 << 30, time.monotonic))
     answer = CachedAnswer("Open Settings, then follow the steps.", "stop", "q")
@@ -296,8 +292,8 @@ def main() -> int:
             before = mock.calls
             latencies = replay(server, questions, args.concurrency)
             calls = mock.calls - before
-        results["runs"][label] = {"p50_ms": round(pct(latencies, 0.5), 1),
-                                  "p99_ms": round(pct(latencies, 0.99), 1),
+        results["runs"][label] = {"p50_ms": round(percentile(latencies, 0.5), 1),
+                                  "p99_ms": round(percentile(latencies, 0.99), 1),
                                   "upstream_calls": calls}
     results["exact_miss_overhead_p50_ms"] = round(exact_miss_overhead(), 3)
     if minilm is not None:

@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import Report, Row, emit, gemma_path, log, median, word_text
+from benchmarks._common import Report, Row, emit, gemma_path, log, median, percentile, word_text
 from sipp.gateway.server.submission import DEFAULT_SUBMIT_WORKERS
 
 TOKEN = "sk-bench-stall"
@@ -169,11 +169,6 @@ async def scenario(port: int, streams: int, heavy: int, text: str, baseline_s: f
             "heavy_status": sorted({status for _, _, status in windows})}
 
 
-def _pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
-
-
 # --- the benchmark -------------------------------------------------------------------------
 
 
@@ -215,11 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with gateway(config, modes[mode]) as port:
             result = asyncio.run(scenario(port, args.streams, args.heavy_requests, text,
                                           args.baseline))
-        run = {"p50_gap_ms": _pct(result["heavy_gaps"], 0.5) * 1e3,
-               "p99_gap_ms": _pct(result["heavy_gaps"], 0.99) * 1e3,
+        run = {"p50_gap_ms": percentile(result["heavy_gaps"], 0.5) * 1e3,
+               "p99_gap_ms": percentile(result["heavy_gaps"], 0.99) * 1e3,
                "max_gap_ms": max(result["heavy_gaps"], default=0.0) * 1e3,
-               "baseline_p50_gap_ms": _pct(result["baseline_gaps"], 0.5) * 1e3,
-               "baseline_p99_gap_ms": _pct(result["baseline_gaps"], 0.99) * 1e3,
+               "baseline_p50_gap_ms": percentile(result["baseline_gaps"], 0.5) * 1e3,
+               "baseline_p99_gap_ms": percentile(result["baseline_gaps"], 0.99) * 1e3,
                "heavy_latency_s": result["heavy_latency_s"],
                "heavy_status": result["heavy_status"], "gaps": len(result["heavy_gaps"])}
         log(f"{mode}: p99 gap {run['p99_gap_ms']:.1f} ms during heavy requests "

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import Report, Row, fmt, free_port, log, machine_state
+from benchmarks._common import Report, Row, fmt, free_port, log, machine_state, percentile
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "sk-bench-gateway"
@@ -352,14 +351,6 @@ general_settings:
 # --- the benchmark ------------------------------------------------------------------------
 
 
-def _pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[index]
-
-
 def _body(stream: bool, model: str) -> bytes:
     body: dict[str, Any] = {"model": model, "messages": MESSAGES, "max_tokens": 16}
     if stream:
@@ -444,8 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "targets": [t.as_dict() for t in targets]})
             figures: dict[str, Any] = {}
             for name, values in samples.items():
-                figures[name] = {"p50_ms": _pct(values, 0.5) * 1e3,
-                                 "p99_ms": _pct(values, 0.99) * 1e3, "n": len(values)}
+                figures[name] = {"p50_ms": percentile(values, 0.5) * 1e3,
+                                 "p99_ms": percentile(values, 0.99) * 1e3, "n": len(values)}
             for name in sides:
                 if name == "direct":
                     continue

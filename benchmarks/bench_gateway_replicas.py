@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import Report, Row, fmt, free_port, log, machine_state
+from benchmarks._common import Report, Row, fmt, free_port, log, machine_state, percentile
 from benchmarks.bench_gateway_provider import (
     MODEL,
     TOKEN,
@@ -43,7 +43,6 @@ from benchmarks.bench_gateway_provider import (
     UPSTREAM_MODEL,
     Target,
     _body,
-    _pct,
     _wait_http,
     gateway_toml,
     group_cpu_seconds,
@@ -194,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "targets": [t.as_dict() for t in targets]})
             figures: dict[str, Any] = {}
             for name, values in samples.items():
-                figures[name] = {"p50_ms": _pct(values, 0.5) * 1e3,
-                                 "p99_ms": _pct(values, 0.99) * 1e3, "n": len(values)}
+                figures[name] = {"p50_ms": percentile(values, 0.5) * 1e3,
+                                 "p99_ms": percentile(values, 0.99) * 1e3, "n": len(values)}
             for name in sides:
                 if name != "direct":
                     for q in ("p50", "p99"):
