@@ -291,25 +291,9 @@ class SippTextRun(_BaseRun[SippTextResponse]):
 
     async def atokens(self) -> AsyncIterator[TokenBatch]:
         """Async iterator of token batches; the event loop is never blocked."""
-        sink = self._sink
-        index = 0
-        while True:
-            future = sink._async_wait(
-                lambda i=index: i < len(sink._batches) or sink._state != _PENDING  # type: ignore[misc]
-            )
-            if future is not None:
-                await future
-                continue
-            with sink._cond:
-                available = sink._batches[index:]
-                state, error = sink._state, sink._error
-            for batch in available:
+        async for group in self._abatch_groups():
+            for batch in group:
                 yield batch
-            index += len(available)
-            if not available and state != _PENDING:
-                if state == _FAILED and error is not None and not isinstance(error, CancelledError):
-                    raise error
-                return
 
     async def _abatch_groups(self) -> AsyncIterator[list[TokenBatch]]:
         """:meth:`atokens` a group at a time: each step gives every batch that arrived

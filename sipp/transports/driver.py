@@ -151,9 +151,8 @@ class RunDriver:
                             return
                     if decoder.done:
                         break
-                else:
-                    continue
-                break  # the final event arrived
+                if decoder.done:  # the final event arrived
+                    break
             parser.close()
             self.complete(decoder.finish(self.text))
             await call.drain(response)  # the run has its result: keep the connection

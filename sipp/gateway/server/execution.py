@@ -169,10 +169,6 @@ class Execution:
         """The SSE frames of ``group``, each batch's output tokens charged as it is encoded
         (budgets, metrics)."""
         charge = self.state.charge_output
-        if len(group) == 1:
-            batch = group[0]
-            charge(ex, batch.token_count)
-            return encode.token(batch)
         frames = []
         for batch in group:
             charge(ex, batch.token_count)
